@@ -1,0 +1,2 @@
+//! The balie command.
+fn main() {}

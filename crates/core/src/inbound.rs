@@ -1,0 +1,70 @@
+//! The normalised inbound event: what every connector turns a platform payload into.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Millis;
+
+/// One thing a customer did on a platform, normalised. Connectors produce it, the journal
+/// stores it (keyed by channel and `external_id`), the pipeline turns it into a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inbound {
+    /// The platform's own id for this event (`mid`, `wamid`, comment id, tweet id, ...).
+    /// Unique within one channel; the dedupe key.
+    pub external_id: String,
+    pub kind: InboundKind,
+    pub author: Author,
+    pub text: String,
+    /// The platform id of the message this one answers, if the platform says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_reply_to: Option<String>,
+    /// A platform-level thread (post id for comments, DM thread id); messages sharing it
+    /// belong together even when `in_reply_to` is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_key: Option<String>,
+    /// Where on the platform it happened, with a link if the platform gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<Place>,
+    /// When the customer wrote it, as the platform says (epoch milliseconds).
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InboundKind {
+    /// A new message, comment or post by a customer.
+    Message,
+    /// The customer edited an earlier message (`external_id` names the edited message).
+    Edited,
+    /// The customer or platform removed the message; Balie marks it, never deletes it.
+    Removed,
+    /// A message the brand sent from another tool (an echo); recorded as outbound.
+    Echo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Author {
+    /// The platform's id for the author (PSID, IGSID, wa_id, user id, e-mail address).
+    pub platform_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Place {
+    pub kind: PlaceKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlaceKind {
+    Direct,
+    Comment,
+    Post,
+    Mention,
+    Email,
+    Api,
+}

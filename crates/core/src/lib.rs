@@ -1,0 +1,13 @@
+//! Balie's domain model and pure rules: no IO, no async, nothing that can fail at run time.
+//!
+//! Everything a webcare conversation is made of lives here: brands, channels, customers and
+//! their identities, conversations, messages, timeline events and users, plus the normalised
+//! [`Inbound`] event every connector produces and the SLA and priority rules.
+
+pub mod inbound;
+pub mod model;
+pub mod sla;
+
+pub use inbound::{Author, Inbound, InboundKind, Place, PlaceKind};
+pub use model::*;
+pub use sla::{Priority, SlaPolicy};
