@@ -26,6 +26,38 @@ pub struct Inbound {
     pub place: Option<Place>,
     /// When the customer wrote it, as the platform says (epoch milliseconds).
     pub created_at: Millis,
+    /// Which of the brand's accounts on the platform received it (Facebook page id, Instagram
+    /// account id, WhatsApp `phone_number_id`, X `for_user_id`); the server routes on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// Media and files that came with the message; `text` holds the caption, if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+    /// For `Edited` events: which edit this is (`num_edit`, Telegram `edit_date`, ...), so
+    /// successive edits of one message (same `external_id`) stay distinct. Dedupe inbound
+    /// events on (channel, `external_id`, `kind`, `revision`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// For `Echo` events: the idempotency key Balie attached when it sent this message, if the
+    /// platform echoes one back (Messenger `metadata`). Lets the outbox confirm a send whose
+    /// response it never saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox_key: Option<String>,
+}
+
+/// A photo, video, voice note or file attached to an inbound message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The platform's word for it (`image`, `video`, `audio`, `document`, `sticker`, `file`, ...).
+    pub kind: String,
+    /// A URL to fetch it from, when the platform gives one (often short-lived).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The platform's media id, when it must be fetched through the API (WhatsApp, Telegram).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

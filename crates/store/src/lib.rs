@@ -1,1 +1,245 @@
-//! Storage for Balie.
+//! Balie's storage: the [`Store`] interface every backend implements, and the SQLite backend.
+//!
+//! Only this crate knows SQL. The journal (durable, deduplicated intake), the pipeline's
+//! write step (identify, thread, store, index), the inbox queries, full-text search, the
+//! live event log and the outbox all live behind [`Store`].
+
+mod search;
+mod sqlite;
+
+use async_trait::async_trait;
+use balie_core::{
+    Channel, ChannelId, ChannelKind, Conversation, ConversationId, ConversationStatus, Customer,
+    CustomerId, EventId, EventKind, Inbound, InboundKind, Message, MessageId, Millis, Role,
+    SlaPolicy, User, UserId,
+};
+use serde::Serialize;
+
+pub use search::{search_terms, stem_query};
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One inbound event to journal. `dedupe_key` is unique per channel (see [`dedupe_key`]).
+#[derive(Debug, Clone)]
+pub struct NewJournalEntry {
+    pub channel_id: ChannelId,
+    pub inbound: Inbound,
+    pub received_at: Millis,
+}
+
+/// Whether a journal append stored something new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    New(i64),
+    Duplicate,
+}
+
+/// A journalled event waiting for the pipeline.
+#[derive(Debug, Clone)]
+pub struct JournalEntry {
+    pub id: i64,
+    pub channel_id: ChannelId,
+    pub inbound: Inbound,
+    pub received_at: Millis,
+}
+
+/// A journal entry with the pipeline's analysis, ready to be written.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub entry: JournalEntry,
+    /// Analysis as JSON, stored on the message.
+    pub analysis: Option<String>,
+    /// 0-100, from the text only; sets priority and the reply deadline.
+    pub urgency: u8,
+}
+
+/// What the pipeline did with one journal entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub journal_id: i64,
+    pub conversation_id: Option<ConversationId>,
+    pub message_id: Option<MessageId>,
+}
+
+/// The key under which an inbound event is deduplicated within its channel. A message is
+/// keyed by its platform id; an edit by the id and the new text, so a retried edit is one.
+pub fn dedupe_key(inbound: &Inbound) -> String {
+    match inbound.kind {
+        InboundKind::Message => inbound.external_id.clone(),
+        InboundKind::Echo => format!("echo:{}", inbound.external_id),
+        InboundKind::Removed => format!("removed:{}", inbound.external_id),
+        InboundKind::Edited => {
+            // FNV-1a: stable across runs and machines, unlike std's hasher.
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in inbound.text.as_bytes() {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            format!("edited:{}:{h:016x}", inbound.external_id)
+        }
+    }
+}
+
+/// A conversation as the inbox lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InboxRow {
+    pub conversation: Conversation,
+    pub customer_name: String,
+    pub channel_name: String,
+    pub channel_kind: ChannelKind,
+    pub first_line: String,
+    pub last_message_at: Millis,
+}
+
+/// A message with what the timeline shows about its author.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineMessage {
+    #[serde(flatten)]
+    pub message: Message,
+    pub author_name: String,
+    pub channel_name: String,
+}
+
+/// Everything the conversation page shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConversationView {
+    pub row: InboxRow,
+    pub customer: Customer,
+    /// The customer's messages across all their conversations and channels (R9), oldest first.
+    pub timeline: Vec<TimelineMessage>,
+}
+
+/// One entry of the live stream: an event with the current state it concerns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LiveEvent {
+    pub id: EventId,
+    pub kind: EventKind,
+    pub conversation: InboxRow,
+    pub message: Option<TimelineMessage>,
+}
+
+/// A reply to deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub message_id: MessageId,
+    pub conversation_id: ConversationId,
+    pub channel_id: ChannelId,
+    pub idempotency_key: String,
+    pub text: String,
+    pub attempts: i64,
+    /// The platform id of the customer message being answered, if any.
+    pub reply_to_external_id: Option<String>,
+    /// The customer's id on the channel's platform.
+    pub recipient_external_id: Option<String>,
+    /// When the customer last wrote on this conversation (for platform reply windows).
+    pub last_customer_message_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SearchHit {
+    pub message_id: MessageId,
+    pub conversation_id: ConversationId,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Backlogs {
+    pub journal: i64,
+    pub outbox: i64,
+}
+
+/// The one source of truth. Implementations must pass the contract suite in `tests/`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Brands and channels.
+    async fn ensure_brand(&self, name: &str) -> Result<balie_core::BrandId>;
+    async fn create_channel(
+        &self,
+        brand: balie_core::BrandId,
+        kind: ChannelKind,
+        name: &str,
+        settings: &str,
+    ) -> Result<Channel>;
+    async fn channel(&self, id: ChannelId) -> Result<Option<Channel>>;
+    async fn channel_by_name(&self, name: &str) -> Result<Option<Channel>>;
+    async fn channels(&self) -> Result<Vec<Channel>>;
+
+    // Journal and pipeline.
+    /// Appends in one durable transaction; returns per entry whether it was new.
+    async fn append_journal(&self, entries: &[NewJournalEntry]) -> Result<Vec<Appended>>;
+    async fn pending_journal(&self, limit: i64) -> Result<Vec<JournalEntry>>;
+    /// Identifies, threads, stores and indexes a batch in one transaction, marking each
+    /// journal entry processed. Idempotent: an entry already applied changes nothing.
+    async fn apply_journal(&self, batch: &[Prepared], sla: &SlaPolicy) -> Result<Vec<Applied>>;
+    async fn backlogs(&self) -> Result<Backlogs>;
+
+    // Inbox and conversations.
+    /// Conversations with `status`, most urgent first: waiting ones by priority and deadline.
+    async fn inbox(&self, status: ConversationStatus, limit: i64) -> Result<Vec<InboxRow>>;
+    async fn conversation(&self, id: ConversationId) -> Result<Option<ConversationView>>;
+    async fn conversation_messages(&self, id: ConversationId) -> Result<Vec<Message>>;
+    async fn set_status(
+        &self,
+        id: ConversationId,
+        status: ConversationStatus,
+        by: Option<UserId>,
+    ) -> Result<()>;
+    async fn update_customer(&self, id: CustomerId, display_name: &str, notes: &str) -> Result<()>;
+    async fn search(&self, query: &str, limit: i64) -> Result<Vec<SearchHit>>;
+
+    // Live stream.
+    async fn events_since(&self, after: EventId, limit: i64) -> Result<Vec<LiveEvent>>;
+    async fn last_event_id(&self) -> Result<EventId>;
+
+    // Outbox.
+    /// Records a person's reply and queues it, in one transaction. The same idempotency key
+    /// twice (a double click, a retried form) yields the first reply, not a second one.
+    async fn queue_reply(
+        &self,
+        conversation: ConversationId,
+        by: UserId,
+        text: &str,
+        idempotency_key: &str,
+    ) -> Result<Message>;
+    /// Claims due replies (state `sending`) for one delivery attempt each.
+    async fn claim_outbox(&self, now: Millis, limit: i64) -> Result<Vec<OutboxItem>>;
+    async fn outbox_sent(&self, id: i64, platform_id: Option<&str>, now: Millis) -> Result<()>;
+    async fn outbox_retry(&self, id: i64, next_attempt_at: Millis, error: &str) -> Result<()>;
+    async fn outbox_failed(&self, id: i64, error: &str, now: Millis) -> Result<()>;
+    /// Replies left in `sending` by a crash go back to `pending` (see ARCHITECTURE.md).
+    async fn recover_outbox(&self) -> Result<u64>;
+
+    // Users, sessions and API tokens.
+    async fn create_user(
+        &self,
+        email: &str,
+        name: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> Result<User>;
+    async fn user_credentials(&self, email: &str) -> Result<Option<(User, String)>>;
+    async fn create_session(
+        &self,
+        user: UserId,
+        token_hash: &str,
+        expires_at: Millis,
+    ) -> Result<()>;
+    async fn session_user(&self, token_hash: &str, now: Millis) -> Result<Option<User>>;
+    async fn delete_session(&self, token_hash: &str) -> Result<()>;
+    async fn create_api_token(&self, name: &str, token_hash: &str) -> Result<()>;
+    async fn api_token_valid(&self, token_hash: &str) -> Result<bool>;
+}

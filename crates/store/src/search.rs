@@ -1,0 +1,97 @@
+//! Search terms: words folded and stemmed in Rust with both Dutch and English Snowball, so
+//! `klacht` finds `klachten` and `delayed` finds `delay`, the same on every backend.
+
+use std::sync::LazyLock;
+
+use frostem::{Algorithm, Stemmer};
+
+static DUTCH: LazyLock<Stemmer> = LazyLock::new(|| Stemmer::new(Algorithm::Dutch));
+static ENGLISH: LazyLock<Stemmer> = LazyLock::new(|| Stemmer::new(Algorithm::English));
+
+/// Lowercases and strips common Latin diacritics (é → e) so `café` and `cafe` meet.
+fn fold(word: &str) -> String {
+    word.chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            'à' | 'á' | 'â' | 'ä' | 'ã' | 'å' => 'a',
+            'è' | 'é' | 'ê' | 'ë' => 'e',
+            'ì' | 'í' | 'î' | 'ï' => 'i',
+            'ò' | 'ó' | 'ô' | 'ö' | 'õ' => 'o',
+            'ù' | 'ú' | 'û' | 'ü' => 'u',
+            'ç' => 'c',
+            'ñ' => 'n',
+            other => other,
+        })
+        .collect()
+}
+
+fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty() && w.len() <= 64)
+        .map(fold)
+}
+
+/// Both stems of a folded word (one when they agree).
+fn stems(word: &str) -> (String, Option<String>) {
+    let nl = DUTCH.stem(word).into_owned();
+    let en = ENGLISH.stem(word).into_owned();
+    if nl == en { (nl, None) } else { (nl, Some(en)) }
+}
+
+/// The indexed form of a message: every word's Dutch and English stems.
+pub fn search_terms(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for w in words(text) {
+        let (a, b) = stems(&w);
+        out.push_str(&a);
+        out.push(' ');
+        if let Some(b) = b {
+            out.push_str(&b);
+            out.push(' ');
+        }
+    }
+    out
+}
+
+/// An FTS5 query for what a person typed: every word must match (either stem). Quoted
+/// terms, so no user input is ever read as query syntax. `None` when nothing searchable.
+pub fn stem_query(query: &str) -> Option<String> {
+    let clauses: Vec<String> = words(query)
+        .map(|w| match stems(&w) {
+            (a, None) => format!("\"{a}\""),
+            (a, Some(b)) => format!("(\"{a}\" OR \"{b}\")"),
+        })
+        .collect();
+    if clauses.is_empty() {
+        None
+    } else {
+        Some(clauses.join(" AND "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dutch_and_english_inflections_meet() {
+        let doc = search_terms("Drie klachten over de bezorging");
+        let q = stem_query("klacht").expect("query");
+        assert!(q.contains("klacht"), "{q}");
+        assert!(doc.contains("klacht "), "{doc}");
+        let doc = search_terms("My parcel was delayed again");
+        assert!(doc.contains("delay "), "{doc}");
+    }
+
+    #[test]
+    fn query_syntax_in_input_is_inert() {
+        let q = stem_query("\"NEAR(a b)\" OR * -x").expect("query");
+        assert!(!q.contains('*'));
+        assert_eq!(stem_query("*** ---"), None);
+    }
+
+    #[test]
+    fn diacritics_fold() {
+        assert_eq!(search_terms("Café"), search_terms("cafe"));
+    }
+}

@@ -1,0 +1,1339 @@
+//! The SQLite backend: embedded, WAL, one writer connection, a few readers.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use balie_core::{
+    BrandId, Channel, ChannelId, ChannelKind, Conversation, ConversationId, ConversationStatus,
+    Customer, CustomerId, DeliveryState, Direction, EventId, EventKind, Identity, IdentityId,
+    InboundKind, Message, MessageId, Millis, Priority, Role, SlaPolicy, User, UserId,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::search::{search_terms, stem_query};
+use crate::{
+    Appended, Applied, Backlogs, ConversationView, InboxRow, JournalEntry, LiveEvent,
+    NewJournalEntry, OutboxItem, Prepared, Result, SearchHit, Store, StoreError, TimelineMessage,
+    dedupe_key,
+};
+
+/// Migrations in order. Released ones are never edited: add a new entry instead.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+
+/// Applies the migrations not yet recorded in `schema_migrations`, each in a transaction.
+async fn migrate(pool: &SqlitePool) -> Result<()> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations \
+         (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    for (version, sql) in MIGRATIONS {
+        let mut tx = pool.begin().await?;
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if done.is_none() {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
+                .bind(version)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Longest first line kept for the inbox.
+const FIRST_LINE_CHARS: usize = 140;
+
+fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// SQLite store. Writes go through one connection (SQLite has one writer anyway), so write
+/// transactions never deadlock on lock upgrades; reads use a small pool.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a journal entry is on disk before the platform gets its 2xx.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-32000");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        migrate(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+
+    /// Opens from a `sqlite://` style path string.
+    pub async fn open_str(path: &str) -> Result<Self> {
+        let p = path.strip_prefix("sqlite://").unwrap_or(path);
+        Self::open(Path::new(p)).await
+    }
+
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    /// Statement-level access for the benchmark's raw-insert baseline.
+    pub fn writer_pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+}
+
+macro_rules! conv_cols {
+    () => {
+        "c.id, c.brand_id, c.channel_id, c.customer_id, c.status, c.queue, c.assignee, c.priority, \
+         c.waiting_since, c.reply_due, c.created_at, c.updated_at, c.thread_key, c.first_line, \
+         c.last_message_at, cu.display_name AS customer_name, ch.name AS channel_name, \
+         ch.kind AS channel_kind"
+    };
+}
+
+macro_rules! conv_from {
+    () => {
+        " FROM conversations c JOIN customers cu ON cu.id = c.customer_id \
+          JOIN channels ch ON ch.id = c.channel_id "
+    };
+}
+
+macro_rules! msg_cols {
+    () => {
+        "m.id, m.conversation_id, m.channel_id, m.direction, m.external_id, m.author_identity, \
+         m.author_user, m.text, m.in_reply_to, m.created_at, m.received_at, m.delivery, \
+         m.delivery_error, m.removed, m.analysis, \
+         COALESCE(u.name, i.name, i.handle, i.external_id, '') AS author_name, \
+         ch.name AS channel_name"
+    };
+}
+
+macro_rules! msg_from {
+    () => {
+        " FROM messages m JOIN channels ch ON ch.id = m.channel_id \
+          LEFT JOIN identities i ON i.id = m.author_identity \
+          LEFT JOIN users u ON u.id = m.author_user "
+    };
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what} {value:?}"))
+}
+
+fn channel_from_row(r: &SqliteRow) -> Result<Channel> {
+    let kind: String = r.try_get("kind")?;
+    Ok(Channel {
+        id: ChannelId(r.try_get("id")?),
+        brand_id: BrandId(r.try_get("brand_id")?),
+        kind: ChannelKind::parse(&kind).ok_or_else(|| corrupt("channel kind", &kind))?,
+        name: r.try_get("name")?,
+        settings: r.try_get("settings")?,
+    })
+}
+
+fn inbox_row_from_row(r: &SqliteRow) -> Result<InboxRow> {
+    let status: String = r.try_get("status")?;
+    let kind: String = r.try_get("channel_kind")?;
+    Ok(InboxRow {
+        conversation: Conversation {
+            id: ConversationId(r.try_get("id")?),
+            brand_id: BrandId(r.try_get("brand_id")?),
+            channel_id: ChannelId(r.try_get("channel_id")?),
+            customer_id: CustomerId(r.try_get("customer_id")?),
+            status: ConversationStatus::parse(&status)
+                .ok_or_else(|| corrupt("conversation status", &status))?,
+            queue: r.try_get("queue")?,
+            assignee: r.try_get::<Option<i64>, _>("assignee")?.map(UserId),
+            priority: Priority::from_rank(r.try_get("priority")?),
+            waiting_since: r.try_get("waiting_since")?,
+            reply_due: r.try_get("reply_due")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+            thread_key: r.try_get("thread_key")?,
+        },
+        customer_name: r.try_get("customer_name")?,
+        channel_name: r.try_get("channel_name")?,
+        channel_kind: ChannelKind::parse(&kind).ok_or_else(|| corrupt("channel kind", &kind))?,
+        first_line: r.try_get("first_line")?,
+        last_message_at: r.try_get("last_message_at")?,
+    })
+}
+
+fn message_from_row(r: &SqliteRow) -> Result<TimelineMessage> {
+    let direction: String = r.try_get("direction")?;
+    let delivery: String = r.try_get("delivery")?;
+    Ok(TimelineMessage {
+        message: Message {
+            id: MessageId(r.try_get("id")?),
+            conversation_id: ConversationId(r.try_get("conversation_id")?),
+            channel_id: ChannelId(r.try_get("channel_id")?),
+            direction: match direction.as_str() {
+                "in" => Direction::In,
+                "out" => Direction::Out,
+                other => return Err(corrupt("direction", other)),
+            },
+            external_id: r.try_get("external_id")?,
+            author_identity: r
+                .try_get::<Option<i64>, _>("author_identity")?
+                .map(IdentityId),
+            author_user: r.try_get::<Option<i64>, _>("author_user")?.map(UserId),
+            text: r.try_get("text")?,
+            in_reply_to: r.try_get::<Option<i64>, _>("in_reply_to")?.map(MessageId),
+            created_at: r.try_get("created_at")?,
+            received_at: r.try_get("received_at")?,
+            delivery: DeliveryState::parse(&delivery)
+                .ok_or_else(|| corrupt("delivery state", &delivery))?,
+            delivery_error: r.try_get("delivery_error")?,
+            removed: r.try_get::<i64, _>("removed")? != 0,
+            analysis: r.try_get("analysis")?,
+        },
+        author_name: r.try_get("author_name")?,
+        channel_name: r.try_get("channel_name")?,
+    })
+}
+
+fn user_from_row(r: &SqliteRow) -> Result<User> {
+    let role: String = r.try_get("role")?;
+    Ok(User {
+        id: UserId(r.try_get("id")?),
+        email: r.try_get("email")?,
+        name: r.try_get("name")?,
+        role: Role::parse(&role).ok_or_else(|| corrupt("role", &role))?,
+    })
+}
+
+fn first_line(text: &str) -> String {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    line.chars().take(FIRST_LINE_CHARS).collect()
+}
+
+async fn insert_event(
+    tx: &mut Transaction<'_, Sqlite>,
+    conversation: i64,
+    kind: EventKind,
+    message: Option<i64>,
+    user: Option<i64>,
+    detail: &str,
+    at: Millis,
+) -> Result<i64> {
+    let id = sqlx::query_scalar(
+        "INSERT INTO events (conversation_id, kind, message_id, user_id, detail, at) \
+         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(conversation)
+    .bind(kind.as_str())
+    .bind(message)
+    .bind(user)
+    .bind(detail)
+    .bind(at)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+/// Finds or creates the customer behind a platform identity; keeps handle and name current.
+async fn identify(
+    tx: &mut Transaction<'_, Sqlite>,
+    platform: &str,
+    author: &balie_core::Author,
+    now: Millis,
+) -> Result<(i64, i64)> {
+    let found: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT id, customer_id FROM identities WHERE platform = ? AND external_id = ?",
+    )
+    .bind(platform)
+    .bind(&author.platform_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some((identity, customer)) = found {
+        if author.handle.is_some() || author.name.is_some() {
+            sqlx::query(
+                "UPDATE identities SET handle = COALESCE(?, handle), name = COALESCE(?, name) \
+                 WHERE id = ?",
+            )
+            .bind(&author.handle)
+            .bind(&author.name)
+            .bind(identity)
+            .execute(&mut **tx)
+            .await?;
+        }
+        return Ok((identity, customer));
+    }
+    let display = author
+        .name
+        .clone()
+        .or_else(|| author.handle.clone())
+        .unwrap_or_else(|| author.platform_id.clone());
+    let customer: i64 = sqlx::query_scalar(
+        "INSERT INTO customers (display_name, created_at) VALUES (?, ?) RETURNING id",
+    )
+    .bind(&display)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    let identity: i64 = sqlx::query_scalar(
+        "INSERT INTO identities (customer_id, platform, external_id, handle, name) \
+         VALUES (?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(customer)
+    .bind(platform)
+    .bind(&author.platform_id)
+    .bind(&author.handle)
+    .bind(&author.name)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok((identity, customer))
+}
+
+/// Which conversation a new customer message belongs to: the one holding the message it
+/// answers; else the customer's conversation on the same platform thread; else the
+/// customer's newest unclosed conversation on the channel; else none (a new one).
+async fn thread(
+    tx: &mut Transaction<'_, Sqlite>,
+    channel: i64,
+    customer: i64,
+    in_reply_to: Option<&str>,
+    thread_key: Option<&str>,
+) -> Result<(Option<i64>, Option<i64>)> {
+    let mut reply_to_msg = None;
+    if let Some(ext) = in_reply_to {
+        let found: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT id, conversation_id FROM messages WHERE channel_id = ? AND external_id = ?",
+        )
+        .bind(channel)
+        .bind(ext)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some((msg, conv)) = found {
+            return Ok((Some(conv), Some(msg)));
+        }
+        reply_to_msg = None;
+    }
+    if let Some(key) = thread_key {
+        let conv: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM conversations WHERE channel_id = ? AND thread_key = ? \
+             AND customer_id = ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(channel)
+        .bind(key)
+        .bind(customer)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if conv.is_some() {
+            return Ok((conv, reply_to_msg));
+        }
+    }
+    let conv: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM conversations WHERE customer_id = ? AND channel_id = ? \
+         AND status <> 'closed' ORDER BY id DESC LIMIT 1",
+    )
+    .bind(customer)
+    .bind(channel)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok((conv, reply_to_msg))
+}
+
+async fn apply_message(
+    tx: &mut Transaction<'_, Sqlite>,
+    p: &Prepared,
+    sla: &SlaPolicy,
+    now: Millis,
+) -> Result<(Option<i64>, Option<i64>)> {
+    let e = &p.entry;
+    let inb = &e.inbound;
+    let channel = e.channel_id.0;
+    let existing: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT id, conversation_id FROM messages WHERE channel_id = ? AND external_id = ?",
+    )
+    .bind(channel)
+    .bind(&inb.external_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some((msg, conv)) = existing {
+        return Ok((Some(conv), Some(msg)));
+    }
+    let (brand, kind): (i64, String) =
+        sqlx::query_as("SELECT brand_id, kind FROM channels WHERE id = ?")
+            .bind(channel)
+            .fetch_one(&mut **tx)
+            .await?;
+    let (identity, customer) = identify(tx, &kind, &inb.author, now).await?;
+    let (conv, reply_to) = thread(
+        tx,
+        channel,
+        customer,
+        inb.in_reply_to.as_deref(),
+        inb.thread_key.as_deref(),
+    )
+    .await?;
+    let priority = Priority::from_urgency(p.urgency);
+    let due = sla.reply_due(priority, e.received_at);
+    let line = first_line(&inb.text);
+    let conv =
+        match conv {
+            Some(id) => {
+                let status: String =
+                    sqlx::query_scalar("SELECT status FROM conversations WHERE id = ?")
+                        .bind(id)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                if status != ConversationStatus::Open.as_str() {
+                    sqlx::query("UPDATE conversations SET status = 'open' WHERE id = ?")
+                        .bind(id)
+                        .execute(&mut **tx)
+                        .await?;
+                    let kind = if status == "closed" {
+                        EventKind::Reopened
+                    } else {
+                        EventKind::StatusChanged
+                    };
+                    insert_event(tx, id, kind, None, None, "open", now).await?;
+                }
+                sqlx::query(
+                    "UPDATE conversations SET priority = MIN(priority, ?), \
+                 waiting_since = COALESCE(waiting_since, ?), \
+                 reply_due = MIN(COALESCE(reply_due, ?), ?), \
+                 first_line = ?, last_message_at = MAX(last_message_at, ?), updated_at = ? \
+                 WHERE id = ?",
+                )
+                .bind(priority.rank())
+                .bind(e.received_at)
+                .bind(due)
+                .bind(due)
+                .bind(&line)
+                .bind(e.received_at)
+                .bind(now)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+                id
+            }
+            None => sqlx::query_scalar(
+                "INSERT INTO conversations (brand_id, channel_id, customer_id, status, priority, \
+                 waiting_since, reply_due, thread_key, first_line, last_message_at, created_at, \
+                 updated_at) VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(brand)
+            .bind(channel)
+            .bind(customer)
+            .bind(priority.rank())
+            .bind(e.received_at)
+            .bind(due)
+            .bind(&inb.thread_key)
+            .bind(&line)
+            .bind(e.received_at)
+            .bind(now)
+            .bind(now)
+            .fetch_one(&mut **tx)
+            .await?,
+        };
+    let msg: i64 = sqlx::query_scalar(
+        "INSERT INTO messages (conversation_id, channel_id, direction, external_id, \
+         author_identity, text, in_reply_to, created_at, received_at, delivery, analysis) \
+         VALUES (?, ?, 'in', ?, ?, ?, ?, ?, ?, 'received', ?) RETURNING id",
+    )
+    .bind(conv)
+    .bind(channel)
+    .bind(&inb.external_id)
+    .bind(identity)
+    .bind(&inb.text)
+    .bind(reply_to)
+    .bind(inb.created_at)
+    .bind(e.received_at)
+    .bind(&p.analysis)
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query("INSERT INTO message_search (rowid, terms) VALUES (?, ?)")
+        .bind(msg)
+        .bind(search_terms(&inb.text))
+        .execute(&mut **tx)
+        .await?;
+    insert_event(
+        tx,
+        conv,
+        EventKind::MessageReceived,
+        Some(msg),
+        None,
+        "",
+        now,
+    )
+    .await?;
+    Ok((Some(conv), Some(msg)))
+}
+
+/// Edits and removals touch a message we already hold; unknown ones are recorded as done.
+async fn apply_change(
+    tx: &mut Transaction<'_, Sqlite>,
+    p: &Prepared,
+    now: Millis,
+) -> Result<(Option<i64>, Option<i64>)> {
+    let inb = &p.entry.inbound;
+    let found: Option<(i64, i64, String)> = sqlx::query_as(
+        "SELECT id, conversation_id, text FROM messages WHERE channel_id = ? AND external_id = ?",
+    )
+    .bind(p.entry.channel_id.0)
+    .bind(&inb.external_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((msg, conv, old_text)) = found else {
+        return Ok((None, None));
+    };
+    match inb.kind {
+        InboundKind::Edited => {
+            sqlx::query(
+                "UPDATE messages SET text = ?, analysis = COALESCE(?, analysis) WHERE id = ?",
+            )
+            .bind(&inb.text)
+            .bind(&p.analysis)
+            .bind(msg)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("DELETE FROM message_search WHERE rowid = ?")
+                .bind(msg)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query("INSERT INTO message_search (rowid, terms) VALUES (?, ?)")
+                .bind(msg)
+                .bind(search_terms(&inb.text))
+                .execute(&mut **tx)
+                .await?;
+            // The earlier wording stays on the timeline: what was said can be dug up later.
+            insert_event(
+                tx,
+                conv,
+                EventKind::MessageEdited,
+                Some(msg),
+                None,
+                &old_text,
+                now,
+            )
+            .await?;
+        }
+        InboundKind::Removed => {
+            sqlx::query("UPDATE messages SET removed = 1 WHERE id = ?")
+                .bind(msg)
+                .execute(&mut **tx)
+                .await?;
+            insert_event(
+                tx,
+                conv,
+                EventKind::MessageRemoved,
+                Some(msg),
+                None,
+                "",
+                now,
+            )
+            .await?;
+        }
+        InboundKind::Message | InboundKind::Echo => {}
+    }
+    Ok((Some(conv), Some(msg)))
+}
+
+/// A message the brand sent from another tool: recorded as sent, in the customer's
+/// conversation, unless it is the echo of one of our own replies.
+async fn apply_echo(
+    tx: &mut Transaction<'_, Sqlite>,
+    p: &Prepared,
+    now: Millis,
+) -> Result<(Option<i64>, Option<i64>)> {
+    let inb = &p.entry.inbound;
+    let channel = p.entry.channel_id.0;
+    let existing: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT id, conversation_id FROM messages WHERE channel_id = ? AND external_id = ?",
+    )
+    .bind(channel)
+    .bind(&inb.external_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some((msg, conv)) = existing {
+        return Ok((Some(conv), Some(msg)));
+    }
+    let kind: String = sqlx::query_scalar("SELECT kind FROM channels WHERE id = ?")
+        .bind(channel)
+        .fetch_one(&mut **tx)
+        .await?;
+    // For an echo, `author` is the customer the brand wrote to.
+    let (_, customer) = identify(tx, &kind, &inb.author, now).await?;
+    let (conv, reply_to) = thread(
+        tx,
+        channel,
+        customer,
+        inb.in_reply_to.as_deref(),
+        inb.thread_key.as_deref(),
+    )
+    .await?;
+    let Some(conv) = conv else {
+        return Ok((None, None));
+    };
+    let msg: i64 = sqlx::query_scalar(
+        "INSERT INTO messages (conversation_id, channel_id, direction, external_id, text, \
+         in_reply_to, created_at, received_at, delivery) \
+         VALUES (?, ?, 'out', ?, ?, ?, ?, ?, 'sent') RETURNING id",
+    )
+    .bind(conv)
+    .bind(channel)
+    .bind(&inb.external_id)
+    .bind(&inb.text)
+    .bind(reply_to)
+    .bind(inb.created_at)
+    .bind(p.entry.received_at)
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE conversations SET waiting_since = NULL, reply_due = NULL, updated_at = ? WHERE id = ?",
+    )
+    .bind(now)
+    .bind(conv)
+    .execute(&mut **tx)
+    .await?;
+    insert_event(
+        tx,
+        conv,
+        EventKind::ReplySent,
+        Some(msg),
+        None,
+        "sent elsewhere",
+        now,
+    )
+    .await?;
+    Ok((Some(conv), Some(msg)))
+}
+
+impl SqliteStore {
+    async fn inbox_row(&self, id: i64) -> Result<Option<InboxRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            conv_cols!(),
+            conv_from!(),
+            "WHERE c.id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(inbox_row_from_row).transpose()
+    }
+
+    async fn timeline_message(&self, id: i64) -> Result<Option<TimelineMessage>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            msg_cols!(),
+            msg_from!(),
+            "WHERE m.id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(message_from_row).transpose()
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ensure_brand(&self, name: &str) -> Result<BrandId> {
+        sqlx::query(
+            "INSERT INTO brands (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
+        let id = sqlx::query_scalar("SELECT id FROM brands WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.writer)
+            .await?;
+        Ok(BrandId(id))
+    }
+
+    async fn create_channel(
+        &self,
+        brand: BrandId,
+        kind: ChannelKind,
+        name: &str,
+        settings: &str,
+    ) -> Result<Channel> {
+        let row = sqlx::query(
+            "INSERT INTO channels (brand_id, kind, name, settings, created_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT(name) DO NOTHING RETURNING id, brand_id, kind, name, settings",
+        )
+        .bind(brand.0)
+        .bind(kind.as_str())
+        .bind(name)
+        .bind(settings)
+        .bind(now_ms())
+        .fetch_optional(&self.writer)
+        .await?;
+        match row {
+            Some(r) => channel_from_row(&r),
+            None => Err(StoreError::Conflict("channel")),
+        }
+    }
+
+    async fn channel(&self, id: ChannelId) -> Result<Option<Channel>> {
+        let row =
+            sqlx::query("SELECT id, brand_id, kind, name, settings FROM channels WHERE id = ?")
+                .bind(id.0)
+                .fetch_optional(&self.reader)
+                .await?;
+        row.as_ref().map(channel_from_row).transpose()
+    }
+
+    async fn channel_by_name(&self, name: &str) -> Result<Option<Channel>> {
+        let row =
+            sqlx::query("SELECT id, brand_id, kind, name, settings FROM channels WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.reader)
+                .await?;
+        row.as_ref().map(channel_from_row).transpose()
+    }
+
+    async fn channels(&self) -> Result<Vec<Channel>> {
+        let rows =
+            sqlx::query("SELECT id, brand_id, kind, name, settings FROM channels ORDER BY id")
+                .fetch_all(&self.reader)
+                .await?;
+        rows.iter().map(channel_from_row).collect()
+    }
+
+    async fn append_journal(&self, entries: &[NewJournalEntry]) -> Result<Vec<Appended>> {
+        let mut tx = self.writer.begin().await?;
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let payload = serde_json::to_string(&e.inbound)
+                .map_err(|err| StoreError::Corrupt(format!("unserialisable inbound: {err}")))?;
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO journal (channel_id, dedupe_key, payload, received_at) \
+                 VALUES (?, ?, ?, ?) ON CONFLICT(channel_id, dedupe_key) DO NOTHING RETURNING id",
+            )
+            .bind(e.channel_id.0)
+            .bind(dedupe_key(&e.inbound))
+            .bind(payload)
+            .bind(e.received_at)
+            .fetch_optional(&mut *tx)
+            .await?;
+            out.push(id.map_or(Appended::Duplicate, Appended::New));
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn pending_journal(&self, limit: i64) -> Result<Vec<JournalEntry>> {
+        let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+            "SELECT id, channel_id, payload, received_at FROM journal \
+             WHERE processed_at IS NULL ORDER BY id LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.writer)
+        .await?;
+        rows.into_iter()
+            .map(|(id, channel, payload, received_at)| {
+                let inbound = serde_json::from_str(&payload)
+                    .map_err(|e| StoreError::Corrupt(format!("journal entry {id}: {e}")))?;
+                Ok(JournalEntry {
+                    id,
+                    channel_id: ChannelId(channel),
+                    inbound,
+                    received_at,
+                })
+            })
+            .collect()
+    }
+
+    async fn apply_journal(&self, batch: &[Prepared], sla: &SlaPolicy) -> Result<Vec<Applied>> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let mut out = Vec::with_capacity(batch.len());
+        for p in batch {
+            let done: Option<Option<i64>> =
+                sqlx::query_scalar("SELECT processed_at FROM journal WHERE id = ?")
+                    .bind(p.entry.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if matches!(done, Some(Some(_))) {
+                continue;
+            }
+            let (conv, msg) = match p.entry.inbound.kind {
+                InboundKind::Message => apply_message(&mut tx, p, sla, now).await?,
+                InboundKind::Echo => apply_echo(&mut tx, p, now).await?,
+                InboundKind::Edited | InboundKind::Removed => apply_change(&mut tx, p, now).await?,
+            };
+            sqlx::query("UPDATE journal SET processed_at = ? WHERE id = ?")
+                .bind(now)
+                .bind(p.entry.id)
+                .execute(&mut *tx)
+                .await?;
+            out.push(Applied {
+                journal_id: p.entry.id,
+                conversation_id: conv.map(ConversationId),
+                message_id: msg.map(MessageId),
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn backlogs(&self) -> Result<Backlogs> {
+        let (journal, outbox): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM journal WHERE processed_at IS NULL), \
+             (SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending'))",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(Backlogs { journal, outbox })
+    }
+
+    async fn inbox(&self, status: ConversationStatus, limit: i64) -> Result<Vec<InboxRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            conv_cols!(),
+            conv_from!(),
+            "WHERE c.status = ? ORDER BY (c.waiting_since IS NULL), c.priority, \
+             COALESCE(c.reply_due, 9223372036854775807), c.last_message_at DESC LIMIT ?"
+        ))
+        .bind(status.as_str())
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(inbox_row_from_row).collect()
+    }
+
+    async fn conversation(&self, id: ConversationId) -> Result<Option<ConversationView>> {
+        let Some(row) = self.inbox_row(id.0).await? else {
+            return Ok(None);
+        };
+        let customer_id = row.conversation.customer_id.0;
+        let (display_name, notes): (String, String) =
+            sqlx::query_as("SELECT display_name, notes FROM customers WHERE id = ?")
+                .bind(customer_id)
+                .fetch_one(&self.reader)
+                .await?;
+        let identities: Vec<(i64, String, String, Option<String>, Option<String>)> =
+            sqlx::query_as(
+                "SELECT id, platform, external_id, handle, name FROM identities \
+                 WHERE customer_id = ? ORDER BY id",
+            )
+            .bind(customer_id)
+            .fetch_all(&self.reader)
+            .await?;
+        let timeline = sqlx::query(concat!(
+            "SELECT * FROM (SELECT ",
+            msg_cols!(),
+            msg_from!(),
+            "JOIN conversations c ON c.id = m.conversation_id WHERE c.customer_id = ? \
+             ORDER BY m.id DESC LIMIT 500) ORDER BY created_at, id"
+        ))
+        .bind(customer_id)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(message_from_row)
+        .collect::<Result<Vec<_>>>()?;
+        Ok(Some(ConversationView {
+            row,
+            customer: Customer {
+                id: CustomerId(customer_id),
+                display_name,
+                notes,
+                identities: identities
+                    .into_iter()
+                    .map(|(id, platform, external_id, handle, name)| Identity {
+                        id: IdentityId(id),
+                        customer_id: CustomerId(customer_id),
+                        platform,
+                        external_id,
+                        handle,
+                        name,
+                    })
+                    .collect(),
+            },
+            timeline,
+        }))
+    }
+
+    async fn conversation_messages(&self, id: ConversationId) -> Result<Vec<Message>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            msg_cols!(),
+            msg_from!(),
+            "WHERE m.conversation_id = ? ORDER BY m.id"
+        ))
+        .bind(id.0)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| message_from_row(r).map(|m| m.message))
+            .collect()
+    }
+
+    async fn set_status(
+        &self,
+        id: ConversationId,
+        status: ConversationStatus,
+        by: Option<UserId>,
+    ) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let old: Option<String> =
+            sqlx::query_scalar("SELECT status FROM conversations WHERE id = ?")
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(old) = old else {
+            return Err(StoreError::NotFound("conversation"));
+        };
+        if old != status.as_str() {
+            sqlx::query("UPDATE conversations SET status = ?, updated_at = ? WHERE id = ?")
+                .bind(status.as_str())
+                .bind(now)
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+            insert_event(
+                &mut tx,
+                id.0,
+                EventKind::StatusChanged,
+                None,
+                by.map(|u| u.0),
+                status.as_str(),
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update_customer(&self, id: CustomerId, display_name: &str, notes: &str) -> Result<()> {
+        let n = sqlx::query("UPDATE customers SET display_name = ?, notes = ? WHERE id = ?")
+            .bind(display_name)
+            .bind(notes)
+            .bind(id.0)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound("customer"));
+        }
+        Ok(())
+    }
+
+    async fn search(&self, query: &str, limit: i64) -> Result<Vec<SearchHit>> {
+        let Some(q) = stem_query(query) else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT m.id, m.conversation_id, m.text FROM message_search s \
+             JOIN messages m ON m.id = s.rowid WHERE message_search MATCH ? \
+             ORDER BY m.id DESC LIMIT ?",
+        )
+        .bind(q)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(m, c, text)| SearchHit {
+                message_id: MessageId(m),
+                conversation_id: ConversationId(c),
+                text,
+            })
+            .collect())
+    }
+
+    async fn events_since(&self, after: EventId, limit: i64) -> Result<Vec<LiveEvent>> {
+        let rows: Vec<(i64, i64, String, Option<i64>)> = sqlx::query_as(
+            "SELECT id, conversation_id, kind, message_id FROM events WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(after.0)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, conv, kind, msg) in rows {
+            let kind = EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?;
+            let Some(conversation) = self.inbox_row(conv).await? else {
+                continue;
+            };
+            let message = match msg {
+                Some(m) => self.timeline_message(m).await?,
+                None => None,
+            };
+            out.push(LiveEvent {
+                id: EventId(id),
+                kind,
+                conversation,
+                message,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn last_event_id(&self) -> Result<EventId> {
+        let id: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM events")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(EventId(id.unwrap_or(0)))
+    }
+
+    async fn queue_reply(
+        &self,
+        conversation: ConversationId,
+        by: UserId,
+        text: &str,
+        idempotency_key: &str,
+    ) -> Result<Message> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let existing: Option<i64> =
+            sqlx::query_scalar("SELECT message_id FROM outbox WHERE idempotency_key = ?")
+                .bind(idempotency_key)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let msg = match existing {
+            Some(m) => m,
+            None => {
+                let channel: Option<i64> =
+                    sqlx::query_scalar("SELECT channel_id FROM conversations WHERE id = ?")
+                        .bind(conversation.0)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let Some(channel) = channel else {
+                    return Err(StoreError::NotFound("conversation"));
+                };
+                let reply_to: Option<i64> = sqlx::query_scalar(
+                    "SELECT MAX(id) FROM messages WHERE conversation_id = ? AND direction = 'in'",
+                )
+                .bind(conversation.0)
+                .fetch_one(&mut *tx)
+                .await?;
+                let msg: i64 = sqlx::query_scalar(
+                    "INSERT INTO messages (conversation_id, channel_id, direction, author_user, \
+                     text, in_reply_to, created_at, received_at, delivery) \
+                     VALUES (?, ?, 'out', ?, ?, ?, ?, ?, 'queued') RETURNING id",
+                )
+                .bind(conversation.0)
+                .bind(channel)
+                .bind(by.0)
+                .bind(text)
+                .bind(reply_to)
+                .bind(now)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO outbox (message_id, channel_id, idempotency_key, state, \
+                     next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+                )
+                .bind(msg)
+                .bind(channel)
+                .bind(idempotency_key)
+                .bind(now)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("INSERT INTO message_search (rowid, terms) VALUES (?, ?)")
+                    .bind(msg)
+                    .bind(search_terms(text))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "UPDATE conversations SET waiting_since = NULL, reply_due = NULL, \
+                     updated_at = ? WHERE id = ?",
+                )
+                .bind(now)
+                .bind(conversation.0)
+                .execute(&mut *tx)
+                .await?;
+                insert_event(
+                    &mut tx,
+                    conversation.0,
+                    EventKind::ReplyQueued,
+                    Some(msg),
+                    Some(by.0),
+                    "",
+                    now,
+                )
+                .await?;
+                msg
+            }
+        };
+        tx.commit().await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            msg_cols!(),
+            msg_from!(),
+            "WHERE m.id = ?"
+        ))
+        .bind(msg)
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(message_from_row(&row)?.message)
+    }
+
+    async fn claim_outbox(&self, now: Millis, limit: i64) -> Result<Vec<OutboxItem>> {
+        let mut tx = self.writer.begin().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ? \
+             WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? \
+             ORDER BY next_attempt_at, id LIMIT ?) RETURNING id",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row = sqlx::query(
+                "SELECT o.id, o.message_id, o.channel_id, o.idempotency_key, o.attempts, \
+                 m.conversation_id, m.text, r.external_id AS reply_to_external_id, \
+                 (SELECT i.external_id FROM identities i WHERE i.customer_id = c.customer_id \
+                    AND i.platform = ch.kind ORDER BY i.id LIMIT 1) AS recipient_external_id, \
+                 (SELECT MAX(x.created_at) FROM messages x WHERE x.conversation_id = c.id \
+                    AND x.direction = 'in') AS last_in \
+                 FROM outbox o JOIN messages m ON m.id = o.message_id \
+                 JOIN conversations c ON c.id = m.conversation_id \
+                 JOIN channels ch ON ch.id = o.channel_id \
+                 LEFT JOIN messages r ON r.id = m.in_reply_to WHERE o.id = ?",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            out.push(OutboxItem {
+                id: row.try_get("id")?,
+                message_id: MessageId(row.try_get("message_id")?),
+                conversation_id: ConversationId(row.try_get("conversation_id")?),
+                channel_id: ChannelId(row.try_get("channel_id")?),
+                idempotency_key: row.try_get("idempotency_key")?,
+                text: row.try_get("text")?,
+                attempts: row.try_get("attempts")?,
+                reply_to_external_id: row.try_get("reply_to_external_id")?,
+                recipient_external_id: row.try_get("recipient_external_id")?,
+                last_customer_message_at: row.try_get("last_in")?,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn outbox_sent(&self, id: i64, platform_id: Option<&str>, now: Millis) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "UPDATE outbox SET state = 'sent', updated_at = ?, last_error = NULL WHERE id = ? \
+             AND state <> 'sent' RETURNING message_id, \
+             (SELECT conversation_id FROM messages WHERE messages.id = outbox.message_id)",
+        )
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((msg, conv)) = row {
+            sqlx::query(
+                "UPDATE messages SET delivery = 'sent', delivery_error = NULL, \
+                 external_id = COALESCE(?, external_id) WHERE id = ?",
+            )
+            .bind(platform_id)
+            .bind(msg)
+            .execute(&mut *tx)
+            .await?;
+            insert_event(
+                &mut tx,
+                conv,
+                EventKind::ReplySent,
+                Some(msg),
+                None,
+                "",
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn outbox_retry(&self, id: i64, next_attempt_at: Millis, error: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET state = 'pending', next_attempt_at = ?, last_error = ?, \
+             updated_at = ? WHERE id = ? AND state = 'sending'",
+        )
+        .bind(next_attempt_at)
+        .bind(error)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn outbox_failed(&self, id: i64, error: &str, now: Millis) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "UPDATE outbox SET state = 'failed', updated_at = ?, last_error = ? WHERE id = ? \
+             AND state = 'sending' RETURNING message_id, \
+             (SELECT conversation_id FROM messages WHERE messages.id = outbox.message_id)",
+        )
+        .bind(now)
+        .bind(error)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((msg, conv)) = row {
+            sqlx::query("UPDATE messages SET delivery = 'failed', delivery_error = ? WHERE id = ?")
+                .bind(error)
+                .bind(msg)
+                .execute(&mut *tx)
+                .await?;
+            insert_event(
+                &mut tx,
+                conv,
+                EventKind::ReplyFailed,
+                Some(msg),
+                None,
+                error,
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn recover_outbox(&self) -> Result<u64> {
+        let n = sqlx::query("UPDATE outbox SET state = 'pending' WHERE state = 'sending'")
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        Ok(n)
+    }
+
+    async fn create_user(
+        &self,
+        email: &str,
+        name: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> Result<User> {
+        let row = sqlx::query(
+            "INSERT INTO users (email, name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT(email) DO NOTHING RETURNING id, email, name, role",
+        )
+        .bind(email)
+        .bind(name)
+        .bind(role.as_str())
+        .bind(password_hash)
+        .bind(now_ms())
+        .fetch_optional(&self.writer)
+        .await?;
+        match row {
+            Some(r) => user_from_row(&r),
+            None => Err(StoreError::Conflict("user")),
+        }
+    }
+
+    async fn user_credentials(&self, email: &str) -> Result<Option<(User, String)>> {
+        let row =
+            sqlx::query("SELECT id, email, name, role, password_hash FROM users WHERE email = ?")
+                .bind(email)
+                .fetch_optional(&self.reader)
+                .await?;
+        match row {
+            Some(r) => Ok(Some((user_from_row(&r)?, r.try_get("password_hash")?))),
+            None => Ok(None),
+        }
+    }
+
+    async fn create_session(
+        &self,
+        user: UserId,
+        token_hash: &str,
+        expires_at: Millis,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(token_hash)
+            .bind(user.0)
+            .bind(now_ms())
+            .bind(expires_at)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn session_user(&self, token_hash: &str, now: Millis) -> Result<Option<User>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.email, u.name, u.role FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = ? AND s.expires_at > ?",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+            .bind(token_hash)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_api_token(&self, name: &str, token_hash: &str) -> Result<()> {
+        sqlx::query("INSERT INTO api_tokens (name, token_hash, created_at) VALUES (?, ?, ?)")
+            .bind(name)
+            .bind(token_hash)
+            .bind(now_ms())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn api_token_valid(&self, token_hash: &str) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(found.is_some())
+    }
+}
