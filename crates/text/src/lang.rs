@@ -1,0 +1,231 @@
+//! Fast language identification: script detection, stopword votes and a few spelling cues; `und` when unsure.
+
+use crate::tokenize::{Token, TokenKind};
+
+const NL: &[&str] = &[
+    "de", "het", "een", "en", "van", "ik", "je", "jij", "u", "uw", "niet", "geen", "is", "dat",
+    "die", "dit", "deze", "op", "te", "met", "voor", "zijn", "er", "maar", "om", "ook", "al",
+    "nog", "wel", "naar", "bij", "wat", "hoe", "waarom", "wanneer", "waar", "kan", "kunnen", "heb",
+    "hebt", "heeft", "hebben", "mijn", "m'n", "we", "wij", "ze", "zij", "hij", "wordt", "worden",
+    "werd", "moet", "moeten", "gaat", "gaan", "nu", "dan", "als", "omdat", "want", "toch", "even",
+    "graag", "bedankt", "dank", "weer", "keer", "nooit", "niks", "niets", "iets", "meer", "veel",
+    "heel", "echt", "goed", "zo", "alleen", "over", "uit", "door", "tot", "sinds", "vandaag",
+    "morgen", "gisteren", "jullie", "zou", "zal", "ben", "bent", "was", "waren", "mij", "me",
+    "hier", "daar", "erg", "vind", "hallo", "hoi", "groet", "groeten", "ook", "wij", "onze", "ons",
+    "zelf", "kunt", "weet", "wil", "wilt", "willen", "gewoon", "helemaal", "terug", "na", "zonder",
+    "tegen", "vanaf", "elke", "iedereen", "mensen", "nieuwe", "ja", "nee", "het", "'t", "z'n",
+    "d'r", "heeft",
+];
+const EN: &[&str] = &[
+    "the", "and", "is", "are", "was", "were", "you", "your", "i", "my", "me", "it", "this", "that",
+    "to", "of", "in", "for", "on", "with", "have", "has", "had", "not", "but", "be", "been",
+    "will", "can", "do", "does", "did", "just", "what", "why", "how", "when", "where", "who",
+    "thanks", "thank", "please", "get", "got", "from", "they", "we", "our", "at", "an", "a", "so",
+    "if", "no", "yes", "would", "could", "should", "there", "their", "about", "still", "again",
+    "i'm", "it's", "don't", "can't", "didn't", "you're", "any", "all", "now", "out", "up", "one",
+    "time", "like", "know", "need", "back", "help", "hours", "after", "today", "guys", "really",
+    "great", "am", "or", "by", "very", "than", "them", "him", "her", "she", "he", "u", "ur", "im",
+    "dont", "cant", "won't", "doesn't", "isn't", "wasn't", "haven't", "thx", "why", "which",
+    "because", "without",
+];
+const DE: &[&str] = &[
+    "der", "die", "das", "und", "ist", "nicht", "ich", "du", "sie", "wir", "ein", "eine", "mit",
+    "auf", "für", "von", "zu", "den", "dem", "des", "sich", "auch", "noch", "schon", "aber", "wie",
+    "warum", "bitte", "danke", "kein", "keine", "sehr", "mein", "meine", "haben", "hat", "sind",
+    "wird", "werden", "nach", "bei", "aus", "oder", "wenn", "dass", "nur", "mal", "es", "ihr",
+];
+const FR: &[&str] = &[
+    "le", "la", "les", "des", "un", "une", "et", "est", "je", "tu", "vous", "nous", "pas", "ne",
+    "pour", "dans", "sur", "avec", "que", "qui", "ce", "cette", "mon", "ma", "mes", "votre",
+    "merci", "très", "mais", "ou", "du", "au", "aux", "sont", "être", "avoir", "plus", "il",
+    "elle", "on", "c'est", "j'ai", "bonjour", "suis", "ça",
+];
+const ES: &[&str] = &[
+    "el", "la", "los", "las", "un", "una", "y", "es", "que", "de", "en", "no", "por", "para",
+    "con", "mi", "tu", "su", "muy", "pero", "gracias", "está", "están", "como", "qué", "porque",
+    "cuando", "donde", "hola", "lo", "le", "se", "del", "al", "yo", "hay", "son", "todo", "más",
+    "bien",
+];
+const IT: &[&str] = &[
+    "il",
+    "lo",
+    "la",
+    "gli",
+    "le",
+    "un",
+    "una",
+    "e",
+    "è",
+    "che",
+    "di",
+    "non",
+    "per",
+    "con",
+    "mi",
+    "ti",
+    "sono",
+    "ma",
+    "come",
+    "perché",
+    "grazie",
+    "molto",
+    "questo",
+    "questa",
+    "del",
+    "della",
+    "nel",
+    "anche",
+    "ho",
+    "hai",
+    "ha",
+    "ciao",
+    "buongiorno",
+    "più",
+    "io",
+];
+const PT: &[&str] = &[
+    "o", "a", "os", "as", "um", "uma", "e", "é", "que", "de", "não", "para", "com", "meu", "minha",
+    "você", "obrigado", "obrigada", "muito", "mas", "como", "por", "está", "isso", "isto", "do",
+    "da", "no", "na", "em", "eu", "tem", "são", "olá", "mais",
+];
+
+const LATIN: [(&str, &[&str]); 7] = [
+    ("nl", NL),
+    ("en", EN),
+    ("de", DE),
+    ("fr", FR),
+    ("es", ES),
+    ("it", IT),
+    ("pt", PT),
+];
+
+/// Every language's stopwords; used to keep function words out of topics.
+pub fn is_stopword(word: &str) -> bool {
+    LATIN.iter().any(|(_, list)| list.contains(&word))
+}
+
+fn script_language(text: &str) -> Option<&'static str> {
+    let mut counts = [0usize; 10];
+    let mut latin = 0usize;
+    for c in text.chars() {
+        let u = c as u32;
+        let slot = match u {
+            0x0400..=0x04FF => 0,
+            0x0370..=0x03FF => 1,
+            0x0600..=0x06FF => 2,
+            0x0590..=0x05FF => 3,
+            0xAC00..=0xD7AF | 0x1100..=0x11FF => 4,
+            0x3040..=0x30FF => 5,
+            0x4E00..=0x9FFF => 6,
+            0x0E00..=0x0E7F => 7,
+            0x0900..=0x097F => 8,
+            _ => {
+                if c.is_alphabetic() {
+                    latin += 1;
+                }
+                continue;
+            }
+        };
+        counts[slot] += 1;
+    }
+    let (best, &n) = counts
+        .iter()
+        .enumerate()
+        .max_by_key(|&(i, n)| (*n, std::cmp::Reverse(i)))?;
+    if n == 0 || n < latin {
+        return None;
+    }
+    // Kana anywhere means Japanese even when kanji dominate.
+    if best == 6 && counts[5] > 0 {
+        return Some("ja");
+    }
+    Some(["ru", "el", "ar", "he", "ko", "ja", "zh", "th", "hi", "und"][best])
+}
+
+/// Language of a tokenized message as an ISO 639-1 code, or `und`.
+pub fn detect(text: &str, tokens: &[Token]) -> &'static str {
+    if let Some(lang) = script_language(text) {
+        return lang;
+    }
+    let mut scores = [0f32; 7];
+    let mut words = 0;
+    for tok in tokens {
+        if tok.kind != TokenKind::Word {
+            continue;
+        }
+        words += 1;
+        let w = tok.text.as_str();
+        let hits = LATIN.iter().filter(|(_, l)| l.contains(&w)).count();
+        if hits > 0 {
+            let share = 1.0 / hits as f32;
+            for (i, (_, l)) in LATIN.iter().enumerate() {
+                if l.contains(&w) {
+                    scores[i] += share;
+                }
+            }
+        }
+        // Spelling cues, weak: Dutch "ij", "oe", "sch", "-tje"; English "th", "wh", "-ing", "ght".
+        if w.len() > 3 {
+            if w.contains("ij") || w.ends_with("tje") || w.ends_with("tjes") || w.contains("aa") {
+                scores[0] += 0.3;
+            }
+            if w.contains("oe") || w.contains("uu") {
+                scores[0] += 0.2;
+            }
+            if w.starts_with("th") || w.starts_with("wh") || w.ends_with("ing") || w.contains("ght")
+            {
+                scores[1] += 0.3;
+            }
+            if w.ends_with("ly") || w.ends_with("ed") {
+                scores[1] += 0.15;
+            }
+            if w.contains("ß") || w.starts_with("sch") && w.ends_with("en") {
+                scores[2] += 0.2;
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    let best = scores[order[0]];
+    let second = scores[order[1]];
+    let needed_margin = if words <= 3 { 0.9 } else { 0.5 };
+    if best >= 1.0 && best - second >= needed_margin && best >= 1.2 * second {
+        LATIN[order[0]].0
+    } else {
+        "und"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokenize::tokenize;
+
+    fn check(text: &str, expect: &str) {
+        assert_eq!(detect(text, &tokenize(text)), expect, "{text}");
+    }
+
+    #[test]
+    fn detects_dutch_english_and_others() {
+        check(
+            "@KPN al drie keer gebeld en nog steeds geen internet #schande",
+            "nl",
+        );
+        check(
+            "@united still no answer about my lost bag, this is the third time",
+            "en",
+        );
+        check("Bedankt voor de snelle hulp!", "nl");
+        check("Thanks for the quick help!", "en");
+        check("Warum ist mein Paket noch nicht da?", "de");
+        check("Merci pour votre aide, c'est parfait", "fr");
+        check("Спасибо за помощь", "ru");
+    }
+
+    #[test]
+    fn short_or_empty_text_is_undetermined() {
+        check("", "und");
+        check("ok", "und");
+        check("😡😡 @KLM https://t.co/x", "und");
+    }
+}

@@ -1,0 +1,323 @@
+//! Linear softmax models over hashed features: compact binary format, prediction and deterministic SGD training.
+
+use crate::features::Feature;
+
+const MAGIC: &[u8; 8] = b"BALIELM1";
+
+/// A trained model with 8-bit quantized weights, laid out `[bucket][class]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearModel {
+    classes: usize,
+    bits: u8,
+    scale: f32,
+    bias: Vec<f32>,
+    weights: Vec<i8>,
+}
+
+/// Why an embedded model could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelError {
+    BadMagic,
+    Truncated,
+    BadShape,
+}
+
+impl std::fmt::Display for ModelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModelError::BadMagic => "not a Balie linear model (bad magic)",
+            ModelError::Truncated => "model file is truncated",
+            ModelError::BadShape => "model header has an impossible shape",
+        })
+    }
+}
+
+impl std::error::Error for ModelError {}
+
+impl LinearModel {
+    /// A model that always answers with the uniform distribution (used when no weights are embedded).
+    pub fn empty(classes: usize) -> Self {
+        LinearModel {
+            classes,
+            bits: 1,
+            scale: 0.0,
+            bias: vec![0.0; classes],
+            weights: vec![0; 2 * classes],
+        }
+    }
+
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    pub fn is_trained(&self) -> bool {
+        self.scale > 0.0
+    }
+
+    /// Parse the binary format: magic, u8 classes, u8 bits, 2 reserved bytes, f32 scale, f32 biases, i8 weights.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ModelError> {
+        if bytes.len() < 16 {
+            return Err(ModelError::Truncated);
+        }
+        if &bytes[..8] != MAGIC {
+            return Err(ModelError::BadMagic);
+        }
+        let classes = bytes[8] as usize;
+        let bits = bytes[9];
+        if classes == 0 || !(1..=24).contains(&bits) {
+            return Err(ModelError::BadShape);
+        }
+        let f32_at = |o: usize| -> Result<f32, ModelError> {
+            let b = bytes.get(o..o + 4).ok_or(ModelError::Truncated)?;
+            Ok(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let scale = f32_at(12)?;
+        let mut bias = Vec::with_capacity(classes);
+        for c in 0..classes {
+            bias.push(f32_at(16 + 4 * c)?);
+        }
+        let start = 16 + 4 * classes;
+        let n = (1usize << bits) * classes;
+        let w = bytes.get(start..start + n).ok_or(ModelError::Truncated)?;
+        if bytes.len() != start + n {
+            return Err(ModelError::BadShape);
+        }
+        Ok(LinearModel {
+            classes,
+            bits,
+            scale,
+            bias,
+            weights: w.iter().map(|&b| b as i8).collect(),
+        })
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + 4 * self.classes + self.weights.len());
+        out.extend_from_slice(MAGIC);
+        out.push(self.classes as u8);
+        out.push(self.bits);
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&self.scale.to_le_bytes());
+        for b in &self.bias {
+            out.extend_from_slice(&b.to_le_bytes());
+        }
+        out.extend(self.weights.iter().map(|&w| w as u8));
+        out
+    }
+
+    /// Raw class scores (logits) for one feature vector, written into `out`.
+    pub fn logits(&self, feats: &[Feature], out: &mut [f32]) {
+        let k = self.classes;
+        let mask = (1usize << self.bits) - 1;
+        let mut acc = [0f32; 8];
+        let acc = &mut acc[..k.min(8)];
+        for &(h, v) in feats {
+            let base = (h as usize & mask) * k;
+            if let Some(row) = self.weights.get(base..base + acc.len()) {
+                for (a, &w) in acc.iter_mut().zip(row) {
+                    *a += f32::from(w) * v;
+                }
+            }
+        }
+        for (c, o) in out.iter_mut().enumerate().take(k) {
+            *o = self.bias[c] + acc.get(c).copied().unwrap_or(0.0) * self.scale;
+        }
+    }
+
+    /// Class probabilities (softmax of the logits).
+    pub fn probabilities(&self, feats: &[Feature]) -> Vec<f32> {
+        let mut l = vec![0f32; self.classes];
+        self.logits(feats, &mut l);
+        softmax(&mut l);
+        l
+    }
+}
+
+pub fn softmax(l: &mut [f32]) {
+    let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in l.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    if sum > 0.0 {
+        for x in l.iter_mut() {
+            *x /= sum;
+        }
+    }
+}
+
+/// One labelled training example.
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub features: Vec<Feature>,
+    pub label: usize,
+    pub weight: f32,
+}
+
+/// SGD settings; `seed` makes the example order (and so the model) reproducible.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    pub bits: u8,
+    pub epochs: usize,
+    pub lambda: f32,
+    pub eta0: f32,
+    pub seed: u64,
+    /// Reweight classes to equal total weight (helps macro-F1 on skewed labels); 0 = off, 1 = full.
+    pub balance: f32,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            bits: 17,
+            epochs: 12,
+            lambda: 1e-4,
+            eta0: 0.5,
+            seed: 42,
+            balance: 0.5,
+        }
+    }
+}
+
+/// xorshift64*: tiny deterministic PRNG for shuffling.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            v.swap(i, j);
+        }
+    }
+}
+
+/// Train a multinomial logistic regression with L2-regularised SGD (Bottou's scaled-weight trick), then quantize.
+pub fn train(examples: &[Example], classes: usize, cfg: &TrainConfig) -> LinearModel {
+    let k = classes.max(1);
+    let buckets = 1usize << cfg.bits;
+    let mask = buckets - 1;
+    let mut v = vec![0f32; buckets * k];
+    let mut bias = vec![0f32; k];
+    let mut scale = 1.0f32;
+
+    let mut counts = vec![0f32; k];
+    for e in examples {
+        if e.label < k {
+            counts[e.label] += e.weight;
+        }
+    }
+    let total: f32 = counts.iter().sum();
+    let class_w: Vec<f32> = counts
+        .iter()
+        .map(|&c| {
+            if c > 0.0 {
+                (total / (k as f32 * c)).powf(cfg.balance)
+            } else {
+                1.0
+            }
+        })
+        .collect();
+
+    let mut order: Vec<usize> = (0..examples.len()).collect();
+    let mut rng = Rng::new(cfg.seed);
+    let mut t = 0f32;
+    let mut probs = vec![0f32; k];
+    for _ in 0..cfg.epochs {
+        rng.shuffle(&mut order);
+        for &i in &order {
+            let e = &examples[i];
+            if e.label >= k {
+                continue;
+            }
+            let eta = cfg.eta0 / (1.0 + cfg.lambda * cfg.eta0 * t);
+            t += 1.0;
+            // logits
+            for (c, p) in probs.iter_mut().enumerate() {
+                *p = bias[c];
+            }
+            for &(h, x) in &e.features {
+                let base = (h as usize & mask) * k;
+                for c in 0..k {
+                    probs[c] += v[base + c] * scale * x;
+                }
+            }
+            softmax(&mut probs);
+            scale *= 1.0 - eta * cfg.lambda;
+            if scale < 1e-6 {
+                for w in v.iter_mut() {
+                    *w *= scale;
+                }
+                scale = 1.0;
+            }
+            let g_w = e.weight * class_w[e.label];
+            for c in 0..k {
+                let y = if c == e.label { 1.0 } else { 0.0 };
+                let g = (probs[c] - y) * g_w;
+                bias[c] -= eta * g * 0.1;
+                let step = eta * g / scale;
+                for &(h, x) in &e.features {
+                    v[(h as usize & mask) * k + c] -= step * x;
+                }
+            }
+        }
+    }
+    let max = v.iter().fold(0f32, |m, &w| m.max((w * scale).abs()));
+    let q = if max > 0.0 { max / 127.0 } else { 0.0 };
+    let weights = v
+        .iter()
+        .map(|&w| {
+            if q > 0.0 {
+                (w * scale / q).round().clamp(-127.0, 127.0) as i8
+            } else {
+                0
+            }
+        })
+        .collect();
+    LinearModel {
+        classes: k,
+        bits: cfg.bits,
+        scale: q,
+        bias,
+        weights,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learns_a_separable_toy_problem_and_round_trips() {
+        let ex = |f: u32, label| Example {
+            features: vec![(f, 1.0), (99, 0.5)],
+            label,
+            weight: 1.0,
+        };
+        let data = vec![ex(1, 0), ex(2, 1), ex(1, 0), ex(2, 1)];
+        let cfg = TrainConfig {
+            bits: 8,
+            ..TrainConfig::default()
+        };
+        let m = train(&data, 2, &cfg);
+        assert!(m.probabilities(&[(1, 1.0)])[0] > 0.7);
+        assert!(m.probabilities(&[(2, 1.0)])[1] > 0.7);
+        let back = LinearModel::from_bytes(&m.to_bytes()).expect("round trip");
+        assert_eq!(back, m);
+        assert_eq!(
+            LinearModel::from_bytes(b"nonsense"),
+            Err(ModelError::Truncated)
+        );
+    }
+}

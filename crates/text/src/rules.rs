@@ -1,0 +1,656 @@
+//! Hand-written Dutch and English cues: questions, escalation signals (the "Youpie"), complaint words, thanks, topics.
+
+use crate::lang::is_stopword;
+use crate::tokenize::{Token, TokenKind};
+
+/// The message as " w1 w2 ? w3 " (lowercase words and marks, mentions/URLs dropped), for phrase matching.
+pub fn phrase_text(tokens: &[Token]) -> String {
+    let mut s = String::with_capacity(tokens.len() * 6 + 2);
+    s.push(' ');
+    for t in tokens {
+        match t.kind {
+            TokenKind::Word | TokenKind::Number | TokenKind::Punct | TokenKind::Emoji => {
+                s.push_str(&t.text);
+                s.push(' ');
+            }
+            TokenKind::Hashtag => {
+                s.push_str(&t.text);
+                s.push(' ');
+            }
+            TokenKind::Mention | TokenKind::Url => {}
+        }
+    }
+    s
+}
+
+fn has_any(phrase: &str, needles: &[&str]) -> bool {
+    needles.iter().any(|n| phrase.contains(n))
+}
+
+const QUESTION_STARTERS: &[&str] = &[
+    "what", "why", "how", "when", "where", "who", "which", "can", "could", "would", "will", "is",
+    "are", "do", "does", "did", "should", "has", "have", "any", "anyone", "wat", "waarom", "hoe",
+    "wanneer", "waar", "wie", "welke", "kan", "kunnen", "kun", "kunt", "zijn", "heb", "hebben",
+    "heeft", "mag", "mogen", "klopt", "weet", "wordt", "gaat",
+];
+
+const REQUESTS: &[&str] = &[
+    " anyone know ",
+    " can you ",
+    " could you ",
+    " can someone ",
+    " please help ",
+    " pls help ",
+    " plz help ",
+    " help me ",
+    " let me know ",
+    " please advise ",
+    " please fix ",
+    " please respond ",
+    " please reply ",
+    " dm me ",
+    " i need help ",
+    " need help ",
+    " weet iemand ",
+    " kunnen jullie ",
+    " kun je ",
+    " kunt u ",
+    " graag reactie ",
+    " graag antwoord ",
+    " help mij ",
+    " hoor graag ",
+    " laat weten ",
+    " laat even weten ",
+    " graag weten ",
+    " wil graag weten ",
+    " please check ",
+    " dm ",
+];
+
+/// Does the message ask something (a question mark, a question word first, or a request)?
+pub fn is_question(tokens: &[Token], phrase: &str) -> bool {
+    if tokens
+        .iter()
+        .any(|t| t.kind == TokenKind::Punct && t.text.contains('?'))
+    {
+        return true;
+    }
+    let first_word = tokens
+        .iter()
+        .find(|t| !matches!(t.kind, TokenKind::Mention | TokenKind::Url));
+    if let Some(t) = first_word
+        && t.kind == TokenKind::Word
+        && QUESTION_STARTERS.contains(&t.text.as_str())
+        && tokens.len() >= 3
+    {
+        return true;
+    }
+    has_any(phrase, REQUESTS)
+}
+
+const COUNTS: &[&str] = &[
+    "twee", "drie", "vier", "vijf", "zes", "tien", "2", "3", "4", "5", "6", "10", "meerdere",
+    "zoveel", "tig", "vaak", "honderd",
+];
+
+fn repeat_contact(phrase: &str) -> bool {
+    const FIXED: &[&str] = &[
+        " for the second time",
+        " for the third time",
+        " for the fourth time",
+        " for the fifth time",
+        " for the 2nd time",
+        " for the 3rd time",
+        " for the 4th time",
+        " for the 5th time",
+        " for the nth time",
+        " twice ",
+        " three times",
+        " 3 times",
+        " four times",
+        " 4 times",
+        " 5 times",
+        " multiple times",
+        " several times",
+        " many times",
+        " numerous times",
+        " countless times",
+        " still no answer",
+        " still no response",
+        " still no reply",
+        " still no word",
+        " still no update",
+        " still no refund",
+        " still no call",
+        " still haven't heard",
+        " still havent heard",
+        " still have not heard",
+        " still waiting",
+        " no response",
+        " no reply",
+        " no answer",
+        " never heard back",
+        " haven't heard back",
+        " havent heard back",
+        " never got back",
+        " no one got back",
+        " nobody got back",
+        " no one has got back",
+        " already called",
+        " already emailed",
+        " already e-mailed",
+        " already contacted",
+        " already sent",
+        " already dm'd",
+        " already messaged",
+        " already tweeted",
+        " already spoke",
+        " on hold for",
+        " hours on hold",
+        " been on hold",
+        " called again",
+        " again and again",
+        " keep calling",
+        " kept calling",
+        " every time i call",
+        " nog steeds geen",
+        " nog steeds niks",
+        " nog steeds niets",
+        " nog steeds niet",
+        " nog altijd geen",
+        " nog altijd niet",
+        " nog niks gehoord",
+        " nog niets gehoord",
+        " nog geen reactie",
+        " nog geen antwoord",
+        " geen reactie",
+        " geen antwoord",
+        " niks gehoord",
+        " niets gehoord",
+        " niks meer gehoord",
+        " niets meer gehoord",
+        " al gebeld",
+        " al gemaild",
+        " al ge-maild",
+        " al eerder",
+        " al een paar keer",
+        " al weken",
+        " vorige week gemaild",
+        " vorige week gebeld",
+        " weken geleden",
+        " opnieuw gebeld",
+        " weer gebeld",
+        " nogmaals ",
+        " zoveelste keer",
+        " in de wacht",
+        " keer gebeld",
+        " keer gemaild",
+        " keer contact",
+    ];
+    if has_any(phrase, FIXED) {
+        return true;
+    }
+    // "al drie keer", "voor de derde keer"
+    for c in COUNTS {
+        if phrase.contains(&format!(" al {c} keer")) || phrase.contains(&format!(" {c} keer ge")) {
+            return true;
+        }
+    }
+    has_any(
+        phrase,
+        &[
+            " voor de tweede keer",
+            " voor de derde keer",
+            " voor de vierde keer",
+            " voor de 2e keer",
+            " voor de 3e keer",
+        ],
+    )
+}
+
+const LEAVE: &[&str] = &[
+    " switch to ",
+    " switching to ",
+    " switching providers",
+    " switching provider",
+    " cancel my account",
+    " cancel my subscription",
+    " cancel my contract",
+    " cancel my membership",
+    " cancelling my ",
+    " canceling my ",
+    " close my account",
+    " never fly ",
+    " never flying ",
+    " never use you",
+    " never using ",
+    " never buy ",
+    " never buying ",
+    " never order",
+    " never again",
+    " never shop",
+    " last time i fly",
+    " last time i use",
+    " last time i buy",
+    " last time i order",
+    " lost a customer",
+    " lost my business",
+    " losing a customer",
+    " business elsewhere",
+    " going elsewhere",
+    " go elsewhere",
+    " done with you",
+    " find another provider",
+    " opzeggen",
+    " zeg ik op",
+    " zeg ik mijn",
+    " opgezegd",
+    " overstappen",
+    " stap ik over",
+    " stap over",
+    " nooit meer",
+    " laatste keer dat",
+    " klant kwijt",
+    " klant af",
+    " ben ik weg",
+    " ik ben weg",
+    " andere provider",
+    " naar de concurrent",
+];
+
+const PUBLIC: &[&str] = &[
+    " going to the media",
+    " tell everyone",
+    " telling everyone",
+    " the press",
+    " reporter",
+    " journalist",
+    " lawyer",
+    " attorney",
+    " sue ",
+    " suing ",
+    " legal action",
+    " small claims",
+    " better business bureau",
+    " bbb ",
+    " ombudsman",
+    " trading standards",
+    " trustpilot",
+    " bad review",
+    " post this everywhere",
+    " going viral",
+    " consumentenbond",
+    " radar ",
+    " kassa ",
+    " geschillencommissie",
+    " advocaat",
+    " rechter ",
+    " juridische stappen",
+    " de krant",
+    " de media",
+    " iedereen weten",
+    " iedereen vertellen",
+    " kiyoh",
+    " slechte review",
+];
+
+const SHAME: &[&str] = &[
+    "fail",
+    "schande",
+    "shame",
+    "boycot",
+    "nooitmeer",
+    "neveragain",
+    "worst",
+    "disgrace",
+    "ripoff",
+    "scam",
+    "oplicht",
+    "klantonvriendelijk",
+    "slechteservice",
+    "slechtservice",
+    "badservice",
+    "sucks",
+    "wanprestatie",
+    "unacceptable",
+    "nietnormaal",
+    "belachelijk",
+    "waardeloos",
+    "terrible",
+    "awful",
+    "disappointed",
+    "teleurgesteld",
+];
+
+const TIME: &[&str] = &[
+    " asap",
+    " urgent",
+    " emergency",
+    " immediately",
+    " right now",
+    " right away",
+    " as soon as possible",
+    " need it today",
+    " need this today",
+    " by tonight",
+    " before tomorrow",
+    " my flight leaves",
+    " flight leaves in",
+    " leaves in an hour",
+    " deadline",
+    " zsm",
+    " z.s.m",
+    " spoed",
+    " dringend",
+    " nu meteen",
+    " vandaag nog",
+    " zo snel mogelijk",
+    " zo spoedig mogelijk",
+    " binnen een uur",
+    " noodgeval",
+    " acuut",
+];
+
+/// Escalation signals, in a fixed order, as short machine names.
+pub fn escalation_signals(tokens: &[Token], phrase: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if repeat_contact(phrase) {
+        out.push("repeat_contact".to_string());
+    }
+    if has_any(phrase, LEAVE) {
+        out.push("threat_to_leave".to_string());
+    }
+    if has_any(phrase, PUBLIC) {
+        out.push("going_public".to_string());
+    }
+    if tokens
+        .iter()
+        .any(|t| t.kind == TokenKind::Hashtag && SHAME.iter().any(|s| t.text.contains(s)))
+    {
+        out.push("shaming_hashtag".to_string());
+    }
+    if has_any(phrase, TIME) {
+        out.push("time_pressure".to_string());
+    }
+    out
+}
+
+const COMPLAINT_CUES: &[&str] = &[
+    " klacht",
+    " storing",
+    " kapot",
+    " werkt niet",
+    " werkt nog steeds niet",
+    " doet het niet",
+    " te laat",
+    " niet geleverd",
+    " niet ontvangen",
+    " niet bezorgd",
+    " nooit ontvangen",
+    " geen bereik",
+    " geen internet",
+    " geen verbinding",
+    " teleurgesteld",
+    " ontevreden",
+    " geld terug",
+    " terugbetaling",
+    " vertraging",
+    " schandalig",
+    " belachelijk",
+    " waardeloos",
+    " slechte service",
+    " slechte klantenservice",
+    " klantonvriendelijk",
+    " onacceptabel",
+    " dubbel afgeschreven",
+    " verkeerde",
+    " beschadigd",
+    " wachttijd",
+    " wacht al",
+    " zit al",
+    " sta al",
+];
+
+/// Dutch complaint phrases (no labelled Dutch complaint data exists here; see MODEL_CARD.md).
+pub fn has_complaint_cue(phrase: &str) -> bool {
+    has_any(phrase, COMPLAINT_CUES)
+}
+
+const THANKS: &[&str] = &[
+    " thanks",
+    " thank you",
+    " thank u",
+    " thx",
+    " ty ",
+    " appreciate",
+    " kudos",
+    " shoutout",
+    " shout out",
+    " love you",
+    " you rock",
+    " great job",
+    " well done",
+    " bedankt",
+    " dank je",
+    " dank u",
+    " dankjewel",
+    " dankuwel",
+    " dankzij jullie",
+    " top service",
+    " topservice",
+    " goed geholpen",
+    " super geholpen",
+    " chapeau",
+    " complimenten",
+    " compliment",
+    " petje af",
+    " fijn dat",
+];
+
+/// Thanks or praise aimed at someone (deserves an answer too).
+pub fn has_thanks(phrase: &str) -> bool {
+    has_any(phrase, THANKS)
+}
+
+const ADDRESS: &[&str] = &[
+    " you ", " your ", " u ", " ur ", " you're ", " jullie ", " je ", " jij ", " uw ", " jou ",
+];
+
+/// Is the message plausibly aimed at the brand rather than chatter between others?
+pub fn addressed(tokens: &[Token], phrase: &str) -> bool {
+    let retweet = tokens.first().is_some_and(|t| t.text == "rt")
+        && tokens.get(1).is_some_and(|t| t.kind == TokenKind::Mention);
+    if retweet {
+        return false;
+    }
+    tokens.iter().any(|t| t.kind == TokenKind::Mention) || has_any(phrase, ADDRESS)
+}
+
+/// A few keyphrases (hashtags, adjacent content-word pairs, then long content words), in a deterministic order.
+pub fn topics(tokens: &[Token], is_sentiment_word: impl Fn(&str) -> bool) -> Vec<String> {
+    const MAX: usize = 3;
+    let content = |t: &Token| {
+        t.kind == TokenKind::Word
+            && t.text.chars().count() >= 3
+            && !is_stopword(&t.text)
+            && !crate::features::is_negator(&t.text)
+            && !is_sentiment_word(&t.text)
+            && !FILLER.contains(&t.text.as_str())
+            && t.text.chars().any(|c| c.is_alphabetic())
+    };
+    let mut out: Vec<String> = Vec::new();
+    let push = |out: &mut Vec<String>, s: String| {
+        if out.len() < MAX && !out.iter().any(|o| o.contains(&s) || s.contains(o.as_str())) {
+            out.push(s);
+        }
+    };
+    for t in tokens {
+        if t.kind == TokenKind::Hashtag && !SHAME.iter().any(|s| t.text.contains(s)) {
+            push(&mut out, t.text.clone());
+        }
+    }
+    for w in tokens.windows(2) {
+        if content(&w[0]) && content(&w[1]) {
+            push(&mut out, format!("{} {}", w[0].text, w[1].text));
+        }
+    }
+    let mut singles: Vec<(usize, &str)> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| content(t))
+        .map(|(i, t)| (i, t.text.as_str()))
+        .collect();
+    singles.sort_by(|a, b| {
+        b.1.chars()
+            .count()
+            .cmp(&a.1.chars().count())
+            .then(a.0.cmp(&b.0))
+    });
+    for (_, w) in singles {
+        push(&mut out, w.to_string());
+    }
+    out
+}
+
+const FILLER: &[&str] = &[
+    "hey",
+    "hello",
+    "hallo",
+    "beste",
+    "please",
+    "pls",
+    "plz",
+    "thanks",
+    "thank",
+    "bedankt",
+    "just",
+    "really",
+    "even",
+    "gewoon",
+    "echt",
+    "nou",
+    "wel",
+    "amp",
+    "via",
+    "yet",
+    "also",
+    "ook",
+    "get",
+    "got",
+    "going",
+    "gaan",
+    "still",
+    "again",
+    "weer",
+    "nog",
+    "steeds",
+    "keer",
+    "times",
+    "time",
+    "today",
+    "vandaag",
+    "want",
+    "wil",
+    "need",
+    "make",
+    "made",
+    "doen",
+    "gedaan",
+    "said",
+    "says",
+    "zegt",
+    "gezegd",
+    "tell",
+    "told",
+    "guys",
+    "jullie",
+    "yes",
+    "yeah",
+    "okay",
+    "right",
+    "way",
+    "know",
+    "think",
+    "denk",
+    "see",
+    "zien",
+    "well",
+    "much",
+    "veel",
+    "every",
+    "other",
+    "some",
+    "something",
+    "iets",
+    "anything",
+    "thing",
+    "things",
+    "since",
+    "sinds",
+    "hours",
+    "uur",
+    "days",
+    "dagen",
+    "week",
+    "weken",
+    "day",
+    "dag",
+    "now",
+    "nu",
+    "already",
+    "called",
+    "gebeld",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokenize::tokenize;
+
+    fn signals(text: &str) -> Vec<String> {
+        let t = tokenize(text);
+        escalation_signals(&t, &phrase_text(&t))
+    }
+
+    #[test]
+    fn escalation_signals_in_dutch_and_english() {
+        assert_eq!(
+            signals("Al drie keer gebeld en nog steeds geen monteur. Ik ga overstappen #schande"),
+            ["repeat_contact", "threat_to_leave", "shaming_hashtag"]
+        );
+        assert_eq!(
+            signals("Vorige week gemaild en nog niks gehoord"),
+            ["repeat_contact"]
+        );
+        assert_eq!(
+            signals("For the third time: where is my refund? Need it ASAP"),
+            ["repeat_contact", "time_pressure"]
+        );
+        assert_eq!(
+            signals("Still no answer, telling everyone to avoid you"),
+            ["repeat_contact", "going_public"]
+        );
+        assert!(signals("Lovely flight today, thanks crew!").is_empty());
+    }
+
+    #[test]
+    fn questions_and_requests() {
+        let q = |s: &str| {
+            let t = tokenize(s);
+            is_question(&t, &phrase_text(&t))
+        };
+        assert!(q("@brand waar blijft mijn pakket"));
+        assert!(q("Can you help me with my booking"));
+        assert!(q("Is het normaal dat de app crasht?"));
+        assert!(!q("Mooie dag vandaag"));
+    }
+
+    #[test]
+    fn topics_skip_handles_stopwords_and_sentiment() {
+        let t = tokenize("@KLM my checked luggage is lost again, terrible #AMS");
+        assert_eq!(
+            topics(&t, |w| w == "terrible"),
+            ["ams", "checked luggage", "lost"]
+        );
+    }
+}
