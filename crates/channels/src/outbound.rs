@@ -1,0 +1,830 @@
+//! Sending replies: the messaging-window rules and one sender for every platform, with each
+//! response classified into [`SendOutcome`] for the outbox.
+//!
+//! # At most once
+//!
+//! None of these endpoints accepts a real idempotency key, so "never sent twice" is the
+//! outbox's discipline plus precise classification here:
+//!
+//! 1. The outbox marks the row `sending` (durably) before calling [`send`].
+//! 2. [`SendOutcome::Sent`], [`SendOutcome::Permanent`] and [`SendOutcome::Retry`] are
+//!    certain: `Retry` is only returned when the platform said it did not take the message
+//!    (429, 5xx, throttling codes) or the connection never opened, so a resend cannot
+//!    duplicate.
+//! 3. [`SendOutcome::Unknown`] (a timeout or broken connection after the request went out, or
+//!    a 2xx we could not read) and a row found still `sending` after a crash both mean "may
+//!    have been delivered": do not resend automatically. Park the row for an agent, or
+//!    reconcile it: the key is sent where the platform echoes it back (Messenger
+//!    `message.metadata`, returned as [`balie_core::Inbound::outbox_key`] on the echo;
+//!    WhatsApp `biz_opaque_callback_data`, returned as
+//!    [`crate::meta::DeliveryStatus::outbox_key`]), so a matching echo or status confirms it.
+//!
+//! Secrets never reach a reason string or `Debug` output: tokens are [`Secret`]s, URLs
+//! (Telegram puts the bot token in the path) are never formatted, and every reason taken from
+//! a response is scrubbed of the token.
+
+use std::time::Duration;
+
+use balie_core::Millis;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde_json::{Value, json};
+
+use crate::Secret;
+
+/// How long a send may take before its outcome is [`SendOutcome::Unknown`].
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);
+/// Wait after a throttling answer that does not say how long to wait.
+pub const THROTTLE_DELAY: Duration = Duration::from_secs(60);
+/// Wait after a server error or a failed connection.
+pub const TRANSIENT_DELAY: Duration = Duration::from_secs(30);
+
+const HOUR: Millis = 60 * 60 * 1000;
+const DAY: Millis = 24 * HOUR;
+
+/// Meta's Graph API: `https://graph.facebook.com` in production, a local fake in tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphApi {
+    /// Scheme and host, no trailing slash.
+    pub base_url: String,
+    /// The API version number: 23 means `/v23.0/`.
+    pub version: u32,
+}
+
+impl GraphApi {
+    pub fn production(version: u32) -> Self {
+        Self {
+            base_url: "https://graph.facebook.com".to_owned(),
+            version,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!(
+            "{}/v{}.0/{path}",
+            self.base_url.trim_end_matches('/'),
+            self.version
+        )
+    }
+}
+
+/// Production base URL of X's API (`POST /2/tweets`, DMs).
+pub const X_API: &str = "https://api.x.com";
+/// Production base URL of Telegram's Bot API.
+pub const TELEGRAM_API: &str = "https://api.telegram.org";
+
+/// Where a reply goes, with the credentials to send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboundTarget {
+    /// A Messenger DM: `POST /{page_id}/messages` to the customer's PSID.
+    Messenger {
+        graph: GraphApi,
+        page_id: String,
+        access_token: Secret,
+        recipient_id: String,
+    },
+    /// An Instagram DM: `POST /{account_id}/messages` to the customer's IGSID.
+    InstagramDirect {
+        graph: GraphApi,
+        account_id: String,
+        access_token: Secret,
+        recipient_id: String,
+    },
+    /// A public reply under a Page post comment: `POST /{comment_id}/comments`.
+    FacebookComment {
+        graph: GraphApi,
+        comment_id: String,
+        access_token: Secret,
+    },
+    /// A public reply to an Instagram comment: `POST /{comment_id}/replies`.
+    InstagramComment {
+        graph: GraphApi,
+        comment_id: String,
+        access_token: Secret,
+    },
+    /// A WhatsApp text: `POST /{phone_number_id}/messages`, threaded under `reply_to` (a
+    /// `wamid`) when given.
+    Whatsapp {
+        graph: GraphApi,
+        phone_number_id: String,
+        access_token: Secret,
+        to: String,
+        reply_to: Option<String>,
+    },
+    /// A public reply on X: `POST /2/tweets` with `reply.in_reply_to_tweet_id`. The token is
+    /// an OAuth 2.0 user-context token with `tweet.write` (OAuth 1.0a signing is not done).
+    XReply {
+        api_base: String,
+        access_token: Secret,
+        in_reply_to_tweet_id: String,
+    },
+    /// An X DM: `POST /2/dm_conversations/with/{participant_id}/messages` (needs `dm.write`).
+    XDirect {
+        api_base: String,
+        access_token: Secret,
+        participant_id: String,
+    },
+    /// A Telegram message: `POST /bot{token}/sendMessage`, as a reply to `reply_to_message_id`
+    /// (the part after the colon of the inbound external id) when given.
+    Telegram {
+        api_base: String,
+        bot_token: Secret,
+        chat_id: String,
+        reply_to_message_id: Option<i64>,
+    },
+}
+
+/// The kind of a target, for the window rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundKind {
+    Messenger,
+    InstagramDirect,
+    FacebookComment,
+    InstagramComment,
+    Whatsapp,
+    XReply,
+    XDirect,
+    Telegram,
+}
+
+impl OutboundTarget {
+    pub fn kind(&self) -> OutboundKind {
+        match self {
+            Self::Messenger { .. } => OutboundKind::Messenger,
+            Self::InstagramDirect { .. } => OutboundKind::InstagramDirect,
+            Self::FacebookComment { .. } => OutboundKind::FacebookComment,
+            Self::InstagramComment { .. } => OutboundKind::InstagramComment,
+            Self::Whatsapp { .. } => OutboundKind::Whatsapp,
+            Self::XReply { .. } => OutboundKind::XReply,
+            Self::XDirect { .. } => OutboundKind::XDirect,
+            Self::Telegram { .. } => OutboundKind::Telegram,
+        }
+    }
+}
+
+/// What to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundReply {
+    pub text: String,
+    /// The outbox row's key; sent where the platform echoes it back (see the module docs).
+    pub idempotency_key: String,
+    /// When the customer last wrote in this conversation; needed for Messenger, Instagram DMs
+    /// and WhatsApp, ignored elsewhere.
+    pub last_customer_message_at: Option<Millis>,
+}
+
+/// How a reply may be sent, given the platform's messaging window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowMode {
+    /// Inside the 24-hour window: a normal response (Messenger `RESPONSE`, WhatsApp free
+    /// form).
+    Standard,
+    /// Messenger and Instagram DMs 24 hours to 7 days after the customer's last message:
+    /// `MESSAGE_TAG` with `HUMAN_AGENT` (the app needs the Human Agent permission).
+    HumanAgent,
+    /// The platform has no messaging window (comments, X, Telegram).
+    Unrestricted,
+}
+
+/// Why a reply cannot be sent now; the message is written for the agent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{platform} only allows a reply after the customer has written to you")]
+    NoCustomerMessage { platform: &'static str },
+    #[error(
+        "the customer's last message was {days} days ago; {platform} allows replies only \
+         within 7 days of it (24 hours normally, 7 days as a human agent)"
+    )]
+    MessagingWindowClosed { platform: &'static str, days: i64 },
+    #[error(
+        "the customer's last WhatsApp message was {hours} hours ago; outside the 24-hour \
+         customer service window WhatsApp only delivers an approved template message"
+    )]
+    WhatsappWindowClosed { hours: i64 },
+}
+
+/// The messaging-window rule for a reply of `kind`, so the UI can explain a refusal before
+/// the agent writes. `last_customer_message_at` later than `now` (clock skew) counts as now.
+pub fn reply_window(
+    kind: OutboundKind,
+    last_customer_message_at: Option<Millis>,
+    now: Millis,
+) -> Result<WindowMode, Refusal> {
+    let platform = match kind {
+        OutboundKind::Messenger => "Messenger",
+        OutboundKind::InstagramDirect => "Instagram",
+        OutboundKind::Whatsapp => "WhatsApp",
+        OutboundKind::FacebookComment
+        | OutboundKind::InstagramComment
+        | OutboundKind::XReply
+        | OutboundKind::XDirect
+        | OutboundKind::Telegram => return Ok(WindowMode::Unrestricted),
+    };
+    let Some(last) = last_customer_message_at else {
+        return Err(Refusal::NoCustomerMessage { platform });
+    };
+    let elapsed = now.saturating_sub(last).max(0);
+    if elapsed < DAY {
+        return Ok(WindowMode::Standard);
+    }
+    if kind == OutboundKind::Whatsapp {
+        return Err(Refusal::WhatsappWindowClosed {
+            hours: elapsed / HOUR,
+        });
+    }
+    if elapsed < 7 * DAY {
+        return Ok(WindowMode::HumanAgent);
+    }
+    Err(Refusal::MessagingWindowClosed {
+        platform,
+        days: elapsed / DAY,
+    })
+}
+
+/// The result of one send attempt, for the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// The platform took it; `platform_id` is its id for the new message (Messenger
+    /// `message_id`, comment id, `wamid`, tweet id, `dm_event_id`, Telegram
+    /// `<chat_id>:<message_id>`), matching the external ids inbound parsing produces.
+    Sent { platform_id: String },
+    /// The platform did not take it and said so (rate limit, throttling, server error) or the
+    /// connection never opened: try again after `after`.
+    Retry { after: Duration, reason: String },
+    /// It will never work as is (bad recipient, closed window, revoked token, too long).
+    Permanent { reason: String },
+    /// The request may have reached the platform but we do not know: never resend blindly.
+    Unknown { reason: String },
+}
+
+/// Sends `reply` to `target` now (system clock). See [`send_at`].
+pub async fn send(
+    client: &reqwest::Client,
+    target: &OutboundTarget,
+    reply: &OutboundReply,
+) -> SendOutcome {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| {
+            Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+        });
+    send_at(client, target, reply, now).await
+}
+
+/// Sends `reply` to `target` as of `now` (epoch millis; used for the window check and X's
+/// `x-rate-limit-reset`). One attempt, no retries: the outbox decides what to do next.
+pub async fn send_at(
+    client: &reqwest::Client,
+    target: &OutboundTarget,
+    reply: &OutboundReply,
+    now: Millis,
+) -> SendOutcome {
+    let request = match build(target, reply, now) {
+        Ok(request) => request,
+        Err(reason) => return SendOutcome::Permanent { reason },
+    };
+    let mut builder = client
+        .post(&request.url)
+        .timeout(SEND_TIMEOUT)
+        .json(&request.body);
+    if let Some(token) = request.bearer {
+        builder = builder.bearer_auth(token.expose());
+    }
+    let response = match builder.send().await {
+        Ok(response) => response,
+        Err(e) => return transport_failure(&e, request.secret),
+    };
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = match response.bytes().await {
+        Ok(body) => body,
+        Err(e) if status.is_success() => {
+            return SendOutcome::Unknown {
+                reason: request.secret.scrub(&format!(
+                    "{} accepted the message (HTTP {status}) but the answer broke off: {}",
+                    request.platform,
+                    e.without_url()
+                )),
+            };
+        }
+        Err(e) => return transport_failure(&e, request.secret),
+    };
+    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let outcome = match request.api {
+        Api::Graph => graph_outcome(status, &headers, &json, request.success),
+        Api::X => x_outcome(status, &headers, &json, request.success, now),
+        Api::Telegram => telegram_outcome(status, &headers, &json),
+    };
+    scrub_outcome(outcome, request.secret)
+}
+
+#[derive(Clone, Copy)]
+enum Api {
+    Graph,
+    X,
+    Telegram,
+}
+
+/// Where the new message's id is in a 2xx answer.
+#[derive(Clone, Copy)]
+enum SuccessId {
+    /// `{"message_id": …}` (Messenger, Instagram DMs).
+    MessageId,
+    /// `{"id": …}` (comment replies).
+    Id,
+    /// `{"messages": [{"id": …}]}` (WhatsApp).
+    WhatsappMessage,
+    /// `{"data": {"id": …}}` (X posts).
+    XData,
+    /// `{"data": {"dm_event_id": …}}` (X DMs).
+    XDirect,
+}
+
+struct Request<'a> {
+    platform: &'static str,
+    api: Api,
+    url: String,
+    bearer: Option<&'a Secret>,
+    secret: &'a Secret,
+    body: Value,
+    success: SuccessId,
+}
+
+/// Character limits checked before sending, where the platform documents one.
+fn check_length(platform: &str, text: &str, limit: usize) -> Result<(), String> {
+    let length = text.chars().count();
+    if length > limit {
+        return Err(format!(
+            "the reply is {length} characters; {platform} allows at most {limit}"
+        ));
+    }
+    Ok(())
+}
+
+fn build<'a>(
+    target: &'a OutboundTarget,
+    reply: &OutboundReply,
+    now: Millis,
+) -> Result<Request<'a>, String> {
+    if reply.text.trim().is_empty() {
+        return Err("the reply is empty".to_owned());
+    }
+    let window = reply_window(target.kind(), reply.last_customer_message_at, now)
+        .map_err(|refusal| refusal.to_string())?;
+    let key = Some(reply.idempotency_key.as_str()).filter(|k| !k.is_empty());
+    let graph = |platform, url, token, body, success| Request {
+        platform,
+        api: Api::Graph,
+        url,
+        bearer: Some(token),
+        secret: token,
+        body,
+        success,
+    };
+    Ok(match target {
+        OutboundTarget::Messenger {
+            graph: api,
+            page_id,
+            access_token,
+            recipient_id,
+        } => {
+            check_length("Messenger", &reply.text, 2000)?;
+            let mut body = direct_message_body(recipient_id, &reply.text, window);
+            if let Some(key) = key {
+                // Returned on the echo webhook as `message.metadata` (at most 1000 chars).
+                body["message"]["metadata"] = json!(key);
+            }
+            graph(
+                "Messenger",
+                api.url(&format!("{page_id}/messages")),
+                access_token,
+                body,
+                SuccessId::MessageId,
+            )
+        }
+        OutboundTarget::InstagramDirect {
+            graph: api,
+            account_id,
+            access_token,
+            recipient_id,
+        } => graph(
+            "Instagram",
+            api.url(&format!("{account_id}/messages")),
+            access_token,
+            direct_message_body(recipient_id, &reply.text, window),
+            SuccessId::MessageId,
+        ),
+        // Graph takes its parameters as a JSON body as well as a form or query; JSON keeps the
+        // customer-facing text out of URLs and access logs.
+        OutboundTarget::FacebookComment {
+            graph: api,
+            comment_id,
+            access_token,
+        } => graph(
+            "Facebook",
+            api.url(&format!("{comment_id}/comments")),
+            access_token,
+            json!({ "message": reply.text }),
+            SuccessId::Id,
+        ),
+        OutboundTarget::InstagramComment {
+            graph: api,
+            comment_id,
+            access_token,
+        } => graph(
+            "Instagram",
+            api.url(&format!("{comment_id}/replies")),
+            access_token,
+            json!({ "message": reply.text }),
+            SuccessId::Id,
+        ),
+        OutboundTarget::Whatsapp {
+            graph: api,
+            phone_number_id,
+            access_token,
+            to,
+            reply_to,
+        } => {
+            check_length("WhatsApp", &reply.text, 4096)?;
+            let mut body = json!({
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": to,
+                "type": "text",
+                "text": { "preview_url": false, "body": reply.text },
+            });
+            if let Some(wamid) = reply_to {
+                body["context"] = json!({ "message_id": wamid });
+            }
+            if let Some(key) = key {
+                // Echoed in this message's status webhooks (at most 512 chars).
+                body["biz_opaque_callback_data"] = json!(key);
+            }
+            graph(
+                "WhatsApp",
+                api.url(&format!("{phone_number_id}/messages")),
+                access_token,
+                body,
+                SuccessId::WhatsappMessage,
+            )
+        }
+        OutboundTarget::XReply {
+            api_base,
+            access_token,
+            in_reply_to_tweet_id,
+        } => Request {
+            platform: "X",
+            api: Api::X,
+            url: format!("{}/2/tweets", api_base.trim_end_matches('/')),
+            bearer: Some(access_token),
+            secret: access_token,
+            body: json!({
+                "text": reply.text,
+                "reply": { "in_reply_to_tweet_id": in_reply_to_tweet_id },
+            }),
+            success: SuccessId::XData,
+        },
+        OutboundTarget::XDirect {
+            api_base,
+            access_token,
+            participant_id,
+        } => Request {
+            platform: "X",
+            api: Api::X,
+            url: format!(
+                "{}/2/dm_conversations/with/{participant_id}/messages",
+                api_base.trim_end_matches('/')
+            ),
+            bearer: Some(access_token),
+            secret: access_token,
+            body: json!({ "text": reply.text }),
+            success: SuccessId::XDirect,
+        },
+        OutboundTarget::Telegram {
+            api_base,
+            bot_token,
+            chat_id,
+            reply_to_message_id,
+        } => {
+            check_length("Telegram", &reply.text, 4096)?;
+            // Numeric chat ids go as numbers; `@channelname` as a string.
+            let chat = chat_id
+                .parse::<i64>()
+                .map_or_else(|_| json!(chat_id), |id| json!(id));
+            let mut body = json!({ "chat_id": chat, "text": reply.text });
+            if let Some(message_id) = reply_to_message_id {
+                body["reply_parameters"] =
+                    json!({ "message_id": message_id, "allow_sending_without_reply": true });
+            }
+            Request {
+                platform: "Telegram",
+                api: Api::Telegram,
+                url: format!(
+                    "{}/bot{}/sendMessage",
+                    api_base.trim_end_matches('/'),
+                    bot_token.expose()
+                ),
+                bearer: None,
+                secret: bot_token,
+                body,
+                success: SuccessId::MessageId,
+            }
+        }
+    })
+}
+
+fn direct_message_body(recipient_id: &str, text: &str, window: WindowMode) -> Value {
+    let mut body = json!({
+        "recipient": { "id": recipient_id },
+        "messaging_type": "RESPONSE",
+        "message": { "text": text },
+    });
+    if window == WindowMode::HumanAgent {
+        body["messaging_type"] = json!("MESSAGE_TAG");
+        body["tag"] = json!("HUMAN_AGENT");
+    }
+    body
+}
+
+fn transport_failure(e: &reqwest::Error, secret: &Secret) -> SendOutcome {
+    // `Display` of a reqwest error names the URL, which holds Telegram's token: describe the
+    // error without it, and scrub what is left for good measure.
+    let detail = std::error::Error::source(e)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let detail = secret.scrub(&detail);
+    if e.is_connect() {
+        return SendOutcome::Retry {
+            after: TRANSIENT_DELAY,
+            reason: format!("could not connect: {detail}"),
+        };
+    }
+    if e.is_builder() {
+        return SendOutcome::Permanent {
+            reason: format!("could not build the request: {detail}"),
+        };
+    }
+    if e.is_timeout() {
+        return SendOutcome::Unknown {
+            reason: format!(
+                "no answer within {}s; the platform may have received the message",
+                SEND_TIMEOUT.as_secs()
+            ),
+        };
+    }
+    SendOutcome::Unknown {
+        reason: format!("the connection failed after sending: {detail}"),
+    }
+}
+
+fn scrub_outcome(outcome: SendOutcome, secret: &Secret) -> SendOutcome {
+    match outcome {
+        SendOutcome::Retry { after, reason } => SendOutcome::Retry {
+            after,
+            reason: secret.scrub(&reason),
+        },
+        SendOutcome::Permanent { reason } => SendOutcome::Permanent {
+            reason: secret.scrub(&reason),
+        },
+        SendOutcome::Unknown { reason } => SendOutcome::Unknown {
+            reason: secret.scrub(&reason),
+        },
+        sent @ SendOutcome::Sent { .. } => sent,
+    }
+}
+
+fn id_at(json: &Value, success: SuccessId) -> Option<String> {
+    let id = match success {
+        SuccessId::MessageId => json.get("message_id"),
+        SuccessId::Id => json.get("id"),
+        SuccessId::WhatsappMessage => json.pointer("/messages/0/id"),
+        SuccessId::XData => json.pointer("/data/id"),
+        SuccessId::XDirect => json.pointer("/data/dm_event_id"),
+    }?;
+    match id {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn sent_or_unknown(platform: &str, json: &Value, success: SuccessId) -> SendOutcome {
+    match id_at(json, success) {
+        Some(platform_id) => SendOutcome::Sent { platform_id },
+        None => SendOutcome::Unknown {
+            reason: format!("{platform} accepted the message but its answer has no message id"),
+        },
+    }
+}
+
+/// `Retry-After` in seconds, when present.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Graph error codes that mean "throttled, slow down" (application, user, page and business
+/// use case rate limits; WhatsApp cloud API and pair rate limits).
+const GRAPH_THROTTLED: [i64; 7] = [4, 17, 32, 613, 130_429, 131_048, 131_056];
+/// Graph error codes that mean "temporary problem on Meta's side".
+const GRAPH_TRANSIENT: [i64; 3] = [1, 2, 131_016];
+
+fn graph_outcome(
+    status: reqwest::StatusCode,
+    headers: &HeaderMap,
+    json: &Value,
+    success: SuccessId,
+) -> SendOutcome {
+    if status.is_success() {
+        return sent_or_unknown("Meta", json, success);
+    }
+    let error = json.get("error");
+    let code = error.and_then(|e| e.get("code")).and_then(Value::as_i64);
+    let subcode = error
+        .and_then(|e| e.get("error_subcode"))
+        .and_then(Value::as_i64);
+    let message = error
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+        .unwrap_or("no error message");
+    let transient_flag = error
+        .and_then(|e| e.get("is_transient"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let described = match code {
+        Some(code) => format!("HTTP {status}, Graph error {code}: {message}"),
+        None => format!("HTTP {status}: {message}"),
+    };
+    match code {
+        Some(c) if GRAPH_THROTTLED.contains(&c) || (80_001..=80_014).contains(&c) => {
+            return SendOutcome::Retry {
+                after: retry_after(headers).unwrap_or(THROTTLE_DELAY),
+                reason: format!("throttled by Meta ({described})"),
+            };
+        }
+        Some(c) if GRAPH_TRANSIENT.contains(&c) => {
+            return SendOutcome::Retry {
+                after: retry_after(headers).unwrap_or(TRANSIENT_DELAY),
+                reason: format!("temporary Meta error ({described})"),
+            };
+        }
+        Some(131_047) => {
+            return SendOutcome::Permanent {
+                reason: format!(
+                    "more than 24 hours have passed since the customer last wrote; WhatsApp \
+                     only delivers an approved template message now ({described})"
+                ),
+            };
+        }
+        Some(10) if subcode == Some(2_018_278) => {
+            return SendOutcome::Permanent {
+                reason: format!("outside the messaging window ({described})"),
+            };
+        }
+        Some(190) => {
+            return SendOutcome::Permanent {
+                reason: format!("the access token is invalid or expired ({described})"),
+            };
+        }
+        _ => {}
+    }
+    if transient_flag || status.as_u16() == 429 || status.is_server_error() {
+        return SendOutcome::Retry {
+            after: retry_after(headers).unwrap_or(if status.as_u16() == 429 {
+                THROTTLE_DELAY
+            } else {
+                TRANSIENT_DELAY
+            }),
+            reason: described,
+        };
+    }
+    SendOutcome::Permanent { reason: described }
+}
+
+fn x_outcome(
+    status: reqwest::StatusCode,
+    headers: &HeaderMap,
+    json: &Value,
+    success: SuccessId,
+    now: Millis,
+) -> SendOutcome {
+    if status.is_success() {
+        return sent_or_unknown("X", json, success);
+    }
+    let message = json
+        .get("detail")
+        .or_else(|| json.get("title"))
+        .or_else(|| json.pointer("/errors/0/message"))
+        .and_then(Value::as_str)
+        .unwrap_or("no error message");
+    let described = format!("HTTP {status}: {message}");
+    if status.as_u16() == 429 {
+        let reset = headers
+            .get("x-rate-limit-reset")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .map(|reset_at| {
+                let wait = reset_at.saturating_mul(1000).saturating_sub(now).max(1000);
+                Duration::from_millis(u64::try_from(wait).unwrap_or(1000))
+            });
+        return SendOutcome::Retry {
+            after: reset
+                .or_else(|| retry_after(headers))
+                .unwrap_or(THROTTLE_DELAY),
+            reason: format!("rate limited by X ({described})"),
+        };
+    }
+    if status.is_server_error() {
+        return SendOutcome::Retry {
+            after: retry_after(headers).unwrap_or(TRANSIENT_DELAY),
+            reason: described,
+        };
+    }
+    SendOutcome::Permanent { reason: described }
+}
+
+fn telegram_outcome(status: reqwest::StatusCode, headers: &HeaderMap, json: &Value) -> SendOutcome {
+    if status.is_success() && json.get("ok") == Some(&Value::Bool(true)) {
+        let chat = json.pointer("/result/chat/id").and_then(Value::as_i64);
+        let message = json.pointer("/result/message_id").and_then(Value::as_i64);
+        return match (chat, message) {
+            (Some(chat), Some(message)) => SendOutcome::Sent {
+                platform_id: crate::telegram::external_id(chat, message),
+            },
+            _ => SendOutcome::Unknown {
+                reason: "Telegram accepted the message but its answer has no message id".to_owned(),
+            },
+        };
+    }
+    let code = json
+        .get("error_code")
+        .and_then(Value::as_i64)
+        .unwrap_or(i64::from(status.as_u16()));
+    let description = json
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or("no description");
+    let described = format!("Telegram error {code}: {description}");
+    let wait = json
+        .pointer("/parameters/retry_after")
+        .and_then(Value::as_u64)
+        .map(Duration::from_secs);
+    if code == 429 || wait.is_some() {
+        return SendOutcome::Retry {
+            after: wait
+                .or_else(|| retry_after(headers))
+                .unwrap_or(THROTTLE_DELAY),
+            reason: described,
+        };
+    }
+    if code >= 500 || status.is_server_error() {
+        return SendOutcome::Retry {
+            after: TRANSIENT_DELAY,
+            reason: described,
+        };
+    }
+    if status.is_success() {
+        // 2xx without `ok: true`: not Telegram's documented shape; it may have been sent.
+        return SendOutcome::Unknown { reason: described };
+    }
+    SendOutcome::Permanent { reason: described }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Millis = 1_700_000_000_000;
+
+    #[test]
+    fn window_table() {
+        use OutboundKind::*;
+        let cases: [(OutboundKind, Option<Millis>, Result<WindowMode, &str>); 9] = [
+            (Messenger, Some(NOW - HOUR), Ok(WindowMode::Standard)),
+            (Messenger, Some(NOW - 2 * DAY), Ok(WindowMode::HumanAgent)),
+            (
+                InstagramDirect,
+                Some(NOW - 6 * DAY),
+                Ok(WindowMode::HumanAgent),
+            ),
+            (Messenger, Some(NOW - 8 * DAY), Err("8 days ago")),
+            (Messenger, None, Err("after the customer has written")),
+            (Whatsapp, Some(NOW - 23 * HOUR), Ok(WindowMode::Standard)),
+            (Whatsapp, Some(NOW - 25 * HOUR), Err("approved template")),
+            (Whatsapp, Some(NOW + HOUR), Ok(WindowMode::Standard)),
+            (XReply, None, Ok(WindowMode::Unrestricted)),
+        ];
+        for (kind, last, expected) in cases {
+            let got = reply_window(kind, last, NOW);
+            match (expected, got) {
+                (Ok(mode), Ok(got)) => assert_eq!(mode, got, "{kind:?} {last:?}"),
+                (Err(needle), Err(refusal)) => {
+                    assert!(refusal.to_string().contains(needle), "{refusal}");
+                }
+                (expected, got) => panic!("{kind:?} {last:?}: expected {expected:?}, got {got:?}"),
+            }
+        }
+        for kind in [FacebookComment, InstagramComment, XDirect, Telegram] {
+            assert_eq!(reply_window(kind, None, NOW), Ok(WindowMode::Unrestricted));
+        }
+    }
+}
