@@ -10,7 +10,7 @@ mod sqlite;
 use async_trait::async_trait;
 use balie_core::{
     Channel, ChannelId, ChannelKind, Conversation, ConversationId, ConversationStatus, Customer,
-    CustomerId, EventId, EventKind, Inbound, InboundKind, Message, MessageId, Millis, Role,
+    CustomerId, Event, EventId, EventKind, Inbound, InboundKind, Message, MessageId, Millis, Role,
     SlaPolicy, User, UserId,
 };
 use serde::Serialize;
@@ -192,6 +192,9 @@ pub trait Store: Send + Sync + 'static {
     async fn inbox(&self, status: ConversationStatus, limit: i64) -> Result<Vec<InboxRow>>;
     async fn conversation(&self, id: ConversationId) -> Result<Option<ConversationView>>;
     async fn conversation_messages(&self, id: ConversationId) -> Result<Vec<Message>>;
+    /// The conversation's timeline events, oldest first, with their detail (an edited
+    /// message's earlier wording, a failed reply's reason, a new status).
+    async fn conversation_events(&self, id: ConversationId) -> Result<Vec<Event>>;
     async fn set_status(
         &self,
         id: ConversationId,

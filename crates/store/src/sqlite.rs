@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use balie_core::{
     BrandId, Channel, ChannelId, ChannelKind, Conversation, ConversationId, ConversationStatus,
-    Customer, CustomerId, DeliveryState, Direction, EventId, EventKind, Identity, IdentityId,
-    InboundKind, Message, MessageId, Millis, Priority, Role, SlaPolicy, User, UserId,
+    Customer, CustomerId, DeliveryState, Direction, Event, EventId, EventKind, Identity,
+    IdentityId, InboundKind, Message, MessageId, Millis, Priority, Role, SlaPolicy, User, UserId,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -900,6 +900,29 @@ impl Store for SqliteStore {
         .await?;
         rows.iter()
             .map(|r| message_from_row(r).map(|m| m.message))
+            .collect()
+    }
+
+    async fn conversation_events(&self, id: ConversationId) -> Result<Vec<Event>> {
+        let rows: Vec<(i64, String, Option<i64>, Option<i64>, String, i64)> = sqlx::query_as(
+            "SELECT id, kind, message_id, user_id, detail, at FROM events \
+             WHERE conversation_id = ? ORDER BY id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|(event, kind, message, user, detail, at)| {
+                Ok(Event {
+                    id: EventId(event),
+                    conversation_id: id,
+                    kind: EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?,
+                    message_id: message.map(MessageId),
+                    user_id: user.map(UserId),
+                    detail,
+                    at,
+                })
+            })
             .collect()
     }
 

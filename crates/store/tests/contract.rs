@@ -1,0 +1,1473 @@
+//! The store contract: what every `Store` backend must do, written once against `&dyn Store`
+//! and run here against SQLite, each test on a fresh database.
+//!
+//! A new backend (PostgreSQL) adds its own thin `#[tokio::test]` wrappers calling the same
+//! `contract::*` checks; nothing in `contract` knows which backend it is talking to.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use balie_store::SqliteStore;
+use tempfile::TempDir;
+
+/// The checks. Each takes a store on a fresh, migrated, empty database.
+mod contract {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use balie_core::{
+        Author, Channel, ChannelKind, ConversationId, ConversationStatus, DeliveryState, Direction,
+        EventId, EventKind, Inbound, InboundKind, Message, Millis, Priority, Role, SlaPolicy,
+        UserId,
+    };
+    use balie_store::{Appended, Applied, InboxRow, NewJournalEntry, Prepared, Store, StoreError};
+
+    /// A fixed arrival time, so deadlines are exact.
+    const T0: Millis = 1_700_000_000_000;
+    const MINUTE: Millis = 60_000;
+    /// An urgency that maps to `Priority::Normal`.
+    const NORMAL: u8 = 30;
+    const URGENT: u8 = 90;
+
+    fn now() -> Millis {
+        let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        i64::try_from(d.as_millis()).unwrap()
+    }
+
+    fn author(id: &str) -> Author {
+        Author {
+            platform_id: id.to_owned(),
+            handle: None,
+            name: Some(format!("Customer {id}")),
+        }
+    }
+
+    fn message(external_id: &str, from: &str, text: &str) -> Inbound {
+        Inbound {
+            external_id: external_id.to_owned(),
+            kind: InboundKind::Message,
+            author: author(from),
+            text: text.to_owned(),
+            in_reply_to: None,
+            thread_key: None,
+            place: None,
+            created_at: T0,
+            account_id: None,
+            attachments: Vec::new(),
+            revision: None,
+            outbox_key: None,
+        }
+    }
+
+    fn entry(channel: &Channel, inbound: Inbound, received_at: Millis) -> NewJournalEntry {
+        NewJournalEntry {
+            channel_id: channel.id,
+            inbound,
+            received_at,
+        }
+    }
+
+    /// A brand with two channels of different kinds and one more of the first kind.
+    struct World {
+        api: Channel,
+        api2: Channel,
+        x: Channel,
+    }
+
+    async fn world(store: &dyn Store) -> World {
+        let brand = store.ensure_brand("Bakkerij Jansen").await.unwrap();
+        let api = store
+            .create_channel(brand, ChannelKind::Api, "api", "{}")
+            .await
+            .unwrap();
+        let api2 = store
+            .create_channel(brand, ChannelKind::Api, "api-2", "{}")
+            .await
+            .unwrap();
+        let x = store
+            .create_channel(brand, ChannelKind::X, "x-main", "{}")
+            .await
+            .unwrap();
+        World { api, api2, x }
+    }
+
+    /// Runs the pipeline's write step over everything pending, as the pipeline would.
+    async fn process(store: &dyn Store, urgency: u8, sla: &SlaPolicy) -> Vec<Applied> {
+        let batch: Vec<Prepared> = store
+            .pending_journal(1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|entry| Prepared {
+                entry,
+                analysis: None,
+                urgency,
+            })
+            .collect();
+        store.apply_journal(&batch, sla).await.unwrap()
+    }
+
+    /// Journals and processes inbound events with one urgency; returns what was applied.
+    async fn ingest(store: &dyn Store, entries: &[NewJournalEntry], urgency: u8) -> Vec<Applied> {
+        store.append_journal(entries).await.unwrap();
+        process(store, urgency, &SlaPolicy::default()).await
+    }
+
+    /// Ingests one customer message and returns its conversation.
+    async fn receive(
+        store: &dyn Store,
+        channel: &Channel,
+        inbound: Inbound,
+        at: Millis,
+    ) -> ConversationId {
+        let applied = ingest(store, &[entry(channel, inbound, at)], NORMAL).await;
+        assert_eq!(applied.len(), 1, "one entry applied: {applied:?}");
+        applied[0].conversation_id.expect("a conversation")
+    }
+
+    async fn messages(store: &dyn Store, id: ConversationId) -> Vec<Message> {
+        store.conversation_messages(id).await.unwrap()
+    }
+
+    async fn row(store: &dyn Store, id: ConversationId) -> InboxRow {
+        store
+            .conversation(id)
+            .await
+            .unwrap()
+            .expect("conversation")
+            .row
+    }
+
+    async fn event_kinds(store: &dyn Store, id: ConversationId) -> Vec<EventKind> {
+        store
+            .events_since(EventId(0), 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.conversation.conversation.id == id)
+            .map(|e| e.kind)
+            .collect()
+    }
+
+    async fn agent(store: &dyn Store) -> UserId {
+        store
+            .create_user("agent@jansen.nl", "Agent Anne", Role::Agent, "hash")
+            .await
+            .unwrap()
+            .id
+    }
+
+    // Brands and channels.
+
+    pub async fn channels_have_unique_names(store: &dyn Store) {
+        let w = world(store).await;
+        let brand = store.ensure_brand("Bakkerij Jansen").await.unwrap();
+        assert_eq!(brand, w.api.brand_id, "ensure_brand is idempotent");
+        let again = store
+            .create_channel(brand, ChannelKind::Email, "api", "{}")
+            .await;
+        assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+        assert_eq!(
+            store.channel_by_name("x-main").await.unwrap(),
+            Some(w.x.clone())
+        );
+        assert_eq!(store.channel(w.api.id).await.unwrap(), Some(w.api.clone()));
+        assert_eq!(
+            store.channels().await.unwrap(),
+            vec![w.api.clone(), w.api2.clone(), w.x.clone()]
+        );
+        assert_eq!(store.channel_by_name("nope").await.unwrap(), None);
+    }
+
+    // Journal.
+
+    pub async fn same_inbound_twice_is_journalled_once(store: &dyn Store) {
+        let w = world(store).await;
+        let e = entry(
+            &w.api,
+            message("m1", "anna", "Waar blijft mijn pakket?"),
+            T0,
+        );
+        let first = store
+            .append_journal(std::slice::from_ref(&e))
+            .await
+            .unwrap();
+        assert!(matches!(first[..], [Appended::New(_)]), "{first:?}");
+        let second = store
+            .append_journal(std::slice::from_ref(&e))
+            .await
+            .unwrap();
+        assert_eq!(second, vec![Appended::Duplicate]);
+        assert_eq!(store.backlogs().await.unwrap().journal, 1);
+
+        let pending = store.pending_journal(100).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            pending[0].inbound, e.inbound,
+            "the journal keeps the inbound"
+        );
+        assert_eq!(pending[0].received_at, T0);
+        let applied = process(store, NORMAL, &SlaPolicy::default()).await;
+        assert_eq!(applied.len(), 1);
+        assert_eq!(store.backlogs().await.unwrap().journal, 0);
+        assert!(store.pending_journal(100).await.unwrap().is_empty());
+
+        // Arriving again after processing is still a duplicate.
+        let third = store.append_journal(&[e]).await.unwrap();
+        assert_eq!(third, vec![Appended::Duplicate]);
+        let conv = applied[0].conversation_id.unwrap();
+        assert_eq!(messages(store, conv).await.len(), 1);
+    }
+
+    pub async fn duplicates_within_one_batch_are_journalled_once(store: &dyn Store) {
+        let w = world(store).await;
+        let e = entry(&w.api, message("m1", "anna", "Hallo"), T0);
+        let other = entry(&w.api, message("m2", "anna", "Nog iets"), T0);
+        let out = store.append_journal(&[e.clone(), other, e]).await.unwrap();
+        assert!(
+            matches!(out[..], [Appended::New(a), Appended::New(b), Appended::Duplicate] if a < b),
+            "{out:?}"
+        );
+        assert_eq!(store.pending_journal(100).await.unwrap().len(), 2);
+    }
+
+    pub async fn same_external_id_on_two_channels_makes_two_messages(store: &dyn Store) {
+        let w = world(store).await;
+        let out = store
+            .append_journal(&[
+                entry(&w.api, message("42", "anna", "Hallo via api"), T0),
+                entry(&w.x, message("42", "anna", "Hallo via X"), T0),
+            ])
+            .await
+            .unwrap();
+        assert!(
+            matches!(out[..], [Appended::New(_), Appended::New(_)]),
+            "{out:?}"
+        );
+        let applied = process(store, NORMAL, &SlaPolicy::default()).await;
+        assert_eq!(applied.len(), 2);
+        let a = applied[0].conversation_id.unwrap();
+        let b = applied[1].conversation_id.unwrap();
+        assert_ne!(a, b, "different channels, different conversations");
+        assert_eq!(messages(store, a).await[0].text, "Hallo via api");
+        assert_eq!(messages(store, b).await[0].text, "Hallo via X");
+    }
+
+    pub async fn pending_journal_is_oldest_first_and_limited(store: &dyn Store) {
+        let w = world(store).await;
+        let entries: Vec<_> = (0..5)
+            .map(|i| entry(&w.api, message(&format!("m{i}"), "anna", "hoi"), T0 + i))
+            .collect();
+        store.append_journal(&entries).await.unwrap();
+        let pending = store.pending_journal(3).await.unwrap();
+        let ids: Vec<_> = pending
+            .iter()
+            .map(|p| p.inbound.external_id.as_str())
+            .collect();
+        assert_eq!(ids, ["m0", "m1", "m2"]);
+        assert!(pending.windows(2).all(|p| p[0].id < p[1].id));
+    }
+
+    // Pipeline: threading.
+
+    pub async fn a_reply_to_a_known_message_joins_its_conversation(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.x, message("t1", "anna", "Eerste tweet"), T0).await;
+        // Anna's first conversation is closed, so only `in_reply_to` can lead back to it.
+        store
+            .set_status(conv, ConversationStatus::Closed, None)
+            .await
+            .unwrap();
+        let mut reply = message("t2", "anna", "En nog iets");
+        reply.in_reply_to = Some("t1".into());
+        let joined = receive(store, &w.x, reply, T0 + MINUTE).await;
+        assert_eq!(joined, conv);
+        let msgs = messages(store, conv).await;
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(msgs[1].in_reply_to, Some(msgs[0].id));
+    }
+
+    pub async fn a_second_message_joins_the_customers_open_conversation(store: &dyn Store) {
+        let w = world(store).await;
+        let a = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
+        let b = receive(
+            store,
+            &w.api,
+            message("m2", "anna", "Is daar iemand?"),
+            T0 + 1,
+        )
+        .await;
+        assert_eq!(a, b);
+        let texts: Vec<_> = messages(store, a)
+            .await
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(texts, ["Hallo", "Is daar iemand?"]);
+        assert_eq!(row(store, a).await.first_line, "Is daar iemand?");
+    }
+
+    pub async fn a_different_customer_gets_a_new_conversation(store: &dyn Store) {
+        let w = world(store).await;
+        let a = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
+        let b = receive(store, &w.api, message("m2", "bert", "Hallo"), T0 + 1).await;
+        assert_ne!(a, b);
+        assert_ne!(
+            row(store, a).await.conversation.customer_id,
+            row(store, b).await.conversation.customer_id
+        );
+    }
+
+    pub async fn a_message_in_a_closed_thread_reopens_it(store: &dyn Store) {
+        let w = world(store).await;
+        let mut first = message("c1", "anna", "Mijn bestelling is kapot");
+        first.thread_key = Some("post-7".into());
+        let conv = receive(store, &w.x, first, T0).await;
+        let user = agent(store).await;
+        store
+            .set_status(conv, ConversationStatus::Closed, Some(user))
+            .await
+            .unwrap();
+        assert_eq!(
+            row(store, conv).await.conversation.status,
+            ConversationStatus::Closed
+        );
+        assert_eq!(
+            store.inbox(ConversationStatus::Closed, 10).await.unwrap()[0]
+                .conversation
+                .id,
+            conv
+        );
+
+        let mut again = message("c2", "anna", "Nog steeds kapot");
+        again.thread_key = Some("post-7".into());
+        assert_eq!(receive(store, &w.x, again, T0 + MINUTE).await, conv);
+        let c = row(store, conv).await.conversation;
+        assert_eq!(c.status, ConversationStatus::Open);
+        assert_eq!(
+            c.waiting_since,
+            Some(T0),
+            "still waiting since the first message"
+        );
+        let kinds = event_kinds(store, conv).await;
+        assert_eq!(
+            kinds,
+            [
+                EventKind::MessageReceived,
+                EventKind::StatusChanged,
+                EventKind::Reopened,
+                EventKind::MessageReceived,
+            ]
+        );
+        assert!(
+            store
+                .inbox(ConversationStatus::Closed, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    /// Without a thread or a reply to follow, a closed conversation stays closed: the customer
+    /// starts a new one. (Pinned so a change is deliberate.)
+    pub async fn a_plain_message_after_closing_starts_a_new_conversation(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
+        store
+            .set_status(conv, ConversationStatus::Closed, None)
+            .await
+            .unwrap();
+        let next = receive(store, &w.api, message("m2", "anna", "Weer ik"), T0 + MINUTE).await;
+        assert_ne!(next, conv);
+        assert_eq!(
+            row(store, conv).await.conversation.status,
+            ConversationStatus::Closed
+        );
+        // Both conversations belong to the same customer and share a timeline.
+        let view = store.conversation(next).await.unwrap().unwrap();
+        let texts: Vec<_> = view
+            .timeline
+            .iter()
+            .map(|m| m.message.text.as_str())
+            .collect();
+        assert_eq!(texts, ["Hallo", "Weer ik"]);
+    }
+
+    pub async fn a_pending_conversation_reopens_on_a_new_message(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
+        store
+            .set_status(conv, ConversationStatus::Pending, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            receive(store, &w.api, message("m2", "anna", "En?"), T0 + 1).await,
+            conv
+        );
+        assert_eq!(
+            row(store, conv).await.conversation.status,
+            ConversationStatus::Open
+        );
+    }
+
+    pub async fn thread_key_groups_comments_of_one_customer_on_one_post(store: &dyn Store) {
+        let w = world(store).await;
+        let comment = |id: &str, from: &str| {
+            let mut m = message(id, from, "Leuke actie!");
+            m.thread_key = Some("post-1".into());
+            m
+        };
+        let a1 = receive(store, &w.x, comment("c1", "anna"), T0).await;
+        let b1 = receive(store, &w.x, comment("c2", "bert"), T0 + 1).await;
+        let a2 = receive(store, &w.x, comment("c3", "anna"), T0 + 2).await;
+        assert_eq!(a1, a2, "anna's comments on one post are one conversation");
+        assert_ne!(
+            a1, b1,
+            "bert's comment on the same post is his own conversation"
+        );
+        assert_eq!(
+            row(store, a1).await.conversation.thread_key.as_deref(),
+            Some("post-1")
+        );
+        assert_eq!(messages(store, a1).await.len(), 2);
+    }
+
+    pub async fn applying_the_same_batch_twice_changes_nothing(store: &dyn Store) {
+        let w = world(store).await;
+        store
+            .append_journal(&[
+                entry(&w.api, message("m1", "anna", "Hallo"), T0),
+                entry(&w.api, message("m2", "bert", "Hoi"), T0 + 1),
+            ])
+            .await
+            .unwrap();
+        let batch: Vec<Prepared> = store
+            .pending_journal(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|entry| Prepared {
+                entry,
+                analysis: Some(r#"{"lang":"nl"}"#.into()),
+                urgency: NORMAL,
+            })
+            .collect();
+        let sla = SlaPolicy::default();
+        let first = store.apply_journal(&batch, &sla).await.unwrap();
+        assert_eq!(first.len(), 2);
+        let last = store.last_event_id().await.unwrap();
+        let inbox = store.inbox(ConversationStatus::Open, 10).await.unwrap();
+
+        let second = store.apply_journal(&batch, &sla).await.unwrap();
+        assert!(
+            second.iter().all(|a| first.contains(a)),
+            "a re-applied entry reports nothing new: {second:?}"
+        );
+        assert_eq!(store.last_event_id().await.unwrap(), last, "no new events");
+        assert_eq!(
+            store.inbox(ConversationStatus::Open, 10).await.unwrap(),
+            inbox
+        );
+        for a in &first {
+            let conv = a.conversation_id.unwrap();
+            let msgs = messages(store, conv).await;
+            assert_eq!(msgs.len(), 1);
+            assert_eq!(msgs[0].analysis.as_deref(), Some(r#"{"lang":"nl"}"#));
+        }
+
+        // The same entry twice in one batch is applied once too.
+        store
+            .append_journal(&[entry(&w.api, message("m3", "carla", "Dag"), T0 + 2)])
+            .await
+            .unwrap();
+        let p = store.pending_journal(10).await.unwrap().remove(0);
+        let p = Prepared {
+            entry: p,
+            analysis: None,
+            urgency: NORMAL,
+        };
+        let out = store.apply_journal(&[p.clone(), p], &sla).await.unwrap();
+        let conv = out[0].conversation_id.unwrap();
+        assert_eq!(messages(store, conv).await.len(), 1);
+        assert_eq!(
+            store
+                .inbox(ConversationStatus::Open, 10)
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+    }
+
+    pub async fn an_edit_updates_the_text_and_keeps_the_old_one(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(
+            store,
+            &w.api,
+            message("m1", "anna", "Mijn pakket is te laat"),
+            T0,
+        )
+        .await;
+        let mut edit = message("m1", "anna", "Mijn pakket is kapot");
+        edit.kind = InboundKind::Edited;
+        let applied = ingest(store, &[entry(&w.api, edit.clone(), T0 + 1)], NORMAL).await;
+        assert_eq!(applied[0].conversation_id, Some(conv));
+        let msgs = messages(store, conv).await;
+        assert_eq!(msgs.len(), 1, "an edit is not a new message");
+        assert_eq!(msgs[0].text, "Mijn pakket is kapot");
+
+        let events = store.conversation_events(conv).await.unwrap();
+        let edited: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::MessageEdited)
+            .collect();
+        assert_eq!(edited.len(), 1);
+        assert_eq!(edited[0].message_id, Some(msgs[0].id));
+        assert_eq!(edited[0].detail, "Mijn pakket is te laat");
+
+        // Search follows the new wording.
+        assert_eq!(store.search("kapot", 10).await.unwrap().len(), 1);
+        assert!(store.search("laat", 10).await.unwrap().is_empty());
+
+        // The same edit delivered twice is one edit.
+        let again = store
+            .append_journal(&[entry(&w.api, edit, T0 + 2)])
+            .await
+            .unwrap();
+        assert_eq!(again, vec![Appended::Duplicate]);
+    }
+
+    pub async fn a_removed_message_is_marked_and_kept(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.api, message("m1", "anna", "Oeps, verkeerd"), T0).await;
+        let mut removed = message("m1", "anna", "");
+        removed.kind = InboundKind::Removed;
+        ingest(store, &[entry(&w.api, removed, T0 + 1)], NORMAL).await;
+        let msgs = messages(store, conv).await;
+        assert_eq!(msgs.len(), 1, "never deleted");
+        assert!(msgs[0].removed);
+        assert_eq!(msgs[0].text, "Oeps, verkeerd");
+        assert!(
+            event_kinds(store, conv)
+                .await
+                .contains(&EventKind::MessageRemoved)
+        );
+    }
+
+    pub async fn a_change_to_an_unknown_message_is_recorded_as_done(store: &dyn Store) {
+        let w = world(store).await;
+        let mut removed = message("ghost", "anna", "");
+        removed.kind = InboundKind::Removed;
+        let applied = ingest(store, &[entry(&w.api, removed, T0)], NORMAL).await;
+        assert_eq!(applied.len(), 1);
+        assert_eq!(applied[0].message_id, None);
+        assert_eq!(store.backlogs().await.unwrap().journal, 0);
+        assert!(
+            store
+                .inbox(ConversationStatus::Open, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    pub async fn an_echo_from_another_tool_is_recorded_as_sent(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
+        let mut echo = message("brand-1", "anna", "Hoi Anna, we kijken ernaar");
+        echo.kind = InboundKind::Echo;
+        ingest(store, &[entry(&w.api, echo, T0 + MINUTE)], NORMAL).await;
+        let msgs = messages(store, conv).await;
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(msgs[1].direction, Direction::Out);
+        assert_eq!(msgs[1].delivery, DeliveryState::Sent);
+        let c = row(store, conv).await.conversation;
+        assert_eq!((c.waiting_since, c.reply_due), (None, None), "answered");
+    }
+
+    // Identity.
+
+    pub async fn the_same_author_is_the_same_customer(store: &dyn Store) {
+        let w = world(store).await;
+        let a = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
+        store
+            .set_status(a, ConversationStatus::Closed, None)
+            .await
+            .unwrap();
+        // A new conversation on another channel of the same platform: the same customer.
+        let mut later = message("m2", "anna", "Hallo weer");
+        later.author.handle = Some("@anna".into());
+        later.author.name = Some("Anna de Vries".into());
+        let b = receive(store, &w.api2, later, T0 + MINUTE).await;
+        assert_ne!(a, b);
+        let view = store.conversation(b).await.unwrap().unwrap();
+        assert_eq!(
+            view.customer.id,
+            row(store, a).await.conversation.customer_id
+        );
+        assert_eq!(view.customer.identities.len(), 1);
+        let identity = &view.customer.identities[0];
+        assert_eq!(identity.external_id, "anna");
+        assert_eq!(identity.handle.as_deref(), Some("@anna"));
+        assert_eq!(identity.name.as_deref(), Some("Anna de Vries"));
+        assert_eq!(view.timeline.len(), 2, "one timeline across conversations");
+        assert_eq!(view.timeline[1].author_name, "Anna de Vries");
+
+        // A later message without a name keeps the name it had.
+        let mut bare = message("m3", "anna", "Nog een vraag");
+        bare.author.name = None;
+        receive(store, &w.api2, bare, T0 + 2 * MINUTE).await;
+        let view = store.conversation(b).await.unwrap().unwrap();
+        assert_eq!(
+            view.customer.identities[0].name.as_deref(),
+            Some("Anna de Vries")
+        );
+    }
+
+    pub async fn the_same_platform_id_on_another_platform_is_another_customer(store: &dyn Store) {
+        let w = world(store).await;
+        let a = receive(store, &w.api, message("m1", "12345", "Hallo"), T0).await;
+        let b = receive(store, &w.x, message("m1", "12345", "Hallo"), T0).await;
+        assert_ne!(
+            row(store, a).await.conversation.customer_id,
+            row(store, b).await.conversation.customer_id
+        );
+    }
+
+    pub async fn customer_details_can_be_edited(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
+        let customer = row(store, conv).await.conversation.customer_id;
+        store
+            .update_customer(customer, "Anna (vaste klant)", "Bakt zelf ook")
+            .await
+            .unwrap();
+        let view = store.conversation(conv).await.unwrap().unwrap();
+        assert_eq!(view.customer.display_name, "Anna (vaste klant)");
+        assert_eq!(view.customer.notes, "Bakt zelf ook");
+        assert_eq!(view.row.customer_name, "Anna (vaste klant)");
+        let missing = store
+            .update_customer(balie_core::CustomerId(9999), "x", "")
+            .await;
+        assert!(
+            matches!(missing, Err(StoreError::NotFound(_))),
+            "{missing:?}"
+        );
+    }
+
+    // Priority and SLA.
+
+    pub async fn urgency_sets_priority_and_the_reply_deadline(store: &dyn Store) {
+        let w = world(store).await;
+        let sla = SlaPolicy {
+            urgent_minutes: 5,
+            high_minutes: 10,
+            normal_minutes: 60,
+            low_minutes: 600,
+        };
+        for (i, urgency) in [0u8, 19, 20, 54, 55, 79, 80, 100].into_iter().enumerate() {
+            let id = format!("m{i}");
+            let from = format!("klant{i}");
+            let at = T0 + i64::try_from(i).unwrap() * MINUTE;
+            store
+                .append_journal(&[entry(&w.api, message(&id, &from, "Help"), at)])
+                .await
+                .unwrap();
+            let applied = process(store, urgency, &sla).await;
+            let c = row(store, applied[0].conversation_id.unwrap())
+                .await
+                .conversation;
+            let priority = Priority::from_urgency(urgency);
+            assert_eq!(c.priority, priority, "urgency {urgency}");
+            assert_eq!(c.waiting_since, Some(at));
+            assert_eq!(
+                c.reply_due,
+                Some(sla.reply_due(priority, at)),
+                "urgency {urgency}"
+            );
+        }
+        // Spot-check the policy arithmetic itself: received_at + minutes.
+        let c = store.inbox(ConversationStatus::Open, 1).await.unwrap()[0]
+            .conversation
+            .clone();
+        assert_eq!(c.priority, Priority::Urgent);
+        assert_eq!(c.reply_due, Some(c.waiting_since.unwrap() + 5 * MINUTE));
+    }
+
+    /// R7: deadlines depend on what was said and when, never on who said it.
+    pub async fn deadlines_ignore_who_the_author_is(store: &dyn Store) {
+        let w = world(store).await;
+        let mut famous = message("m1", "ster", "Mijn bestelling is niet aangekomen");
+        famous.author.name = Some("Famous Influencer".into());
+        famous.author.handle = Some("@famous_1M_followers".into());
+        let mut plain = famous.clone();
+        plain.external_id = "m2".into();
+        plain.author = Author {
+            platform_id: "gewoon".into(),
+            handle: None,
+            name: None,
+        };
+        for urgency in [NORMAL, URGENT] {
+            let a = ingest(store, &[entry(&w.api, famous.clone(), T0)], urgency).await;
+            let b = ingest(store, &[entry(&w.x, plain.clone(), T0)], urgency).await;
+            let a = row(store, a[0].conversation_id.unwrap()).await.conversation;
+            let b = row(store, b[0].conversation_id.unwrap()).await.conversation;
+            assert_eq!(
+                (a.priority, a.waiting_since, a.reply_due),
+                (b.priority, b.waiting_since, b.reply_due)
+            );
+            famous.external_id.push('x');
+            plain.external_id.push('x');
+            store
+                .set_status(a.id, ConversationStatus::Closed, None)
+                .await
+                .unwrap();
+            store
+                .set_status(b.id, ConversationStatus::Closed, None)
+                .await
+                .unwrap();
+        }
+    }
+
+    pub async fn a_more_urgent_message_escalates_a_waiting_conversation(store: &dyn Store) {
+        let w = world(store).await;
+        let sla = SlaPolicy::default();
+        let conv = receive(store, &w.api, message("m1", "anna", "Vraagje"), T0).await;
+        store
+            .append_journal(&[entry(&w.api, message("m2", "anna", "SPOED"), T0 + MINUTE)])
+            .await
+            .unwrap();
+        process(store, URGENT, &sla).await;
+        let c = row(store, conv).await.conversation;
+        assert_eq!(c.priority, Priority::Urgent);
+        assert_eq!(c.waiting_since, Some(T0));
+        assert_eq!(
+            c.reply_due,
+            Some(sla.reply_due(Priority::Urgent, T0 + MINUTE)),
+            "the earlier of the two deadlines"
+        );
+        // A calmer follow-up does not lower it while the urgent message still waits.
+        store
+            .append_journal(&[entry(&w.api, message("m3", "anna", "ok"), T0 + 2 * MINUTE)])
+            .await
+            .unwrap();
+        process(store, 0, &sla).await;
+        let c = row(store, conv).await.conversation;
+        assert_eq!(c.priority, Priority::Urgent);
+    }
+
+    // Inbox.
+
+    pub async fn the_inbox_puts_waiting_first_then_priority_then_deadline(store: &dyn Store) {
+        let w = world(store).await;
+        let sla = SlaPolicy::default();
+        let ingest_one = async |id: &str, from: &str, at: Millis, urgency: u8| {
+            store
+                .append_journal(&[entry(&w.api, message(id, from, "Help"), at)])
+                .await
+                .unwrap();
+            process(store, urgency, &sla).await[0]
+                .conversation_id
+                .unwrap()
+        };
+        let answered_urgent = ingest_one("m1", "a", T0, URGENT).await;
+        let late_normal = ingest_one("m2", "b", T0 + 10 * MINUTE, NORMAL).await;
+        let early_normal = ingest_one("m3", "c", T0, NORMAL).await;
+        let urgent = ingest_one("m4", "d", T0 + 20 * MINUTE, URGENT).await;
+        let low = ingest_one("m5", "e", T0 - 60 * MINUTE, 0).await;
+        let user = agent(store).await;
+        let reply = store
+            .queue_reply(answered_urgent, user, "Opgelost", "k1")
+            .await
+            .unwrap();
+        assert_eq!(reply.conversation_id, answered_urgent);
+        let order: Vec<_> = store
+            .inbox(ConversationStatus::Open, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.conversation.id)
+            .collect();
+        assert_eq!(
+            order,
+            [urgent, early_normal, late_normal, low, answered_urgent]
+        );
+        let first_two: Vec<_> = store
+            .inbox(ConversationStatus::Open, 2)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.conversation.id)
+            .collect();
+        assert_eq!(first_two, [urgent, early_normal], "the limit applies");
+        assert!(
+            store
+                .inbox(ConversationStatus::Snoozed, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    pub async fn an_inbox_row_says_who_where_and_what(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(
+            store,
+            &w.x,
+            message("t1", "anna", "\n  Eerste regel  \nTweede regel"),
+            T0,
+        )
+        .await;
+        let r = row(store, conv).await;
+        assert_eq!(r.customer_name, "Customer anna");
+        assert_eq!(r.channel_name, "x-main");
+        assert_eq!(r.channel_kind, ChannelKind::X);
+        assert_eq!(r.first_line, "Eerste regel");
+        assert_eq!(r.last_message_at, T0);
+        assert_eq!(r.conversation.channel_id, w.x.id);
+        assert_eq!(r.conversation.brand_id, w.x.brand_id);
+        assert!(
+            store
+                .conversation(ConversationId(9999))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    // Search.
+
+    pub async fn search_finds_dutch_and_english_inflections(store: &dyn Store) {
+        let w = world(store).await;
+        let klachten = receive(
+            store,
+            &w.api,
+            message("m1", "anna", "Drie klachten over jullie"),
+            T0,
+        )
+        .await;
+        let delay = receive(
+            store,
+            &w.api,
+            message("m2", "bert", "Another delay, again"),
+            T0,
+        )
+        .await;
+        let bezorgd = receive(
+            store,
+            &w.api,
+            message("m3", "carla", "Het pakket is bezorgd"),
+            T0,
+        )
+        .await;
+        let hits = |q: &'static str| async move {
+            store
+                .search(q, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|h| h.conversation_id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(hits("klacht").await, [klachten]);
+        assert_eq!(hits("KLACHTEN").await, [klachten]);
+        assert_eq!(hits("delayed").await, [delay]);
+        assert_eq!(hits("delays").await, [delay]);
+        assert_eq!(hits("bezorgd").await, [bezorgd]);
+        assert_eq!(hits("bezorgde").await, [bezorgd]);
+        // Every word must match.
+        assert_eq!(hits("klacht delay").await, []);
+        assert_eq!(hits("pakket bezorgd").await, [bezorgd]);
+        let hit = &store.search("klacht", 10).await.unwrap()[0];
+        assert_eq!(hit.text, "Drie klachten over jullie");
+        assert_eq!(hit.message_id, messages(store, klachten).await[0].id);
+    }
+
+    pub async fn search_input_is_never_query_syntax(store: &dyn Store) {
+        let w = world(store).await;
+        receive(
+            store,
+            &w.api,
+            message("m1", "anna", "near the store or not"),
+            T0,
+        )
+        .await;
+        for q in [
+            "\"",
+            "\"unbalanced",
+            "NEAR(a b)",
+            "a OR",
+            "AND",
+            "NOT not",
+            "* -x ^y",
+            "col:value",
+            "(((",
+            "'; DROP TABLE messages; --",
+        ] {
+            assert!(store.search(q, 10).await.is_ok(), "{q:?} must not error");
+        }
+        // Operators typed by a person are searched for as words.
+        assert_eq!(store.search("NOT", 10).await.unwrap().len(), 1);
+        assert_eq!(store.search("near OR", 10).await.unwrap().len(), 1);
+        assert_eq!(store.search("store:", 10).await.unwrap().len(), 1);
+    }
+
+    pub async fn an_empty_search_finds_nothing(store: &dyn Store) {
+        let w = world(store).await;
+        receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
+        for q in ["", "   ", "*** ---", "\"\""] {
+            assert!(store.search(q, 10).await.unwrap().is_empty(), "{q:?}");
+        }
+    }
+
+    pub async fn search_finds_replies_too_and_respects_the_limit(store: &dyn Store) {
+        let w = world(store).await;
+        for i in 0..3 {
+            receive(
+                store,
+                &w.api,
+                message(&format!("m{i}"), &format!("k{i}"), "pakket"),
+                T0,
+            )
+            .await;
+        }
+        assert_eq!(store.search("pakket", 2).await.unwrap().len(), 2);
+        let conv = store.inbox(ConversationStatus::Open, 1).await.unwrap()[0]
+            .conversation
+            .id;
+        let user = agent(store).await;
+        let reply = store
+            .queue_reply(conv, user, "Uw retourzending is onderweg", "k")
+            .await
+            .unwrap();
+        let hits = store.search("retourzending", 10).await.unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].message_id, reply.id);
+    }
+
+    // Events and the live stream.
+
+    pub async fn events_stream_in_order_from_any_point(store: &dyn Store) {
+        let w = world(store).await;
+        assert_eq!(store.last_event_id().await.unwrap(), EventId(0));
+        assert!(store.events_since(EventId(0), 10).await.unwrap().is_empty());
+        let a = receive(store, &w.api, message("m1", "anna", "Een"), T0).await;
+        let b = receive(store, &w.api, message("m2", "bert", "Twee"), T0 + 1).await;
+        let all = store.events_since(EventId(0), 10).await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(all.iter().all(|e| e.kind == EventKind::MessageReceived));
+        assert!(all[0].id < all[1].id);
+        assert_eq!(all[0].conversation.conversation.id, a);
+        assert_eq!(all[1].conversation.conversation.id, b);
+        let m = all[0].message.as_ref().expect("the message");
+        assert_eq!(m.message.text, "Een");
+        assert_eq!(m.author_name, "Customer anna");
+        assert_eq!(m.channel_name, "api");
+        let last = store.last_event_id().await.unwrap();
+        assert_eq!(last, all[1].id);
+
+        assert!(store.events_since(last, 10).await.unwrap().is_empty());
+        let c = receive(store, &w.api, message("m3", "carla", "Drie"), T0 + 2).await;
+        let newer = store.events_since(last, 10).await.unwrap();
+        assert_eq!(newer.len(), 1);
+        assert_eq!(newer[0].conversation.conversation.id, c);
+        assert!(store.last_event_id().await.unwrap() > last);
+
+        let limited = store.events_since(EventId(0), 2).await.unwrap();
+        assert_eq!(limited, all, "the limit keeps the oldest");
+    }
+
+    /// The stream shows the conversation as it is now, not as it was.
+    pub async fn a_status_change_is_an_event_on_the_stream(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.api, message("m1", "anna", "Een"), T0).await;
+        let last = store.last_event_id().await.unwrap();
+        let user = agent(store).await;
+        store
+            .set_status(conv, ConversationStatus::Snoozed, Some(user))
+            .await
+            .unwrap();
+        let events = store.events_since(last, 10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventKind::StatusChanged);
+        assert_eq!(events[0].message, None);
+        assert_eq!(
+            events[0].conversation.conversation.status,
+            ConversationStatus::Snoozed
+        );
+        let detail = store.conversation_events(conv).await.unwrap();
+        let changed = detail.last().unwrap();
+        assert_eq!(changed.user_id, Some(user));
+        assert_eq!(changed.detail, "snoozed");
+
+        // Setting the status it already has is no event.
+        store
+            .set_status(conv, ConversationStatus::Snoozed, Some(user))
+            .await
+            .unwrap();
+        assert_eq!(store.last_event_id().await.unwrap(), events[0].id);
+        let missing = store
+            .set_status(ConversationId(9999), ConversationStatus::Closed, None)
+            .await;
+        assert!(
+            matches!(missing, Err(StoreError::NotFound(_))),
+            "{missing:?}"
+        );
+    }
+
+    // Outbox.
+
+    pub async fn a_queued_reply_is_an_outbound_message_and_an_outbox_row(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
+        let before = row(store, conv).await.conversation;
+        assert!(before.waiting_since.is_some() && before.reply_due.is_some());
+        let user = agent(store).await;
+        let reply = store
+            .queue_reply(conv, user, "Hoi Anna!", "key-1")
+            .await
+            .unwrap();
+        assert_eq!(reply.direction, Direction::Out);
+        assert_eq!(reply.delivery, DeliveryState::Queued);
+        assert_eq!(reply.author_user, Some(user));
+        assert_eq!(reply.text, "Hoi Anna!");
+        assert_eq!(reply.external_id, None);
+        assert_eq!(reply.conversation_id, conv);
+        assert_eq!(reply.in_reply_to, Some(messages(store, conv).await[0].id));
+        assert_eq!(store.backlogs().await.unwrap().outbox, 1);
+        let after = row(store, conv).await.conversation;
+        assert_eq!((after.waiting_since, after.reply_due), (None, None));
+        assert!(
+            event_kinds(store, conv)
+                .await
+                .contains(&EventKind::ReplyQueued)
+        );
+
+        let view = store.conversation(conv).await.unwrap().unwrap();
+        assert_eq!(view.timeline.last().unwrap().author_name, "Agent Anne");
+
+        let missing = store
+            .queue_reply(ConversationId(9999), user, "x", "key-2")
+            .await;
+        assert!(
+            matches!(missing, Err(StoreError::NotFound(_))),
+            "{missing:?}"
+        );
+    }
+
+    pub async fn the_same_idempotency_key_twice_is_one_reply(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
+        let user = agent(store).await;
+        let a = store
+            .queue_reply(conv, user, "Hoi!", "click-1")
+            .await
+            .unwrap();
+        let b = store
+            .queue_reply(conv, user, "Hoi!", "click-1")
+            .await
+            .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            messages(store, conv).await.len(),
+            2,
+            "one inbound, one reply"
+        );
+        assert_eq!(store.backlogs().await.unwrap().outbox, 1);
+        let c = store
+            .queue_reply(conv, user, "Nog iets", "click-2")
+            .await
+            .unwrap();
+        assert_ne!(a.id, c.id);
+        assert_eq!(store.backlogs().await.unwrap().outbox, 2);
+    }
+
+    pub async fn a_claimed_reply_carries_what_delivery_needs(store: &dyn Store) {
+        let w = world(store).await;
+        let mut m = message("t1", "anna", "Hallo");
+        m.created_at = T0 - 5;
+        let conv = receive(store, &w.x, m, T0).await;
+        let user = agent(store).await;
+        let reply = store
+            .queue_reply(conv, user, "Hoi!", "key-1")
+            .await
+            .unwrap();
+        let now = now() + 1_000;
+        let claimed = store.claim_outbox(now, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        let item = &claimed[0];
+        assert_eq!(item.message_id, reply.id);
+        assert_eq!(item.conversation_id, conv);
+        assert_eq!(item.channel_id, w.x.id);
+        assert_eq!(item.idempotency_key, "key-1");
+        assert_eq!(item.text, "Hoi!");
+        assert_eq!(item.attempts, 1);
+        assert_eq!(item.reply_to_external_id.as_deref(), Some("t1"));
+        assert_eq!(item.recipient_external_id.as_deref(), Some("anna"));
+        assert_eq!(item.last_customer_message_at, Some(T0 - 5));
+
+        assert!(
+            store.claim_outbox(now, 10).await.unwrap().is_empty(),
+            "a reply being sent is not claimed twice"
+        );
+        assert_eq!(
+            store.backlogs().await.unwrap().outbox,
+            1,
+            "sending still counts"
+        );
+    }
+
+    pub async fn a_reply_is_not_claimed_before_it_is_due(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
+        let user = agent(store).await;
+        store
+            .queue_reply(conv, user, "Hoi!", "key-1")
+            .await
+            .unwrap();
+        assert!(store.claim_outbox(T0, 10).await.unwrap().is_empty());
+        assert_eq!(
+            store.claim_outbox(now() + 1_000, 10).await.unwrap().len(),
+            1
+        );
+    }
+
+    pub async fn a_retried_reply_comes_back_when_due(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
+        let user = agent(store).await;
+        let reply = store
+            .queue_reply(conv, user, "Hoi!", "key-1")
+            .await
+            .unwrap();
+        let now = now() + 1_000;
+        let item = store.claim_outbox(now, 10).await.unwrap().remove(0);
+        store
+            .outbox_retry(item.id, now + MINUTE, "503 from platform")
+            .await
+            .unwrap();
+        assert!(
+            store.claim_outbox(now, 10).await.unwrap().is_empty(),
+            "not yet due"
+        );
+        let again = store.claim_outbox(now + MINUTE, 10).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].id, item.id);
+        assert_eq!(again[0].attempts, 2);
+        let msg = messages(store, conv).await.pop().unwrap();
+        assert_eq!(msg.id, reply.id);
+        assert_eq!(msg.delivery, DeliveryState::Queued, "still on its way");
+    }
+
+    pub async fn a_sent_reply_is_marked_with_the_platform_id(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.x, message("t1", "anna", "Hallo"), T0).await;
+        let user = agent(store).await;
+        let reply = store
+            .queue_reply(conv, user, "Hoi!", "key-1")
+            .await
+            .unwrap();
+        let now = now() + 1_000;
+        let item = store.claim_outbox(now, 10).await.unwrap().remove(0);
+        let last = store.last_event_id().await.unwrap();
+        store
+            .outbox_sent(item.id, Some("tweet-99"), now)
+            .await
+            .unwrap();
+        let msg = messages(store, conv).await.pop().unwrap();
+        assert_eq!(msg.id, reply.id);
+        assert_eq!(msg.delivery, DeliveryState::Sent);
+        assert_eq!(msg.external_id.as_deref(), Some("tweet-99"));
+        let events = store.events_since(last, 10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventKind::ReplySent);
+        assert_eq!(events[0].message.as_ref().unwrap().message.id, reply.id);
+        assert_eq!(store.backlogs().await.unwrap().outbox, 0);
+        assert!(
+            store
+                .claim_outbox(now + MINUTE, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Confirming twice is harmless.
+        store
+            .outbox_sent(item.id, Some("tweet-99"), now)
+            .await
+            .unwrap();
+        assert_eq!(store.events_since(last, 10).await.unwrap().len(), 1);
+
+        // The customer answering our tweet lands in the same conversation.
+        let mut answer = message("t2", "anna", "Dank je");
+        answer.in_reply_to = Some("tweet-99".into());
+        store
+            .set_status(conv, ConversationStatus::Closed, None)
+            .await
+            .unwrap();
+        assert_eq!(receive(store, &w.x, answer, T0 + MINUTE).await, conv);
+    }
+
+    pub async fn a_failed_reply_keeps_the_reason(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
+        let user = agent(store).await;
+        store
+            .queue_reply(conv, user, "Hoi!", "key-1")
+            .await
+            .unwrap();
+        let now = now() + 1_000;
+        let item = store.claim_outbox(now, 10).await.unwrap().remove(0);
+        store
+            .outbox_failed(item.id, "outside the 24h window", now)
+            .await
+            .unwrap();
+        let msg = messages(store, conv).await.pop().unwrap();
+        assert_eq!(msg.delivery, DeliveryState::Failed);
+        assert_eq!(
+            msg.delivery_error.as_deref(),
+            Some("outside the 24h window")
+        );
+        assert!(
+            event_kinds(store, conv)
+                .await
+                .contains(&EventKind::ReplyFailed)
+        );
+        let detail = store.conversation_events(conv).await.unwrap();
+        assert_eq!(detail.last().unwrap().detail, "outside the 24h window");
+        assert_eq!(store.backlogs().await.unwrap().outbox, 0);
+        assert!(
+            store
+                .claim_outbox(now + MINUTE, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    pub async fn replies_left_sending_by_a_crash_are_recovered(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
+        let user = agent(store).await;
+        store.queue_reply(conv, user, "Een", "key-1").await.unwrap();
+        store
+            .queue_reply(conv, user, "Twee", "key-2")
+            .await
+            .unwrap();
+        let now = now() + 1_000;
+        let claimed = store.claim_outbox(now, 1).await.unwrap();
+        assert_eq!(claimed.len(), 1, "the limit applies");
+        assert_eq!(claimed[0].text, "Een", "oldest first");
+        assert_eq!(store.recover_outbox().await.unwrap(), 1);
+        assert_eq!(store.recover_outbox().await.unwrap(), 0);
+        let texts: Vec<_> = store
+            .claim_outbox(now, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.text)
+            .collect();
+        assert_eq!(texts, ["Een", "Twee"]);
+    }
+
+    // Users, sessions and API tokens.
+
+    pub async fn a_user_email_is_unique(store: &dyn Store) {
+        let user = store
+            .create_user("anne@jansen.nl", "Anne", Role::Supervisor, "argon2-hash")
+            .await
+            .unwrap();
+        assert_eq!(user.role, Role::Supervisor);
+        let again = store
+            .create_user("anne@jansen.nl", "Other Anne", Role::Agent, "h")
+            .await;
+        assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+        let (found, hash) = store
+            .user_credentials("anne@jansen.nl")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found, user);
+        assert_eq!(hash, "argon2-hash");
+        assert!(
+            store
+                .user_credentials("nobody@jansen.nl")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    pub async fn a_session_is_valid_until_it_expires_or_is_deleted(store: &dyn Store) {
+        let user = store
+            .create_user("anne@jansen.nl", "Anne", Role::Agent, "h")
+            .await
+            .unwrap();
+        let expires = T0 + 60 * MINUTE;
+        store
+            .create_session(user.id, "session-hash", expires)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.session_user("session-hash", T0).await.unwrap(),
+            Some(user.clone())
+        );
+        assert_eq!(
+            store
+                .session_user("session-hash", expires - 1)
+                .await
+                .unwrap(),
+            Some(user)
+        );
+        assert_eq!(
+            store.session_user("session-hash", expires).await.unwrap(),
+            None
+        );
+        assert_eq!(store.session_user("other-hash", T0).await.unwrap(), None);
+        store.delete_session("session-hash").await.unwrap();
+        assert_eq!(store.session_user("session-hash", T0).await.unwrap(), None);
+        store.delete_session("session-hash").await.unwrap();
+    }
+
+    pub async fn only_stored_api_tokens_are_valid(store: &dyn Store) {
+        assert!(!store.api_token_valid("token-hash").await.unwrap());
+        store.create_api_token("shop", "token-hash").await.unwrap();
+        assert!(store.api_token_valid("token-hash").await.unwrap());
+        assert!(!store.api_token_valid("token-has").await.unwrap());
+        assert!(!store.api_token_valid("").await.unwrap());
+    }
+
+    // Durability: `before` and `after` are the same database, closed and reopened between.
+
+    pub async fn durable_before_reopen(store: &dyn Store) {
+        let w = world(store).await;
+        store
+            .append_journal(&[
+                entry(&w.api, message("m1", "anna", "Verwerkt"), T0),
+                entry(&w.api, message("m2", "bert", "Nog niet verwerkt"), T0 + 1),
+            ])
+            .await
+            .unwrap();
+        let first = store.pending_journal(1).await.unwrap();
+        let batch: Vec<_> = first
+            .into_iter()
+            .map(|entry| Prepared {
+                entry,
+                analysis: None,
+                urgency: NORMAL,
+            })
+            .collect();
+        store
+            .apply_journal(&batch, &SlaPolicy::default())
+            .await
+            .unwrap();
+    }
+
+    pub async fn durable_after_reopen(store: &dyn Store) {
+        let w = store.channel_by_name("api").await.unwrap().unwrap();
+        let pending = store.pending_journal(10).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].inbound.text, "Nog niet verwerkt");
+        let again = store
+            .append_journal(&[entry(&w, message("m1", "anna", "Verwerkt"), T0)])
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            vec![Appended::Duplicate],
+            "dedupe survives a restart"
+        );
+        let inbox = store.inbox(ConversationStatus::Open, 10).await.unwrap();
+        assert_eq!(inbox.len(), 1);
+        let msgs = messages(store, inbox[0].conversation.id).await;
+        assert_eq!(msgs[0].text, "Verwerkt");
+        assert_eq!(store.search("verwerkt", 10).await.unwrap().len(), 1);
+        // The pipeline picks up where it left off.
+        process(store, NORMAL, &SlaPolicy::default()).await;
+        assert_eq!(
+            store
+                .inbox(ConversationStatus::Open, 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+}
+
+/// A fresh SQLite store in its own directory (kept alive as long as the store).
+async fn sqlite() -> (SqliteStore, TempDir) {
+    let dir = TempDir::new().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("balie.db"))
+        .await
+        .expect("open store");
+    (store, dir)
+}
+
+/// One `#[tokio::test]` per contract check, each on a fresh SQLite database.
+macro_rules! sqlite_contract {
+    ($($check:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $check() {
+            let (store, _dir) = sqlite().await;
+            contract::$check(&store).await;
+            store.close().await;
+        }
+    )*};
+}
+
+sqlite_contract!(
+    channels_have_unique_names,
+    same_inbound_twice_is_journalled_once,
+    duplicates_within_one_batch_are_journalled_once,
+    same_external_id_on_two_channels_makes_two_messages,
+    pending_journal_is_oldest_first_and_limited,
+    a_reply_to_a_known_message_joins_its_conversation,
+    a_second_message_joins_the_customers_open_conversation,
+    a_different_customer_gets_a_new_conversation,
+    a_message_in_a_closed_thread_reopens_it,
+    a_plain_message_after_closing_starts_a_new_conversation,
+    a_pending_conversation_reopens_on_a_new_message,
+    thread_key_groups_comments_of_one_customer_on_one_post,
+    applying_the_same_batch_twice_changes_nothing,
+    an_edit_updates_the_text_and_keeps_the_old_one,
+    a_removed_message_is_marked_and_kept,
+    a_change_to_an_unknown_message_is_recorded_as_done,
+    an_echo_from_another_tool_is_recorded_as_sent,
+    the_same_author_is_the_same_customer,
+    the_same_platform_id_on_another_platform_is_another_customer,
+    customer_details_can_be_edited,
+    urgency_sets_priority_and_the_reply_deadline,
+    deadlines_ignore_who_the_author_is,
+    a_more_urgent_message_escalates_a_waiting_conversation,
+    the_inbox_puts_waiting_first_then_priority_then_deadline,
+    an_inbox_row_says_who_where_and_what,
+    search_finds_dutch_and_english_inflections,
+    search_input_is_never_query_syntax,
+    an_empty_search_finds_nothing,
+    search_finds_replies_too_and_respects_the_limit,
+    events_stream_in_order_from_any_point,
+    a_status_change_is_an_event_on_the_stream,
+    a_queued_reply_is_an_outbound_message_and_an_outbox_row,
+    the_same_idempotency_key_twice_is_one_reply,
+    a_claimed_reply_carries_what_delivery_needs,
+    a_reply_is_not_claimed_before_it_is_due,
+    a_retried_reply_comes_back_when_due,
+    a_sent_reply_is_marked_with_the_platform_id,
+    a_failed_reply_keeps_the_reason,
+    replies_left_sending_by_a_crash_are_recovered,
+    a_user_email_is_unique,
+    a_session_is_valid_until_it_expires_or_is_deleted,
+    only_stored_api_tokens_are_valid,
+);
+
+/// Closing and reopening the same file keeps everything; migrations run again harmlessly.
+#[tokio::test]
+async fn a_reopened_store_keeps_its_journal_and_messages() {
+    let (store, dir) = sqlite().await;
+    contract::durable_before_reopen(&store).await;
+    store.close().await;
+    let reopened = SqliteStore::open(&dir.path().join("balie.db"))
+        .await
+        .expect("reopen");
+    contract::durable_after_reopen(&reopened).await;
+    reopened.close().await;
+}
