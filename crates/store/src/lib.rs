@@ -75,13 +75,17 @@ pub struct Applied {
 }
 
 /// The key under which an inbound event is deduplicated within its channel. A message is
-/// keyed by its platform id; an edit by the id and the new text, so a retried edit is one.
+/// keyed by its platform id; an edit by the id and its revision, so a retried edit is one
+/// while an edit back to earlier wording is not; an edit without a revision by the new text.
 pub fn dedupe_key(inbound: &Inbound) -> String {
-    match inbound.kind {
-        InboundKind::Message => inbound.external_id.clone(),
-        InboundKind::Echo => format!("echo:{}", inbound.external_id),
-        InboundKind::Removed => format!("removed:{}", inbound.external_id),
-        InboundKind::Edited => {
+    match (inbound.kind, &inbound.revision) {
+        (InboundKind::Message, _) => inbound.external_id.clone(),
+        (InboundKind::Echo, _) => format!("echo:{}", inbound.external_id),
+        (InboundKind::Removed, _) => format!("removed:{}", inbound.external_id),
+        (InboundKind::Edited, Some(revision)) => {
+            format!("edited:{}:rev:{revision}", inbound.external_id)
+        }
+        (InboundKind::Edited, None) => {
             // FNV-1a: stable across runs and machines, unlike std's hasher.
             let mut h: u64 = 0xcbf2_9ce4_8422_2325;
             for b in inbound.text.as_bytes() {

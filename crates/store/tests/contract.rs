@@ -535,6 +535,32 @@ mod contract {
         assert_eq!(again, vec![Appended::Duplicate]);
     }
 
+    /// Successive edits are told apart by their revision, even when one restores the wording
+    /// of an earlier one.
+    pub async fn an_edit_back_to_earlier_wording_is_not_a_duplicate(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.api, message("m1", "anna", "versie een"), T0).await;
+        for (rev, text) in [
+            ("1", "versie twee"),
+            ("2", "versie een"),
+            ("3", "versie twee"),
+        ] {
+            let mut edit = message("m1", "anna", text);
+            edit.kind = InboundKind::Edited;
+            edit.revision = Some(rev.into());
+            let out = store
+                .append_journal(&[entry(&w.api, edit, T0 + 1)])
+                .await
+                .unwrap();
+            assert!(
+                matches!(out[..], [Appended::New(_)]),
+                "revision {rev}: {out:?}"
+            );
+            process(store, NORMAL, &SlaPolicy::default()).await;
+        }
+        assert_eq!(messages(store, conv).await[0].text, "versie twee");
+    }
+
     pub async fn a_removed_message_is_marked_and_kept(store: &dyn Store) {
         let w = world(store).await;
         let conv = receive(store, &w.api, message("m1", "anna", "Oeps, verkeerd"), T0).await;
@@ -1429,6 +1455,7 @@ sqlite_contract!(
     thread_key_groups_comments_of_one_customer_on_one_post,
     applying_the_same_batch_twice_changes_nothing,
     an_edit_updates_the_text_and_keeps_the_old_one,
+    an_edit_back_to_earlier_wording_is_not_a_duplicate,
     a_removed_message_is_marked_and_kept,
     a_change_to_an_unknown_message_is_recorded_as_done,
     an_echo_from_another_tool_is_recorded_as_sent,
