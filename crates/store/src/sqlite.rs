@@ -427,13 +427,17 @@ async fn apply_message(
                     };
                     insert_event(tx, id, kind, None, None, "open", now).await?;
                 }
+                // While a message waits, priority only rises; once everything was answered
+                // it follows the new message alone, so an old emergency does not linger.
                 sqlx::query(
-                    "UPDATE conversations SET priority = MIN(priority, ?), \
+                    "UPDATE conversations SET \
+                 priority = CASE WHEN waiting_since IS NULL THEN ? ELSE MIN(priority, ?) END, \
                  waiting_since = COALESCE(waiting_since, ?), \
                  reply_due = MIN(COALESCE(reply_due, ?), ?), \
                  first_line = ?, last_message_at = MAX(last_message_at, ?), updated_at = ? \
                  WHERE id = ?",
                 )
+                .bind(priority.rank())
                 .bind(priority.rank())
                 .bind(e.received_at)
                 .bind(due)

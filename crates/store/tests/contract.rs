@@ -780,6 +780,35 @@ mod contract {
         assert_eq!(c.priority, Priority::Urgent);
     }
 
+    /// Once answered, a conversation's priority follows the next message that waits, so an
+    /// old emergency does not outrank the queue forever.
+    pub async fn after_a_reply_priority_follows_the_next_message(store: &dyn Store) {
+        let w = world(store).await;
+        let sla = SlaPolicy::default();
+        store
+            .append_journal(&[entry(&w.api, message("m1", "anna", "SPOED"), T0)])
+            .await
+            .unwrap();
+        let conv = process(store, URGENT, &sla).await[0]
+            .conversation_id
+            .unwrap();
+        let user = agent(store).await;
+        store
+            .queue_reply(conv, user, "We bellen je", "k1")
+            .await
+            .unwrap();
+        let later = T0 + 60 * MINUTE;
+        store
+            .append_journal(&[entry(&w.api, message("m2", "anna", "Bedankt!"), later)])
+            .await
+            .unwrap();
+        process(store, 0, &sla).await;
+        let c = row(store, conv).await.conversation;
+        assert_eq!(c.waiting_since, Some(later));
+        assert_eq!(c.reply_due, Some(sla.reply_due(Priority::Low, later)));
+        assert_eq!(c.priority, Priority::Low);
+    }
+
     // Inbox.
 
     pub async fn the_inbox_puts_waiting_first_then_priority_then_deadline(store: &dyn Store) {
@@ -1465,6 +1494,7 @@ sqlite_contract!(
     urgency_sets_priority_and_the_reply_deadline,
     deadlines_ignore_who_the_author_is,
     a_more_urgent_message_escalates_a_waiting_conversation,
+    after_a_reply_priority_follows_the_next_message,
     the_inbox_puts_waiting_first_then_priority_then_deadline,
     an_inbox_row_says_who_where_and_what,
     search_finds_dutch_and_english_inflections,
