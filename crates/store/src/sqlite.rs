@@ -572,6 +572,48 @@ async fn apply_change(
     Ok((Some(conv), Some(msg)))
 }
 
+/// The echo of one of our own replies, recognised by the idempotency key we sent along:
+/// the platform has it, so the reply is sent, whatever the send call's response said or will
+/// say. Returns the reply's conversation and message, or `None` when the key is not ours.
+async fn confirm_by_echo(
+    tx: &mut Transaction<'_, Sqlite>,
+    channel: i64,
+    key: &str,
+    platform_id: &str,
+    now: Millis,
+) -> Result<Option<(i64, i64)>> {
+    let found: Option<(i64, i64, i64, String)> = sqlx::query_as(
+        "SELECT o.id, o.message_id, m.conversation_id, o.state FROM outbox o \
+         JOIN messages m ON m.id = o.message_id WHERE o.idempotency_key = ? AND o.channel_id = ?",
+    )
+    .bind(key)
+    .bind(channel)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((outbox, msg, conv, state)) = found else {
+        return Ok(None);
+    };
+    sqlx::query(
+        "UPDATE messages SET delivery = 'sent', delivery_error = NULL, \
+         external_id = COALESCE(external_id, ?) WHERE id = ?",
+    )
+    .bind(platform_id)
+    .bind(msg)
+    .execute(&mut **tx)
+    .await?;
+    if state != "sent" {
+        sqlx::query(
+            "UPDATE outbox SET state = 'sent', last_error = NULL, updated_at = ? WHERE id = ?",
+        )
+        .bind(now)
+        .bind(outbox)
+        .execute(&mut **tx)
+        .await?;
+        insert_event(tx, conv, EventKind::ReplySent, Some(msg), None, "echo", now).await?;
+    }
+    Ok(Some((conv, msg)))
+}
+
 /// A message the brand sent from another tool: recorded as sent, in the customer's
 /// conversation, unless it is the echo of one of our own replies.
 async fn apply_echo(
@@ -590,6 +632,11 @@ async fn apply_echo(
     .await?;
     if let Some((msg, conv)) = existing {
         return Ok((Some(conv), Some(msg)));
+    }
+    if let Some(key) = &inb.outbox_key
+        && let Some(ours) = confirm_by_echo(tx, channel, key, &inb.external_id, now).await?
+    {
+        return Ok((Some(ours.0), Some(ours.1)));
     }
     let kind: String = sqlx::query_scalar("SELECT kind FROM channels WHERE id = ?")
         .bind(channel)
@@ -622,6 +669,11 @@ async fn apply_echo(
     .bind(p.entry.received_at)
     .fetch_one(&mut **tx)
     .await?;
+    sqlx::query("INSERT INTO message_search (rowid, terms) VALUES (?, ?)")
+        .bind(msg)
+        .bind(search_terms(&inb.text))
+        .execute(&mut **tx)
+        .await?;
     sqlx::query(
         "UPDATE conversations SET waiting_since = NULL, reply_due = NULL, updated_at = ? WHERE id = ?",
     )
@@ -1194,9 +1246,14 @@ impl Store for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         if let Some((msg, conv)) = row {
+            // An echo without our key may have beaten this response and already recorded
+            // the platform id on a copy; the reply is sent all the same, so no conflict.
             sqlx::query(
                 "UPDATE messages SET delivery = 'sent', delivery_error = NULL, \
-                 external_id = COALESCE(?, external_id) WHERE id = ?",
+                 external_id = CASE WHEN EXISTS (SELECT 1 FROM messages o \
+                   WHERE o.channel_id = messages.channel_id AND o.external_id = ?1 \
+                   AND o.id <> messages.id) THEN external_id \
+                   ELSE COALESCE(?1, external_id) END WHERE id = ?2",
             )
             .bind(platform_id)
             .bind(msg)

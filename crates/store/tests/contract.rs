@@ -607,6 +607,10 @@ mod contract {
         assert_eq!(msgs[1].delivery, DeliveryState::Sent);
         let c = row(store, conv).await.conversation;
         assert_eq!((c.waiting_since, c.reply_due), (None, None), "answered");
+        assert_eq!(
+            store.search("kijken", 10).await.unwrap()[0].message_id,
+            msgs[1].id
+        );
     }
 
     // Identity.
@@ -1323,6 +1327,72 @@ mod contract {
         assert_eq!(texts, ["Een", "Twee"]);
     }
 
+    /// The platform echoes our own reply back (Messenger `metadata`) before the send call
+    /// returned: the echo confirms the reply instead of adding a second one.
+    pub async fn an_echo_of_our_own_reply_confirms_it(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
+        let user = agent(store).await;
+        let reply = store
+            .queue_reply(conv, user, "Hoi!", "key-1")
+            .await
+            .unwrap();
+        let now = now() + 1_000;
+        let item = store.claim_outbox(now, 10).await.unwrap().remove(0);
+
+        let mut echo = message("out-1", "anna", "Hoi!");
+        echo.kind = InboundKind::Echo;
+        echo.outbox_key = Some("key-1".into());
+        ingest(store, &[entry(&w.api, echo, now)], NORMAL).await;
+        let msgs = messages(store, conv).await;
+        assert_eq!(msgs.len(), 2, "no second copy of the reply: {msgs:?}");
+        assert_eq!(msgs[1].id, reply.id);
+        assert_eq!(msgs[1].delivery, DeliveryState::Sent);
+        assert_eq!(msgs[1].external_id.as_deref(), Some("out-1"));
+
+        // The send call returning late is harmless.
+        store
+            .outbox_sent(item.id, Some("out-1"), now)
+            .await
+            .unwrap();
+        assert_eq!(store.backlogs().await.unwrap().outbox, 0);
+        let sent = event_kinds(store, conv)
+            .await
+            .into_iter()
+            .filter(|k| *k == EventKind::ReplySent)
+            .count();
+        assert_eq!(sent, 1);
+    }
+
+    /// An echo without our key that beats the send call's response must not make the
+    /// confirmation fail (it would be retried and sent twice).
+    pub async fn a_send_confirmed_after_its_echo_still_succeeds(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
+        let user = agent(store).await;
+        store
+            .queue_reply(conv, user, "Hoi!", "key-1")
+            .await
+            .unwrap();
+        let now = now() + 1_000;
+        let item = store.claim_outbox(now, 10).await.unwrap().remove(0);
+        let mut echo = message("out-1", "anna", "Hoi!");
+        echo.kind = InboundKind::Echo;
+        ingest(store, &[entry(&w.api, echo, now)], NORMAL).await;
+        store
+            .outbox_sent(item.id, Some("out-1"), now)
+            .await
+            .unwrap();
+        assert_eq!(store.backlogs().await.unwrap().outbox, 0);
+        assert!(
+            store
+                .claim_outbox(now + MINUTE, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
     // Users, sessions and API tokens.
 
     pub async fn a_user_email_is_unique(store: &dyn Store) {
@@ -1511,6 +1581,8 @@ sqlite_contract!(
     a_sent_reply_is_marked_with_the_platform_id,
     a_failed_reply_keeps_the_reason,
     replies_left_sending_by_a_crash_are_recovered,
+    an_echo_of_our_own_reply_confirms_it,
+    a_send_confirmed_after_its_echo_still_succeeds,
     a_user_email_is_unique,
     a_session_is_valid_until_it_expires_or_is_deleted,
     only_stored_api_tokens_are_valid,
