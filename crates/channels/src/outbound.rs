@@ -31,8 +31,6 @@ use serde_json::{Value, json};
 
 use crate::Secret;
 
-/// How long a send may take before its outcome is [`SendOutcome::Unknown`].
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);
 /// Wait after a throttling answer that does not say how long to wait.
 pub const THROTTLE_DELAY: Duration = Duration::from_secs(60);
 /// Wait after a server error or a failed connection.
@@ -272,6 +270,9 @@ pub async fn send(
 
 /// Sends `reply` to `target` as of `now` (epoch millis; used for the window check and X's
 /// `x-rate-limit-reset`). One attempt, no retries: the outbox decides what to do next.
+///
+/// Build `client` with a timeout (`reqwest::Client::builder().timeout(..)`, 20 s is plenty):
+/// a send that times out is [`SendOutcome::Unknown`], one without a timeout can hang.
 pub async fn send_at(
     client: &reqwest::Client,
     target: &OutboundTarget,
@@ -282,10 +283,7 @@ pub async fn send_at(
         Ok(request) => request,
         Err(reason) => return SendOutcome::Permanent { reason },
     };
-    let mut builder = client
-        .post(&request.url)
-        .timeout(SEND_TIMEOUT)
-        .json(&request.body);
+    let mut builder = client.post(&request.url).json(&request.body);
     if let Some(token) = request.bearer {
         builder = builder.bearer_auth(token.expose());
     }
@@ -565,10 +563,7 @@ fn transport_failure(e: &reqwest::Error, secret: &Secret) -> SendOutcome {
     }
     if e.is_timeout() {
         return SendOutcome::Unknown {
-            reason: format!(
-                "no answer within {}s; the platform may have received the message",
-                SEND_TIMEOUT.as_secs()
-            ),
+            reason: "no answer in time; the platform may have received the message".to_owned(),
         };
     }
     SendOutcome::Unknown {

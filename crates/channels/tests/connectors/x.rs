@@ -1,0 +1,136 @@
+//! X: CRC and signature vectors, mentions, replies and DMs.
+
+use balie_channels::ParseError;
+use balie_channels::x;
+use serde_json::json;
+
+use crate::fixture;
+
+const SECRET: &str = "z3ZX4v7mAAUGykl3EcmkqbartmuW8VFOOzCloLx9Q45P0hLrFu";
+
+fn parse(name: &str) -> x::XBatch {
+    x::parse(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn crc_response_matches_the_shared_vector() {
+    let response = x::crc_response(SECRET, "9b4507b3-9040-4669-9ca3-6b94edb50553");
+    assert_eq!(
+        response,
+        r#"{"response_token":"sha256=Cytd4Sq+NvEcV3MMrXxWJGJx5A+y/lXzzU2Maartkx8="}"#
+    );
+}
+
+#[test]
+fn signature_matches_the_shared_vector_and_forgeries_fail() {
+    let body = br#"{"for_user_id":"2244994945","tweet_create_events":[]}"#;
+    let header = "sha256=CpOc2dZ+JrkFhzkAW3gWETdo1w8Mx1i/MpqTbkrylcw=";
+    assert!(x::verify_signature(SECRET, body, Some(header)));
+    assert!(!x::verify_signature(SECRET, b"{}", Some(header)));
+    assert!(!x::verify_signature("another secret", body, Some(header)));
+    assert!(!x::verify_signature(SECRET, body, None));
+    // Base64 is case sensitive: a lowercased signature is a different one.
+    assert!(!x::verify_signature(
+        SECRET,
+        body,
+        Some(&header.to_lowercase())
+    ));
+    assert!(!x::verify_signature("", body, Some(header)));
+}
+
+#[test]
+fn mentions_and_replies_are_normalised_and_our_own_tweets_skipped() {
+    let batch = parse("x/tweet_create_events.json");
+    assert_eq!(batch.for_user_id, "1500000000000000001");
+    assert_eq!(
+        json!(batch.events),
+        json!([
+            {
+                "external_id": "1992000000000000001",
+                "kind": "message",
+                "author": {"platform_id": "1600000000000000002", "handle": "testklant_nl", "name": "Test Klant"},
+                "text": "@voorbeeldwinkel mijn bestelling is al een week onderweg, wat is er aan de hand?",
+                "thread_key": "1992000000000000001",
+                "place": {"kind": "comment", "url": "https://x.com/testklant_nl/status/1992000000000000001"},
+                "created_at": 1_763_885_400_000_i64,
+                "account_id": "1500000000000000001",
+            },
+            {
+                "external_id": "1992000000000000002",
+                "kind": "message",
+                "author": {"platform_id": "1600000000000000003", "handle": "test_customer_en", "name": "Test Customer"},
+                "text": "@voorbeeldwinkel Thanks, but the tracking link in your reply doesn't work and the chat on your site keeps timing out. Can someone call me back today please?",
+                "in_reply_to": "1992000000000000009",
+                "thread_key": "1992000000000000009",
+                "place": {"kind": "comment", "url": "https://x.com/test_customer_en/status/1992000000000000002"},
+                "created_at": 1_763_885_550_000_i64,
+                "account_id": "1500000000000000001",
+            },
+        ])
+    );
+}
+
+#[test]
+fn a_mention_outside_our_threads_is_a_mention() {
+    let body = br#"{"for_user_id":"1","tweet_create_events":[{"id_str":"9","text":"hey @brand","timestamp_ms":"5","in_reply_to_user_id_str":"77","in_reply_to_status_id_str":"8","user":{"id_str":"2"}}]}"#;
+    let batch = x::parse(body).expect("parses");
+    let place = batch.events[0].place.as_ref().expect("place");
+    assert_eq!(place.kind, balie_core::PlaceKind::Mention);
+    assert_eq!(place.url, None, "no screen name, no link");
+}
+
+#[test]
+fn incoming_dms_are_normalised_and_our_own_sends_skipped() {
+    let batch = parse("x/direct_message_events.json");
+    assert_eq!(
+        json!(batch.events),
+        json!([{
+            "external_id": "1992000000000000100",
+            "kind": "message",
+            "author": {"platform_id": "1600000000000000002", "handle": "testklant_nl", "name": "Test Klant"},
+            "text": "Ordernummer is 5512 https://t.co/abc123",
+            "thread_key": "1600000000000000002",
+            "place": {"kind": "direct"},
+            "created_at": 1_763_885_700_000_i64,
+            "account_id": "1500000000000000001",
+            "attachments": [{
+                "kind": "photo",
+                "url": "https://ton.twitter.com/1.1/ton/data/dm/1992000000000000100/1992000000000000200/example.jpg",
+                "media_id": "1992000000000000200",
+            }],
+        }])
+    );
+}
+
+#[test]
+fn other_activity_is_ignored() {
+    let batch = parse("x/favorite_events.json");
+    assert!(batch.events.is_empty());
+}
+
+#[test]
+fn malformed_tweets_name_what_is_wrong() {
+    let body = br#"{"for_user_id":"1","tweet_create_events":[{"id_str":"9","text":"hi","timestamp_ms":"5"}]}"#;
+    match x::parse(body) {
+        Err(ParseError::Malformed { path, reason, .. }) => {
+            assert_eq!(path, "tweet_create_events[0]");
+            assert!(reason.contains("missing field `user`"), "{reason}");
+        }
+        other => panic!("expected malformed, got {other:?}"),
+    }
+    let body = br#"{"tweet_create_events":[{}]}"#;
+    assert!(matches!(
+        x::parse(body),
+        Err(ParseError::Malformed { path, .. }) if path == "for_user_id"
+    ));
+    let body = br#"{"for_user_id":"1","tweet_create_events":[{"id_str":"9","created_at":"last week","user":{"id_str":"2"}}]}"#;
+    assert!(matches!(
+        x::parse(body),
+        Err(ParseError::Malformed { path, .. }) if path == "tweet_create_events[0].created_at"
+    ));
+}
+
+#[test]
+fn no_fixture_mutation_makes_the_parser_panic() {
+    crate::assert_never_panics("x", x::parse);
+}
