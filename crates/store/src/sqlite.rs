@@ -268,6 +268,13 @@ async fn insert_event(
     Ok(id)
 }
 
+/// What a customer is called until someone names them: name, else handle, else platform id.
+fn display_name(platform_id: &str, handle: Option<&String>, name: Option<&String>) -> String {
+    name.or(handle)
+        .map_or(platform_id, String::as_str)
+        .to_owned()
+}
+
 /// Finds or creates the customer behind a platform identity; keeps handle and name current.
 async fn identify(
     tx: &mut Transaction<'_, Sqlite>,
@@ -275,15 +282,33 @@ async fn identify(
     author: &balie_core::Author,
     now: Millis,
 ) -> Result<(i64, i64)> {
-    let found: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT id, customer_id FROM identities WHERE platform = ? AND external_id = ?",
+    let found: Option<(i64, i64, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT id, customer_id, handle, name FROM identities \
+         WHERE platform = ? AND external_id = ?",
     )
     .bind(platform)
     .bind(&author.platform_id)
     .fetch_optional(&mut **tx)
     .await?;
-    if let Some((identity, customer)) = found {
+    if let Some((identity, customer, old_handle, old_name)) = found {
         if author.handle.is_some() || author.name.is_some() {
+            // The customer's name follows the platform while nobody chose another one.
+            let before = display_name(&author.platform_id, old_handle.as_ref(), old_name.as_ref());
+            let after = display_name(
+                &author.platform_id,
+                author.handle.as_ref().or(old_handle.as_ref()),
+                author.name.as_ref().or(old_name.as_ref()),
+            );
+            if after != before {
+                sqlx::query(
+                    "UPDATE customers SET display_name = ? WHERE id = ? AND display_name = ?",
+                )
+                .bind(&after)
+                .bind(customer)
+                .bind(&before)
+                .execute(&mut **tx)
+                .await?;
+            }
             sqlx::query(
                 "UPDATE identities SET handle = COALESCE(?, handle), name = COALESCE(?, name) \
                  WHERE id = ?",
@@ -296,11 +321,11 @@ async fn identify(
         }
         return Ok((identity, customer));
     }
-    let display = author
-        .name
-        .clone()
-        .or_else(|| author.handle.clone())
-        .unwrap_or_else(|| author.platform_id.clone());
+    let display = display_name(
+        &author.platform_id,
+        author.handle.as_ref(),
+        author.name.as_ref(),
+    );
     let customer: i64 = sqlx::query_scalar(
         "INSERT INTO customers (display_name, created_at) VALUES (?, ?) RETURNING id",
     )
@@ -323,7 +348,7 @@ async fn identify(
 }
 
 /// Which conversation a new customer message belongs to: the one holding the message it
-/// answers; else the customer's conversation on the same platform thread; else the
+/// answers, if it is this customer's; else the customer's conversation on the same platform thread; else the
 /// customer's newest unclosed conversation on the channel; else none (a new one).
 async fn thread(
     tx: &mut Transaction<'_, Sqlite>,
@@ -334,17 +359,23 @@ async fn thread(
 ) -> Result<(Option<i64>, Option<i64>)> {
     let mut reply_to_msg = None;
     if let Some(ext) = in_reply_to {
-        let found: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT id, conversation_id FROM messages WHERE channel_id = ? AND external_id = ?",
+        // Someone answering another customer's comment (or our reply to them) is a customer
+        // of their own: the link is kept, the conversation is not shared.
+        let found: Option<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT m.id, m.conversation_id, c.customer_id FROM messages m \
+             JOIN conversations c ON c.id = m.conversation_id \
+             WHERE m.channel_id = ? AND m.external_id = ?",
         )
         .bind(channel)
         .bind(ext)
         .fetch_optional(&mut **tx)
         .await?;
-        if let Some((msg, conv)) = found {
-            return Ok((Some(conv), Some(msg)));
+        if let Some((msg, conv, owner)) = found {
+            if owner == customer {
+                return Ok((Some(conv), Some(msg)));
+            }
+            reply_to_msg = Some(msg);
         }
-        reply_to_msg = None;
     }
     if let Some(key) = thread_key {
         let conv: Option<i64> = sqlx::query_scalar(

@@ -285,6 +285,24 @@ mod contract {
         assert_eq!(msgs[1].in_reply_to, Some(msgs[0].id));
     }
 
+    /// Bert answering Anna's public comment is Bert's own conversation, linked to hers.
+    pub async fn a_reply_to_another_customers_message_is_their_own_conversation(store: &dyn Store) {
+        let w = world(store).await;
+        let mut first = message("c1", "anna", "Slechte service");
+        first.thread_key = Some("post-1".into());
+        let anna = receive(store, &w.x, first, T0).await;
+        let mut answer = message("c2", "bert", "Bij mij ook!");
+        answer.thread_key = Some("post-1".into());
+        answer.in_reply_to = Some("c1".into());
+        let bert = receive(store, &w.x, answer, T0 + 1).await;
+        assert_ne!(anna, bert);
+        assert_eq!(messages(store, anna).await.len(), 1);
+        let msgs = messages(store, bert).await;
+        assert_eq!(msgs[0].in_reply_to, Some(messages(store, anna).await[0].id));
+        let view = store.conversation(bert).await.unwrap().unwrap();
+        assert_eq!(view.customer.identities[0].external_id, "bert");
+    }
+
     pub async fn a_second_message_joins_the_customers_open_conversation(store: &dyn Store) {
         let w = world(store).await;
         let a = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
@@ -342,11 +360,6 @@ mod contract {
         assert_eq!(receive(store, &w.x, again, T0 + MINUTE).await, conv);
         let c = row(store, conv).await.conversation;
         assert_eq!(c.status, ConversationStatus::Open);
-        assert_eq!(
-            c.waiting_since,
-            Some(T0),
-            "still waiting since the first message"
-        );
         let kinds = event_kinds(store, conv).await;
         assert_eq!(
             kinds,
@@ -649,6 +662,40 @@ mod contract {
         assert_eq!(
             view.customer.identities[0].name.as_deref(),
             Some("Anna de Vries")
+        );
+    }
+
+    /// A customer first known by a bare platform id (a Messenger PSID) gets their name once
+    /// the platform tells it, until a person gives them another.
+    pub async fn the_customer_name_follows_the_platform_until_someone_sets_one(store: &dyn Store) {
+        let w = world(store).await;
+        let mut bare = message("m1", "4711", "Hallo");
+        bare.author.name = None;
+        let conv = receive(store, &w.api, bare, T0).await;
+        assert_eq!(row(store, conv).await.customer_name, "4711");
+        let mut handle = message("m2", "4711", "Hallo?");
+        handle.author.name = None;
+        handle.author.handle = Some("@anna".into());
+        receive(store, &w.api, handle, T0 + 1).await;
+        assert_eq!(row(store, conv).await.customer_name, "@anna");
+        let mut named = message("m3", "4711", "Hallo!");
+        named.author.name = Some("Anna de Vries".into());
+        receive(store, &w.api, named, T0 + 2).await;
+        assert_eq!(row(store, conv).await.customer_name, "Anna de Vries");
+
+        let customer = row(store, conv).await.conversation.customer_id;
+        store
+            .update_customer(customer, "Anna (vaste klant)", "")
+            .await
+            .unwrap();
+        let mut renamed = message("m4", "4711", "Nieuwe naam");
+        renamed.author.name = Some("Anna Jansen".into());
+        receive(store, &w.api, renamed, T0 + 3).await;
+        let view = store.conversation(conv).await.unwrap().unwrap();
+        assert_eq!(view.customer.display_name, "Anna (vaste klant)");
+        assert_eq!(
+            view.customer.identities[0].name.as_deref(),
+            Some("Anna Jansen")
         );
     }
 
@@ -1546,6 +1593,7 @@ sqlite_contract!(
     same_external_id_on_two_channels_makes_two_messages,
     pending_journal_is_oldest_first_and_limited,
     a_reply_to_a_known_message_joins_its_conversation,
+    a_reply_to_another_customers_message_is_their_own_conversation,
     a_second_message_joins_the_customers_open_conversation,
     a_different_customer_gets_a_new_conversation,
     a_message_in_a_closed_thread_reopens_it,
@@ -1559,6 +1607,7 @@ sqlite_contract!(
     a_change_to_an_unknown_message_is_recorded_as_done,
     an_echo_from_another_tool_is_recorded_as_sent,
     the_same_author_is_the_same_customer,
+    the_customer_name_follows_the_platform_until_someone_sets_one,
     the_same_platform_id_on_another_platform_is_another_customer,
     customer_details_can_be_edited,
     urgency_sets_priority_and_the_reply_deadline,
