@@ -276,7 +276,8 @@ fn messaging(
         } else {
             InboundKind::Message
         };
-        // The conversation is with the customer: for echoes that is the recipient.
+        // The conversation is with the customer: for echoes that is the recipient, and an
+        // echo's `author` names the customer the brand wrote to (as the store expects).
         let customer = if message.is_echo {
             &event.recipient.id
         } else {
@@ -285,7 +286,7 @@ fn messaging(
         let mut inbound = new_inbound(
             message.mid,
             kind,
-            author(&event.sender.id),
+            author(customer),
             message.text.unwrap_or_default(),
             created_at,
         );
@@ -398,7 +399,9 @@ fn feed_change(
         None => return Err(missing(at, "from")),
     };
     if from.id == entry.id {
-        // The page's own comment: a reply sent from Balie or another tool.
+        // The page's own comment: a reply sent from Balie or another tool. The customer it
+        // answers is not in the payload, so `author` stays the page; `in_reply_to` and
+        // `thread_key` place it.
         if kind != InboundKind::Message {
             return Ok(());
         }

@@ -114,6 +114,13 @@ pub fn external_id(chat_id: i64, message_id: i64) -> String {
     format!("{chat_id}:{message_id}")
 }
 
+/// The chat and message ids in an external id made by [`external_id`], e.g. to fill
+/// `reply_to_message_id` when answering an inbound message.
+pub fn split_external_id(external_id: &str) -> Option<(i64, i64)> {
+    let (chat, message) = external_id.rsplit_once(':')?;
+    Some((chat.parse().ok()?, message.parse().ok()?))
+}
+
 /// Parses one update (after [`verify_secret_token`]). `message` becomes a `Message` event,
 /// `edited_message` an `Edited` event for the same external id with the `edit_date` as its
 /// revision. Other update types give `event: None`.
@@ -236,5 +243,15 @@ mod tests {
         assert!(!verify_secret_token(Some("s3cr3t"), None));
         assert!(!verify_secret_token(Some(""), Some("")));
         assert!(!verify_secret_token(None, Some("s3cr3t")));
+    }
+
+    #[test]
+    fn external_ids_split_back_into_chat_and_message() {
+        assert_eq!(
+            split_external_id(&external_id(-100_123, 7)),
+            Some((-100_123, 7))
+        );
+        assert_eq!(split_external_id("42"), None);
+        assert_eq!(split_external_id("a:b"), None);
     }
 }

@@ -100,7 +100,7 @@ fn messenger_message_with_reply_and_image_is_normalised() {
 }
 
 #[test]
-fn messenger_echo_keeps_the_outbox_key_and_edits_carry_their_revision() {
+fn messenger_echo_names_the_customer_and_keeps_the_outbox_key_and_edits_their_revision() {
     let batch = parse("meta/messenger_echo_and_edit.json");
     assert_eq!(
         inbound_json(&batch.events),
@@ -108,7 +108,7 @@ fn messenger_echo_keeps_the_outbox_key_and_edits_carry_their_revision() {
             {
                 "external_id": "m_EchoOfOurReply",
                 "kind": "echo",
-                "author": {"platform_id": "104512345678901"},
+                "author": {"platform_id": "7012345678901234"},
                 "text": "Sorry daarvoor! Mag ik je ordernummer?",
                 "thread_key": "7012345678901234",
                 "place": {"kind": "direct"},
