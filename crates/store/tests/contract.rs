@@ -979,6 +979,17 @@ mod contract {
         assert_eq!(hits("delays").await, [delay]);
         assert_eq!(hits("bezorgd").await, [bezorgd]);
         assert_eq!(hits("bezorgde").await, [bezorgd]);
+        let bezorging = receive(
+            store,
+            &w.api,
+            message("m4", "daan", "De bezorging duurt lang"),
+            T0,
+        )
+        .await;
+        assert_eq!(hits("bezorgen").await, [bezorging]);
+        // Dutch Snowball keeps the participle's `d` (bezorgd), so the noun does not reach it:
+        // a known limit, pinned so that lifting it updates this line.
+        assert_eq!(hits("bezorging").await, [bezorging]);
         // Every word must match.
         assert_eq!(hits("klacht delay").await, []);
         assert_eq!(hits("pakket bezorgd").await, [bezorgd]);
