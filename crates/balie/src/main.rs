@@ -1,2 +1,237 @@
-//! The balie command.
-fn main() {}
+//! The `balie` command: serve, demo, users, tokens, text analysis and benchmarks.
+
+mod demo;
+mod text_cmd;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use balie_core::Role;
+use balie_server::{App, Config, auth};
+use balie_store::{SqliteStore, Store, StoreError};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "balie",
+    version,
+    about = "Balie: the webcare desk that hears every customer and never goes silent."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+struct GlobalArgs {
+    /// Data directory (database and state). Default: ./balie-data
+    #[arg(long, global = true, env = "BALIE_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Configuration file (TOML); see balie.example.toml.
+    #[arg(long, global = true, env = "BALIE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server: API, webhooks, agent UI and workers.
+    Serve {
+        /// Address to listen on. Default: 127.0.0.1:8080
+        #[arg(long, env = "BALIE_LISTEN", value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Run the server on a temporary data dir with simulated customer traffic.
+    Demo(demo::DemoArgs),
+    /// Manage agents, supervisors and admins.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens for the generic channel.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Analyse messages (JSON lines on stdin) or evaluate the models.
+    Analyze(text_cmd::AnalyzeArgs),
+    /// Rebuild the embedded triage models from labelled data.
+    Train(text_cmd::TrainArgs),
+    /// Measure Balie's speed.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Add a user. Asks for a password on a terminal, else generates and prints one.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = ["agent", "supervisor", "admin"])]
+        role: String,
+        /// Display name (default: the part of the e-mail before @).
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Create an API token; the token is the last word of the output.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Text analysis throughput on one core.
+    Analyze(text_cmd::BenchAnalyzeArgs),
+}
+
+fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
+    let mut config = Config::load(global.config.as_deref())?;
+    if let Some(dir) = &global.data_dir {
+        config.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    SqliteStore::open(&config.database_path())
+        .await
+        .with_context(|| format!("opening {}", config.database_path().display()))
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("BALIE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("BALIE_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Analyze(args) => return text_cmd::analyze(args),
+        Command::Train(args) => return text_cmd::train(args),
+        Command::Bench(BenchCommand::Analyze(args)) => return text_cmd::bench_analyze(args),
+        _ => {}
+    }
+    // One TLS provider for every outbound HTTPS call (rustls with ring).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { listen } => {
+            init_tracing();
+            let mut config = load_config(&cli.global)?;
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            let app = App::build(config.clone()).await?;
+            tracing::info!(addr = %app.local_addr()?, data_dir = %config.data_dir.display(), "Balie is serving");
+            app.run(balie_server::shutdown_signal()).await
+        }
+        Command::Demo(args) => {
+            init_tracing();
+            demo::run(
+                args,
+                load_config(&cli.global)?,
+                cli.global.data_dir.is_some(),
+            )
+            .await
+        }
+        Command::User(UserCommand::Add {
+            email,
+            role,
+            name,
+            password_stdin,
+        }) => {
+            let config = load_config(&cli.global)?;
+            let role = Role::parse(&role).context("role must be agent, supervisor or admin")?;
+            let email = email.trim().to_string();
+            if !email.contains('@') || email.len() > 254 {
+                bail!("`{email}` is not an e-mail address");
+            }
+            let (password, generated) = read_or_generate_password(password_stdin)?;
+            let hash = auth::hash_password(&password)?;
+            let name =
+                name.unwrap_or_else(|| email.split('@').next().unwrap_or(&email).to_string());
+            let store = open_store(&config).await?;
+            match store.create_user(&email, &name, role, &hash).await {
+                Ok(user) => {
+                    println!(
+                        "Added {} {} (id {}).",
+                        user.role.as_str(),
+                        user.email,
+                        user.id
+                    );
+                    if generated {
+                        println!("Generated password: {password}");
+                    }
+                }
+                Err(StoreError::Conflict(_)) => bail!("a user with e-mail {email} already exists"),
+                Err(e) => return Err(e.into()),
+            }
+            store.close().await;
+            Ok(())
+        }
+        Command::Token(TokenCommand::Create { name }) => {
+            let config = load_config(&cli.global)?;
+            let name = name.trim().to_string();
+            if name.is_empty() {
+                bail!("the token needs a name");
+            }
+            let token = auth::new_token("balie")?;
+            let store = open_store(&config).await?;
+            store
+                .create_api_token(&name, &auth::token_hash(&token))
+                .await?;
+            store.close().await;
+            println!("Created API token `{name}`. It is shown once; store it safely:\n{token}");
+            Ok(())
+        }
+        Command::Analyze(_) | Command::Train(_) | Command::Bench(_) => Ok(()),
+    }
+}
+
+fn read_or_generate_password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
+    let stdin = std::io::stdin();
+    if from_stdin || stdin.is_terminal() {
+        if !from_stdin {
+            print!("Password (leave empty to generate one): ");
+            std::io::stdout().flush()?;
+        }
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line)?;
+        let password = line.trim_end_matches(['\r', '\n']).to_string();
+        if !password.is_empty() {
+            if password.chars().count() < 10 {
+                bail!("a password needs at least 10 characters");
+            }
+            return Ok((password, false));
+        }
+        if from_stdin {
+            bail!("no password on standard input");
+        }
+    }
+    Ok((auth::generate_password()?, true))
+}

@@ -1,1 +1,224 @@
-//! Balie server.
+//! Balie's server: the HTTP API, the agent UI with its live stream, and the background
+//! workers (journal writer, pipeline, outbox), all in one process over one [`Store`].
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod i18n;
+pub mod intake;
+pub mod live;
+pub mod metrics;
+pub mod outbox;
+pub mod pipeline;
+pub mod web;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use balie_store::{SqliteStore, Store};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+pub use config::{Config, Secret};
+use intake::Intake;
+use metrics::Metrics;
+
+/// Everything a request handler may touch.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub intake: Intake,
+    /// Bumped whenever the event log grew: wakes live streams.
+    pub live: watch::Receiver<u64>,
+    pub live_tx: watch::Sender<u64>,
+    /// Highest journal id the pipeline has processed.
+    pub processed: watch::Receiver<i64>,
+    pub outbox_wake: Arc<Notify>,
+    /// Set when the server stops: live streams end so shutdown does not wait on them.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// A built application: bound listener, opened store, workers ready to start.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    pipeline: pipeline::Pipeline,
+    pipeline_wake: Arc<Notify>,
+    outbox: outbox::OutboxWorker,
+}
+
+impl App {
+    /// Opens the store under `config.data_dir` (creating it) and binds `config.listen`.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        let store = SqliteStore::open(&config.database_path())
+            .await
+            .with_context(|| format!("opening {}", config.database_path().display()))?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        Self::with_store(config, Arc::new(store), listener).await
+    }
+
+    pub async fn with_store(
+        config: Config,
+        store: Arc<dyn Store>,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        store
+            .ensure_brand(&config.default_brand)
+            .await
+            .context("creating default brand")?;
+        let metrics = Arc::new(Metrics::default());
+        let pipeline_wake = Arc::new(Notify::new());
+        let intake = Intake::start(store.clone(), metrics.clone(), pipeline_wake.clone());
+        let (live_tx, live) = watch::channel(0u64);
+        let (processed_tx, processed) = watch::channel(0i64);
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .context("building HTTP client")?;
+        let config = Arc::new(config);
+        let pipeline = pipeline::Pipeline {
+            store: store.clone(),
+            sla: config.sla,
+            metrics: metrics.clone(),
+            live: live_tx.clone(),
+            processed: processed_tx,
+        };
+        let outbox = outbox::OutboxWorker {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            http,
+            webhook: config.outbound.clone(),
+            live: live_tx.clone(),
+        };
+        let state = AppState {
+            store,
+            config,
+            metrics,
+            intake,
+            live,
+            live_tx,
+            processed,
+            outbox_wake: Arc::new(Notify::new()),
+            stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        };
+        Ok(Self {
+            listener,
+            state,
+            pipeline,
+            pipeline_wake,
+            outbox,
+        })
+    }
+
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops taking requests, lets in-flight ones
+    /// finish, and stops the workers after their current step.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let pipeline = tokio::spawn(
+            self.pipeline
+                .run(self.pipeline_wake.clone(), stop_rx.clone()),
+        );
+        let outbox = tokio::spawn(
+            self.outbox
+                .run(self.state.outbox_wake.clone(), stop_rx.clone()),
+        );
+        let app = router(self.state.clone());
+        let mut live_stop = stop_rx.clone();
+        let live_tx = self.state.live_tx.clone();
+        let stopping = self.state.stopping.clone();
+        // Live streams end when the server stops, so graceful shutdown does not wait on them.
+        tokio::spawn(async move {
+            let _ = live_stop.changed().await;
+            stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+            live_tx.send_modify(|v| *v += 1);
+        });
+        let stop_for_server = stop_tx.clone();
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down: finishing in-flight work");
+                let _ = stop_for_server.send(true);
+            })
+            .await
+            .context("serving HTTP")?;
+        let _ = stop_tx.send(true);
+        let _ = pipeline.await;
+        let _ = outbox.await;
+        Ok(())
+    }
+}
+
+async fn record_latency(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let response = next.run(req).await;
+    state
+        .metrics
+        .observe_request(&route, &method, start.elapsed());
+    response
+}
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .merge(api::routes())
+        .merge(web::routes())
+        .merge(live::routes())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_latency,
+        ))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Resolves when SIGTERM or Ctrl-C arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,128 @@
+// Balie agent UI: keeps the inbox and the open conversation live from /events (SSE).
+// Customer text is only ever placed with textContent, never parsed as HTML.
+(function () {
+  "use strict";
+  var body = document.body;
+  var page = body.dataset.page;
+  if (!page) return;
+  var T = {};
+  try { T = JSON.parse(body.dataset.texts || "{}"); } catch (e) { T = {}; }
+  var RANK = { urgent: 0, high: 1, normal: 2, low: 3 };
+  var liveState = document.getElementById("live-state");
+
+  function el(tag, cls, text) {
+    var n = document.createElement(tag);
+    if (cls) n.className = cls;
+    if (text !== undefined && text !== null) n.textContent = String(text);
+    return n;
+  }
+
+  function span(ms) {
+    var m = Math.max(0, Math.floor(ms / 60000));
+    return m < 60 ? m + " min" : Math.floor(m / 60) + " h " + (m % 60) + " min";
+  }
+
+  function refreshTimes() {
+    var now = Date.now();
+    document.querySelectorAll("tr.conv").forEach(function (tr) {
+      if (tr.dataset.answered === "1") return;
+      var since = Number(tr.dataset.since), due = Number(tr.dataset.due);
+      tr.querySelector(".waiting").textContent = span(now - since);
+      var left = due - now;
+      tr.querySelector(".due").textContent = left >= 0 ? span(left) : T.overdue + " " + span(-left);
+      tr.classList.toggle("overdue", left < 0);
+    });
+  }
+
+  function sortInbox(tbody) {
+    var rows = Array.prototype.slice.call(tbody.children);
+    rows.sort(function (a, b) {
+      return (Number(a.dataset.answered) - Number(b.dataset.answered)) ||
+        (Number(a.dataset.priority) - Number(b.dataset.priority)) ||
+        (Number(a.dataset.due) - Number(b.dataset.due)) ||
+        (Number(b.dataset.last || 0) - Number(a.dataset.last || 0));
+    });
+    rows.forEach(function (r) { tbody.appendChild(r); });
+  }
+
+  function onInbox(e) {
+    var tbody = document.getElementById("inbox-rows");
+    var row = e.conversation, c = row.conversation;
+    var id = "conv-" + c.id;
+    var old = document.getElementById(id);
+    if (c.status !== "open") {
+      if (old) old.remove();
+    } else {
+      var tr = el("tr", "conv prio-" + RANK[c.priority]);
+      tr.id = id;
+      tr.dataset.id = c.id;
+      tr.dataset.answered = c.waiting_since === null ? "1" : "0";
+      tr.dataset.priority = RANK[c.priority];
+      tr.dataset.due = c.reply_due === null ? "9223372036854775807" : c.reply_due;
+      tr.dataset.since = c.waiting_since === null ? "0" : c.waiting_since;
+      tr.dataset.last = row.last_message_at;
+      tr.appendChild(el("td", "prio", T[c.priority] || c.priority));
+      tr.appendChild(el("td", "customer", row.customer_name));
+      tr.appendChild(el("td", "channel", row.channel_name));
+      var td = el("td", "first-line");
+      var a = el("a", null, row.first_line);
+      a.href = "/conversations/" + c.id;
+      td.appendChild(a);
+      tr.appendChild(td);
+      tr.appendChild(el("td", "waiting", c.waiting_since === null ? T.answered : ""));
+      tr.appendChild(el("td", "due", ""));
+      if (old) old.replaceWith(tr); else tbody.appendChild(tr);
+      if (e.kind === "message_received") {
+        tr.classList.add("fresh");
+        setTimeout(function () { tr.classList.remove("fresh"); }, 2000);
+      }
+    }
+    sortInbox(tbody);
+    refreshTimes();
+    document.getElementById("inbox-empty").hidden = tbody.children.length > 0;
+  }
+
+  function onConversation(e) {
+    var m = e.message;
+    if (!m) return;
+    if (String(e.conversation.conversation.customer_id) !== body.dataset.customer) return;
+    var li = el("li", "msg " + (m.direction === "out" ? "out" : "in") + (m.removed ? " removed" : ""));
+    li.id = "msg-" + m.id;
+    li.dataset.id = m.id;
+    var meta = el("div", "meta");
+    meta.appendChild(el("span", "author", m.author_name));
+    meta.appendChild(document.createTextNode(" · "));
+    meta.appendChild(el("span", "chan", m.channel_name));
+    meta.appendChild(document.createTextNode(" · "));
+    meta.appendChild(el("time", null, new Date(m.created_at).toISOString().slice(5, 16).replace("T", " ") + " UTC"));
+    if (m.direction === "out") meta.appendChild(el("span", "delivery " + m.delivery, T[m.delivery] || m.delivery));
+    var a = null;
+    try { a = m.analysis ? JSON.parse(m.analysis) : null; } catch (err) { a = null; }
+    if (a) {
+      meta.appendChild(el("span", "badge sentiment", T[a.sentiment] || a.sentiment));
+      meta.appendChild(el("span", "badge intent", T[a.intent] || a.intent));
+      if (a.escalation) {
+        var b = el("span", "badge escalation", T.escalation);
+        b.title = (a.escalation_signals || []).join(", ");
+        meta.appendChild(b);
+      }
+    }
+    if (m.removed) meta.appendChild(el("span", "badge removed", T.removed));
+    li.appendChild(meta);
+    li.appendChild(el("div", "text", m.text));
+    if (m.delivery_error) li.appendChild(el("div", "delivery-error", m.delivery_error));
+    var old = document.getElementById(li.id);
+    if (old) old.replaceWith(li); else document.getElementById("timeline").appendChild(li);
+  }
+
+  var es = new EventSource("/events?after=" + encodeURIComponent(body.dataset.lastEvent || "0"));
+  es.onopen = function () { if (liveState) { liveState.textContent = T.live; liveState.className = "live-state on"; } };
+  es.onerror = function () { if (liveState) { liveState.textContent = T.offline; liveState.className = "live-state off"; } };
+  es.onmessage = function (ev) {
+    var e;
+    try { e = JSON.parse(ev.data); } catch (err) { return; }
+    if (page === "inbox") onInbox(e);
+    else if (page === "conversation") onConversation(e);
+  };
+  if (page === "inbox") { refreshTimes(); setInterval(refreshTimes, 30000); }
+})();

@@ -1,0 +1,254 @@
+//! The agent UI's words in Dutch and English. The language comes from the `balie_lang`
+//! cookie, else the browser's `Accept-Language`, else Dutch.
+
+use axum::http::HeaderMap;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    Nl,
+    En,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Nl => "nl",
+            Lang::En => "en",
+        }
+    }
+
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let cookie = headers
+            .get_all("cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|kv| kv.trim().strip_prefix("balie_lang=").map(str::to_string));
+        match cookie.as_deref() {
+            Some("en") => return Lang::En,
+            Some("nl") => return Lang::Nl,
+            _ => {}
+        }
+        let accept = headers
+            .get("accept-language")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let first = accept
+            .split(',')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if first.starts_with("en") {
+            Lang::En
+        } else {
+            Lang::Nl
+        }
+    }
+
+    pub fn texts(self) -> &'static Texts {
+        match self {
+            Lang::Nl => &NL,
+            Lang::En => &EN,
+        }
+    }
+}
+
+/// Every UI string, once per language.
+#[derive(Debug, Serialize)]
+pub struct Texts {
+    pub lang: &'static str,
+    pub other_lang: &'static str,
+    pub other_lang_name: &'static str,
+    pub title_login: &'static str,
+    pub email: &'static str,
+    pub password: &'static str,
+    pub log_in: &'static str,
+    pub log_out: &'static str,
+    pub login_failed: &'static str,
+    pub inbox: &'static str,
+    pub search: &'static str,
+    pub customer: &'static str,
+    pub channel: &'static str,
+    pub message: &'static str,
+    pub waiting: &'static str,
+    pub due: &'static str,
+    pub priority: &'static str,
+    pub empty_inbox: &'static str,
+    pub answered: &'static str,
+    pub overdue: &'static str,
+    pub reply: &'static str,
+    pub send: &'static str,
+    pub reply_placeholder: &'static str,
+    pub reply_note: &'static str,
+    pub timeline: &'static str,
+    pub identities: &'static str,
+    pub notes: &'static str,
+    pub name: &'static str,
+    pub save: &'static str,
+    pub status: &'static str,
+    pub close: &'static str,
+    pub reopen: &'static str,
+    pub queued: &'static str,
+    pub sent: &'static str,
+    pub failed: &'static str,
+    pub received: &'static str,
+    pub removed: &'static str,
+    pub escalation: &'static str,
+    pub live: &'static str,
+    pub offline: &'static str,
+    pub no_results: &'static str,
+    pub you: &'static str,
+    pub open: &'static str,
+    pub closed: &'static str,
+    pub pending: &'static str,
+    pub snoozed: &'static str,
+    pub urgent: &'static str,
+    pub high: &'static str,
+    pub normal: &'static str,
+    pub low: &'static str,
+    pub negative: &'static str,
+    pub neutral: &'static str,
+    pub positive: &'static str,
+    pub complaint: &'static str,
+    pub question: &'static str,
+    pub praise: &'static str,
+    pub other: &'static str,
+}
+
+pub static NL: Texts = Texts {
+    lang: "nl",
+    other_lang: "en",
+    other_lang_name: "English",
+    title_login: "Inloggen bij Balie",
+    email: "E-mailadres",
+    password: "Wachtwoord",
+    log_in: "Inloggen",
+    log_out: "Uitloggen",
+    login_failed: "Onbekend e-mailadres of verkeerd wachtwoord.",
+    inbox: "Inbox",
+    search: "Zoeken",
+    customer: "Klant",
+    channel: "Kanaal",
+    message: "Bericht",
+    waiting: "Wacht",
+    due: "Antwoord uiterlijk",
+    priority: "Prioriteit",
+    empty_inbox: "Niemand wacht op antwoord.",
+    answered: "beantwoord",
+    overdue: "te laat",
+    reply: "Antwoorden",
+    send: "Versturen",
+    reply_placeholder: "Schrijf een persoonlijk antwoord…",
+    reply_note: "Balie verstuurt niets zonder dat jij op Versturen drukt.",
+    timeline: "Tijdlijn",
+    identities: "Bekend als",
+    notes: "Notities",
+    name: "Naam",
+    save: "Opslaan",
+    status: "Status",
+    close: "Afsluiten",
+    reopen: "Heropenen",
+    queued: "in wachtrij",
+    sent: "verstuurd",
+    failed: "mislukt",
+    received: "ontvangen",
+    removed: "verwijderd door klant",
+    escalation: "Escalatie",
+    live: "live",
+    offline: "verbinding weg, opnieuw verbinden…",
+    no_results: "Niets gevonden.",
+    you: "jij",
+    open: "open",
+    closed: "gesloten",
+    pending: "in afwachting",
+    snoozed: "gesluimerd",
+    urgent: "urgent",
+    high: "hoog",
+    normal: "normaal",
+    low: "laag",
+    negative: "negatief",
+    neutral: "neutraal",
+    positive: "positief",
+    complaint: "klacht",
+    question: "vraag",
+    praise: "lof",
+    other: "overig",
+};
+
+pub static EN: Texts = Texts {
+    lang: "en",
+    other_lang: "nl",
+    other_lang_name: "Nederlands",
+    title_login: "Log in to Balie",
+    email: "E-mail address",
+    password: "Password",
+    log_in: "Log in",
+    log_out: "Log out",
+    login_failed: "Unknown e-mail address or wrong password.",
+    inbox: "Inbox",
+    search: "Search",
+    customer: "Customer",
+    channel: "Channel",
+    message: "Message",
+    waiting: "Waiting",
+    due: "Reply due",
+    priority: "Priority",
+    empty_inbox: "Nobody is waiting for an answer.",
+    answered: "answered",
+    overdue: "overdue",
+    reply: "Reply",
+    send: "Send",
+    reply_placeholder: "Write a personal reply…",
+    reply_note: "Balie sends nothing until you press Send.",
+    timeline: "Timeline",
+    identities: "Known as",
+    notes: "Notes",
+    name: "Name",
+    save: "Save",
+    status: "Status",
+    close: "Close",
+    reopen: "Reopen",
+    queued: "queued",
+    sent: "sent",
+    failed: "failed",
+    received: "received",
+    removed: "removed by customer",
+    escalation: "Escalation",
+    live: "live",
+    offline: "connection lost, reconnecting…",
+    no_results: "Nothing found.",
+    you: "you",
+    open: "open",
+    closed: "closed",
+    pending: "pending",
+    snoozed: "snoozed",
+    urgent: "urgent",
+    high: "high",
+    normal: "normal",
+    low: "low",
+    negative: "negative",
+    neutral: "neutral",
+    positive: "positive",
+    complaint: "complaint",
+    question: "question",
+    praise: "praise",
+    other: "other",
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn language_comes_from_cookie_then_accept_language() {
+        let mut h = HeaderMap::new();
+        assert_eq!(Lang::from_headers(&h), Lang::Nl);
+        h.insert("accept-language", "en-GB,en;q=0.9".parse().expect("header"));
+        assert_eq!(Lang::from_headers(&h), Lang::En);
+        h.insert("cookie", "a=b; balie_lang=nl".parse().expect("header"));
+        assert_eq!(Lang::from_headers(&h), Lang::Nl);
+    }
+}

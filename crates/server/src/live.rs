@@ -1,0 +1,108 @@
+//! The live stream: Server-Sent Events over the durable event log. Every event carries its
+//! log id; a browser that reconnects with `Last-Event-ID` gets exactly what it missed.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::get;
+use balie_core::EventId;
+use balie_store::LiveEvent;
+use futures_util::Stream;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::{AppState, api, web};
+
+/// Events read from the log per query.
+const PAGE: i64 = 200;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/events", get(events))
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    /// Start after this event id when there is no `Last-Event-ID` (first connect).
+    after: Option<i64>,
+}
+
+/// The id to resume after: `Last-Event-ID` wins over `?after=`; neither means "from now".
+fn resume_point(headers: &HeaderMap, after: Option<i64>) -> Option<i64> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .or(after)
+}
+
+struct Cursor {
+    state: AppState,
+    after: i64,
+    buffer: std::collections::VecDeque<LiveEvent>,
+    live: tokio::sync::watch::Receiver<u64>,
+}
+
+fn to_sse(e: &LiveEvent) -> Event {
+    let data = serde_json::to_string(e).unwrap_or_else(|_| "{}".to_string());
+    Event::default().id(e.id.0.to_string()).data(data)
+}
+
+async fn events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<EventsQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    if web::session_user(&state, &headers).await?.is_none()
+        && !api::bearer_ok(&state, &headers).await?
+    {
+        return Err(ApiError::Unauthorized);
+    }
+    let after = match resume_point(&headers, q.after) {
+        Some(id) => id,
+        None => state.store.last_event_id().await?.0,
+    };
+    let mut live = state.live.clone();
+    live.mark_changed();
+    let cursor = Cursor {
+        state,
+        after,
+        buffer: Default::default(),
+        live,
+    };
+    let stream = futures_util::stream::unfold(cursor, |mut c| async move {
+        loop {
+            if let Some(e) = c.buffer.pop_front() {
+                c.after = e.id.0;
+                let sse = to_sse(&e);
+                return Some((Ok(sse), c));
+            }
+            // Wait for news, then read the log from where this client stands.
+            if c.live.changed().await.is_err() {
+                return None;
+            }
+            if c.state.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                return None;
+            }
+            match c.state.store.events_since(EventId(c.after), PAGE).await {
+                Ok(events) => {
+                    let full = events.len() as i64 == PAGE;
+                    c.buffer.extend(events);
+                    if full {
+                        // More waiting: make sure the next turn reads again.
+                        c.live.mark_changed();
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "live stream read failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    c.live.mark_changed();
+                }
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

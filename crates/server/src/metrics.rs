@@ -1,0 +1,179 @@
+//! Prometheus counters and latency histograms, rendered by hand in the text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency buckets.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub messages_received: AtomicU64,
+    pub messages_deduplicated: AtomicU64,
+    pub messages_processed: AtomicU64,
+    pub requests_rejected: AtomicU64,
+    pub signatures_rejected: AtomicU64,
+    pub replies_queued: AtomicU64,
+    pub replies_sent: AtomicU64,
+    pub replies_failed: AtomicU64,
+    pub replies_retried: AtomicU64,
+    latencies: Mutex<BTreeMap<(String, String), Histogram>>,
+}
+
+impl Metrics {
+    pub fn inc(counter: &AtomicU64, by: u64) {
+        counter.fetch_add(by, Ordering::Relaxed);
+    }
+
+    pub fn observe_request(&self, route: &str, method: &str, took: Duration) {
+        let secs = took.as_secs_f64();
+        let mut map = match self.latencies.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let h = map
+            .entry((route.to_string(), method.to_string()))
+            .or_default();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+
+    /// The Prometheus text exposition, with the backlogs read at scrape time.
+    pub fn render(&self, journal_backlog: i64, outbox_backlog: i64) -> String {
+        let mut out = String::with_capacity(4096);
+        let counters: [(&str, &str, &AtomicU64); 9] = [
+            (
+                "balie_messages_received_total",
+                "Inbound events accepted into the journal.",
+                &self.messages_received,
+            ),
+            (
+                "balie_messages_deduplicated_total",
+                "Inbound events dropped as duplicates of journalled ones.",
+                &self.messages_deduplicated,
+            ),
+            (
+                "balie_messages_processed_total",
+                "Journal entries turned into messages by the pipeline.",
+                &self.messages_processed,
+            ),
+            (
+                "balie_requests_rejected_total",
+                "Requests refused for bad input or missing credentials.",
+                &self.requests_rejected,
+            ),
+            (
+                "balie_webhook_signature_rejected_total",
+                "Webhook deliveries with a missing or forged signature.",
+                &self.signatures_rejected,
+            ),
+            (
+                "balie_replies_queued_total",
+                "Replies a person decided to send, queued in the outbox.",
+                &self.replies_queued,
+            ),
+            (
+                "balie_replies_sent_total",
+                "Replies the platform accepted.",
+                &self.replies_sent,
+            ),
+            (
+                "balie_replies_failed_total",
+                "Replies the platform refused for good.",
+                &self.replies_failed,
+            ),
+            (
+                "balie_replies_retried_total",
+                "Delivery attempts that will be retried.",
+                &self.replies_retried,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP balie_journal_backlog Journal entries not yet processed.\n# TYPE balie_journal_backlog gauge\nbalie_journal_backlog {journal_backlog}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP balie_outbox_backlog Replies waiting for delivery.\n# TYPE balie_outbox_backlog gauge\nbalie_outbox_backlog {outbox_backlog}"
+        );
+        let name = "balie_http_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} HTTP request latency.\n# TYPE {name} histogram"
+        );
+        let map = match self.latencies.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for ((route, method), h) in map.iter() {
+            let labels = format!(
+                "route=\"{}\",method=\"{}\"",
+                escape_label(route),
+                escape_label(method)
+            );
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{{labels},le=\"{bound}\"}} {}",
+                    h.counts[i]
+                );
+            }
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
+            let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+        }
+        out
+    }
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_shows_counters_backlogs_and_histograms() {
+        let m = Metrics::default();
+        Metrics::inc(&m.messages_received, 3);
+        m.observe_request("/api/v1/messages", "POST", Duration::from_millis(3));
+        let text = m.render(7, 2);
+        assert!(text.contains("balie_messages_received_total 3"));
+        assert!(text.contains("balie_journal_backlog 7"));
+        assert!(text.contains("balie_outbox_backlog 2"));
+        assert!(text.contains(
+            "balie_http_request_duration_seconds_bucket{route=\"/api/v1/messages\",method=\"POST\",le=\"0.005\"} 1"
+        ));
+        assert!(text.contains(
+            "balie_http_request_duration_seconds_bucket{route=\"/api/v1/messages\",method=\"POST\",le=\"0.0025\"} 0"
+        ));
+    }
+}

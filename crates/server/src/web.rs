@@ -1,0 +1,607 @@
+//! The agent UI: server-rendered pages (login, inbox, conversation, search) whose live
+//! parts are updated by a small script from the event stream. Customer text is always
+//! rendered as text: templates escape it, the script only ever sets `textContent`.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use balie_core::{
+    ConversationId, ConversationStatus, CustomerId, Direction, Millis, Priority, User,
+};
+use balie_store::{InboxRow, TimelineMessage};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::i18n::{Lang, Texts};
+use crate::metrics::Metrics;
+use crate::outbox::now_ms;
+use crate::{AppState, auth};
+
+const SESSION_COOKIE: &str = "balie_session";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(inbox))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/lang/{code}", get(set_lang))
+        .route("/conversations/{id}", get(conversation))
+        .route("/conversations/{id}/reply", post(reply))
+        .route("/conversations/{id}/status", post(set_status))
+        .route("/customers/{id}", post(update_customer))
+        .route("/search", get(search))
+        .route("/assets/app.js", get(app_js))
+        .route("/assets/app.css", get(app_css))
+}
+
+fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| kv.trim().strip_prefix("balie_session=").map(str::to_string))
+}
+
+/// The logged-in agent, if the request carries a live session cookie.
+pub async fn session_user(state: &AppState, headers: &HeaderMap) -> Result<Option<User>, ApiError> {
+    let Some(token) = session_token(headers) else {
+        return Ok(None);
+    };
+    Ok(state
+        .store
+        .session_user(&auth::token_hash(&token), now_ms())
+        .await?)
+}
+
+/// An HTML page response, or a redirect to the login page.
+enum Page {
+    Html(String),
+    Login,
+}
+
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        match self {
+            Page::Html(body) => {
+                let mut r = Html(body).into_response();
+                let h = r.headers_mut();
+                h.insert(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(
+                        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+                    ),
+                );
+                h.insert(
+                    "x-content-type-options",
+                    HeaderValue::from_static("nosniff"),
+                );
+                r
+            }
+            Page::Login => Redirect::to("/login").into_response(),
+        }
+    }
+}
+
+fn render(t: impl Template) -> Result<Page, ApiError> {
+    t.render()
+        .map(Page::Html)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("template: {e}")))
+}
+
+fn priority_word(t: &Texts, p: Priority) -> &'static str {
+    match p {
+        Priority::Urgent => t.urgent,
+        Priority::High => t.high,
+        Priority::Normal => t.normal,
+        Priority::Low => t.low,
+    }
+}
+
+fn status_word(t: &Texts, s: ConversationStatus) -> &'static str {
+    match s {
+        ConversationStatus::Open => t.open,
+        ConversationStatus::Pending => t.pending,
+        ConversationStatus::Snoozed => t.snoozed,
+        ConversationStatus::Closed => t.closed,
+    }
+}
+
+/// "12 min", "3 u 5 min" style durations.
+fn span(ms: i64) -> String {
+    let m = (ms.max(0) / 60_000) as u64;
+    if m < 60 {
+        format!("{m} min")
+    } else {
+        format!("{} h {} min", m / 60, m % 60)
+    }
+}
+
+fn clock(ms: Millis) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map(|t| {
+            format!(
+                "{:02}-{:02} {:02}:{:02} UTC",
+                t.day(),
+                u8::from(t.month()),
+                t.hour(),
+                t.minute()
+            )
+        })
+        .unwrap_or_default()
+}
+
+struct RowView {
+    id: i64,
+    customer: String,
+    channel: String,
+    first_line: String,
+    waiting: String,
+    due: String,
+    overdue: bool,
+    priority: &'static str,
+    priority_rank: i64,
+    waiting_flag: i64,
+    due_ms: i64,
+    since_ms: i64,
+}
+
+fn row_view(t: &Texts, r: &InboxRow, now: Millis) -> RowView {
+    let c = &r.conversation;
+    let (waiting, due, overdue) = match (c.waiting_since, c.reply_due) {
+        (Some(since), Some(due)) => {
+            let left = due - now;
+            let due_s = if left >= 0 {
+                span(left)
+            } else {
+                format!("{} {}", t.overdue, span(-left))
+            };
+            (span(now - since), due_s, left < 0)
+        }
+        _ => (t.answered.to_string(), String::new(), false),
+    };
+    RowView {
+        id: c.id.0,
+        customer: r.customer_name.clone(),
+        channel: r.channel_name.clone(),
+        first_line: r.first_line.clone(),
+        waiting,
+        due,
+        overdue,
+        priority: priority_word(t, c.priority),
+        priority_rank: c.priority.rank(),
+        waiting_flag: i64::from(c.waiting_since.is_none()),
+        due_ms: c.reply_due.unwrap_or(i64::MAX),
+        since_ms: c.waiting_since.unwrap_or(0),
+    }
+}
+
+struct MessageView {
+    id: i64,
+    outbound: bool,
+    author: String,
+    channel: String,
+    text: String,
+    at: String,
+    delivery: String,
+    delivery_class: &'static str,
+    error: String,
+    removed: bool,
+    sentiment: String,
+    intent: String,
+    escalation: bool,
+    signals: String,
+}
+
+fn message_view(t: &Texts, m: &TimelineMessage) -> MessageView {
+    let a: serde_json::Value = m
+        .message
+        .analysis
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let word = |key: &str| -> String {
+        match a.get(key).and_then(|v| v.as_str()) {
+            Some("negative") => t.negative.into(),
+            Some("neutral") => t.neutral.into(),
+            Some("positive") => t.positive.into(),
+            Some("complaint") => t.complaint.into(),
+            Some("question") => t.question.into(),
+            Some("praise") => t.praise.into(),
+            Some("other") => t.other.into(),
+            _ => String::new(),
+        }
+    };
+    let signals = a
+        .get("escalation_signals")
+        .and_then(|v| v.as_array())
+        .map(|v| {
+            v.iter()
+                .filter_map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let (delivery, class) = match m.message.delivery {
+        balie_core::DeliveryState::Received => (t.received, "received"),
+        balie_core::DeliveryState::Queued => (t.queued, "queued"),
+        balie_core::DeliveryState::Sent => (t.sent, "sent"),
+        balie_core::DeliveryState::Failed => (t.failed, "failed"),
+    };
+    MessageView {
+        id: m.message.id.0,
+        outbound: m.message.direction == Direction::Out,
+        author: m.author_name.clone(),
+        channel: m.channel_name.clone(),
+        text: m.message.text.clone(),
+        at: clock(m.message.created_at),
+        delivery: delivery.to_string(),
+        delivery_class: class,
+        error: m.message.delivery_error.clone().unwrap_or_default(),
+        removed: m.message.removed,
+        sentiment: word("sentiment"),
+        intent: word("intent"),
+        escalation: a
+            .get("escalation")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+        signals,
+    }
+}
+
+fn texts_json(t: &Texts) -> String {
+    serde_json::to_string(t).unwrap_or_else(|_| "{}".into())
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    t: &'static Texts,
+    failed: bool,
+}
+
+#[derive(Template)]
+#[template(path = "inbox.html")]
+struct InboxPage {
+    t: &'static Texts,
+    texts: String,
+    user: User,
+    rows: Vec<RowView>,
+    last_event: i64,
+}
+
+#[derive(Template)]
+#[template(path = "conversation.html")]
+struct ConversationPage {
+    t: &'static Texts,
+    texts: String,
+    user: User,
+    id: i64,
+    customer_id: i64,
+    customer_name: String,
+    notes: String,
+    identities: Vec<(String, String)>,
+    channel: String,
+    status: &'static str,
+    closed: bool,
+    priority: &'static str,
+    messages: Vec<MessageView>,
+    reply_key: String,
+    last_event: i64,
+}
+
+#[derive(Template)]
+#[template(path = "search.html")]
+struct SearchPage {
+    t: &'static Texts,
+    texts: String,
+    user: User,
+    query: String,
+    hits: Vec<(i64, String)>,
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    failed: Option<String>,
+}
+
+async fn login_page(headers: HeaderMap, Query(q): Query<LoginQuery>) -> Result<Page, ApiError> {
+    let t = Lang::from_headers(&headers).texts();
+    render(LoginPage {
+        t,
+        failed: q.failed.is_some(),
+    })
+}
+
+async fn login(
+    State(state): State<AppState>,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, ApiError> {
+    let found = state.store.user_credentials(form.email.trim()).await?;
+    let user = match found {
+        Some((user, hash)) => {
+            let password = form.password.clone();
+            let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+                .await
+                .unwrap_or(false);
+            ok.then_some(user)
+        }
+        None => None,
+    };
+    let Some(user) = user else {
+        Metrics::inc(&state.metrics.requests_rejected, 1);
+        tracing::info!("failed login attempt");
+        return Ok(Redirect::to("/login?failed=1").into_response());
+    };
+    let token = auth::new_token("sess").map_err(|e| ApiError::Internal(e.into()))?;
+    let expires = now_ms() + state.config.session_hours * 3_600_000;
+    state
+        .store
+        .create_session(user.id, &auth::token_hash(&token), expires)
+        .await?;
+    let secure = if state.config.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        state.config.session_hours * 3600
+    );
+    let mut r = Redirect::to("/").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.into()))?,
+    );
+    Ok(r)
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Some(token) = session_token(&headers) {
+        state
+            .store
+            .delete_session(&auth::token_hash(&token))
+            .await?;
+    }
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("balie_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    Ok(r)
+}
+
+async fn set_lang(Path(code): Path<String>, headers: HeaderMap) -> Response {
+    let code = if code == "en" { "en" } else { "nl" };
+    let back = headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| {
+            r.find("://")
+                .and_then(|i| r[i + 3..].find('/').map(|j| r[i + 3 + j..].to_string()))
+        })
+        .filter(|p| p.starts_with('/') && !p.starts_with("//"))
+        .unwrap_or_else(|| "/".to_string());
+    let mut r = Redirect::to(&back).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "balie_lang={code}; Path=/; SameSite=Lax; Max-Age=31536000"
+    )) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn inbox(State(state): State<AppState>, headers: HeaderMap) -> Result<Page, ApiError> {
+    let Some(user) = session_user(&state, &headers).await? else {
+        return Ok(Page::Login);
+    };
+    let t = Lang::from_headers(&headers).texts();
+    let last_event = state.store.last_event_id().await?.0;
+    let now = now_ms();
+    let rows = state.store.inbox(ConversationStatus::Open, 200).await?;
+    render(InboxPage {
+        t,
+        texts: texts_json(t),
+        user,
+        rows: rows.iter().map(|r| row_view(t, r, now)).collect(),
+        last_event,
+    })
+}
+
+async fn conversation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Page, ApiError> {
+    let Some(user) = session_user(&state, &headers).await? else {
+        return Ok(Page::Login);
+    };
+    let t = Lang::from_headers(&headers).texts();
+    let last_event = state.store.last_event_id().await?.0;
+    let view = state
+        .store
+        .conversation(ConversationId(id))
+        .await?
+        .ok_or(ApiError::NotFound("conversation"))?;
+    let c = &view.row.conversation;
+    render(ConversationPage {
+        t,
+        texts: texts_json(t),
+        user,
+        id,
+        customer_id: view.customer.id.0,
+        customer_name: view.customer.display_name.clone(),
+        notes: view.customer.notes.clone(),
+        identities: view
+            .customer
+            .identities
+            .iter()
+            .map(|i| {
+                let who = i
+                    .handle
+                    .clone()
+                    .or_else(|| i.name.clone())
+                    .unwrap_or_else(|| i.external_id.clone());
+                (i.platform.clone(), who)
+            })
+            .collect(),
+        channel: view.row.channel_name.clone(),
+        status: status_word(t, c.status),
+        closed: c.status == ConversationStatus::Closed,
+        priority: priority_word(t, c.priority),
+        messages: view.timeline.iter().map(|m| message_view(t, m)).collect(),
+        reply_key: auth::random_hex(16).map_err(|e| ApiError::Internal(e.into()))?,
+        last_event,
+    })
+}
+
+#[derive(Deserialize)]
+struct ReplyForm {
+    text: String,
+    key: String,
+}
+
+async fn reply(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<ReplyForm>,
+) -> Result<Response, ApiError> {
+    let Some(user) = session_user(&state, &headers).await? else {
+        return Err(ApiError::Unauthorized);
+    };
+    let text = form.text.trim();
+    if text.is_empty() {
+        return Err(ApiError::field("text", "a reply needs text"));
+    }
+    if text.len() > 64 * 1024 {
+        return Err(ApiError::field("text", "the reply is too long"));
+    }
+    if form.key.is_empty() || form.key.len() > 128 {
+        return Err(ApiError::field("key", "missing reply key"));
+    }
+    // The person pressed Send: this is the only path by which a reply enters the outbox.
+    let key = format!("web:{}:{}", user.id, form.key);
+    state
+        .store
+        .queue_reply(ConversationId(id), user.id, text, &key)
+        .await?;
+    Metrics::inc(&state.metrics.replies_queued, 1);
+    state.live_tx.send_modify(|v| *v += 1);
+    state.outbox_wake.notify_one();
+    Ok(Redirect::to(&format!("/conversations/{id}")).into_response())
+}
+
+#[derive(Deserialize)]
+struct StatusForm {
+    status: String,
+}
+
+async fn set_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<StatusForm>,
+) -> Result<Response, ApiError> {
+    let Some(user) = session_user(&state, &headers).await? else {
+        return Err(ApiError::Unauthorized);
+    };
+    let status = ConversationStatus::parse(&form.status)
+        .ok_or_else(|| ApiError::field("status", "unknown status"))?;
+    state
+        .store
+        .set_status(ConversationId(id), status, Some(user.id))
+        .await?;
+    state.live_tx.send_modify(|v| *v += 1);
+    Ok(Redirect::to(&format!("/conversations/{id}")).into_response())
+}
+
+#[derive(Deserialize)]
+struct CustomerForm {
+    display_name: String,
+    notes: String,
+    back: i64,
+}
+
+async fn update_customer(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<CustomerForm>,
+) -> Result<Response, ApiError> {
+    if session_user(&state, &headers).await?.is_none() {
+        return Err(ApiError::Unauthorized);
+    }
+    let name = form.display_name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(ApiError::field("display_name", "a name of 1 to 200 bytes"));
+    }
+    state
+        .store
+        .update_customer(CustomerId(id), name, form.notes.trim())
+        .await?;
+    Ok(Redirect::to(&format!("/conversations/{}", form.back)).into_response())
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    q: Option<String>,
+}
+
+async fn search(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<SearchQuery>,
+) -> Result<Page, ApiError> {
+    let Some(user) = session_user(&state, &headers).await? else {
+        return Ok(Page::Login);
+    };
+    let t = Lang::from_headers(&headers).texts();
+    let query = q.q.unwrap_or_default();
+    let hits = if query.trim().is_empty() {
+        Vec::new()
+    } else {
+        state.store.search(&query, 100).await?
+    };
+    render(SearchPage {
+        t,
+        texts: texts_json(t),
+        user,
+        query,
+        hits: hits
+            .into_iter()
+            .map(|h| (h.conversation_id.0, h.text))
+            .collect(),
+    })
+}
+
+async fn app_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../assets/app.js"),
+    )
+        .into_response()
+}
+
+async fn app_css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../assets/app.css"),
+    )
+        .into_response()
+}
