@@ -69,6 +69,17 @@ pub struct MetaBatch {
     pub events: Vec<MetaEvent>,
     /// WhatsApp delivery receipts for messages Balie sent.
     pub statuses: Vec<DeliveryStatus>,
+    /// Events that were not what Meta documents, each naming what is wrong. The rest of the
+    /// batch is still good: log these and answer 200, or Meta redelivers the whole POST.
+    pub rejected: Vec<ParseError>,
+}
+
+impl MetaBatch {
+    fn keep(&mut self, result: Result<(), ParseError>) {
+        if let Err(e) = result {
+            self.rejected.push(e);
+        }
+    }
 }
 
 /// One normalised event and where to route it.
@@ -112,7 +123,7 @@ pub enum DeliveryState {
 struct Envelope {
     object: String,
     #[serde(default)]
-    entry: Vec<Entry>,
+    entry: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -134,41 +145,48 @@ struct Change {
     value: Value,
 }
 
-/// Parses a webhook body (after [`verify_signature`]). Unknown objects, fields and event
-/// types yield nothing; a known event missing what it needs is a [`ParseError`].
+/// Parses a webhook body (after [`verify_signature`]). A body that is not a Meta webhook
+/// envelope is a [`ParseError`]; a malformed event inside a good envelope lands in
+/// [`MetaBatch::rejected`] and the other events are still returned. Unknown objects, fields
+/// and event types yield nothing.
 pub fn parse(raw_body: &[u8]) -> Result<MetaBatch, ParseError> {
     let envelope: Envelope = decode_body(PLATFORM, raw_body)?;
     let mut batch = MetaBatch::default();
-    for (i, entry) in envelope.entry.iter().enumerate() {
+    for (i, raw) in envelope.entry.iter().enumerate() {
         let at = format!("entry[{i}]");
-        match envelope.object.as_str() {
-            "page" => {
-                messaging(&mut batch, ChannelKind::Messenger, entry, &at)?;
-                for (j, change) in entry.changes.iter().enumerate() {
-                    if change.field == "feed" {
-                        let at = format!("{at}.changes[{j}].value");
-                        feed_change(&mut batch, entry, &change.value, &at)?;
-                    }
-                }
+        let entry: Entry = match decode_value(PLATFORM, &at, raw) {
+            Ok(entry) => entry,
+            Err(e) => {
+                batch.rejected.push(e);
+                continue;
             }
-            "instagram" => {
-                messaging(&mut batch, ChannelKind::Instagram, entry, &at)?;
-                for (j, change) in entry.changes.iter().enumerate() {
-                    if change.field == "comments" || change.field == "live_comments" {
-                        let at = format!("{at}.changes[{j}].value");
-                        instagram_comment(&mut batch, entry, &change.value, &at)?;
-                    }
-                }
+        };
+        let entry = &entry;
+        let (messaging_channel, change_fields): (_, &[&str]) = match envelope.object.as_str() {
+            "page" => (Some(ChannelKind::Messenger), &["feed"]),
+            "instagram" => (Some(ChannelKind::Instagram), &["comments", "live_comments"]),
+            "whatsapp_business_account" => (None, &["messages"]),
+            _ => continue,
+        };
+        if let Some(channel) = messaging_channel {
+            messaging(&mut batch, channel, entry, &at);
+        }
+        for (j, change) in entry.changes.iter().enumerate() {
+            if !change_fields.contains(&change.field.as_str()) {
+                continue;
             }
-            "whatsapp_business_account" => {
-                for (j, change) in entry.changes.iter().enumerate() {
-                    if change.field == "messages" {
-                        let at = format!("{at}.changes[{j}].value");
-                        whatsapp_change(&mut batch, &change.value, &at)?;
-                    }
+            let at = format!("{at}.changes[{j}].value");
+            match envelope.object.as_str() {
+                "page" => {
+                    let result = feed_change(&mut batch, entry, &change.value, &at);
+                    batch.keep(result);
                 }
+                "instagram" => {
+                    let result = instagram_comment(&mut batch, entry, &change.value, &at);
+                    batch.keep(result);
+                }
+                _ => whatsapp_change(&mut batch, &change.value, &at),
             }
-            _ => {}
         }
     }
     Ok(batch)
@@ -242,15 +260,16 @@ struct MessageEdit {
     num_edit: Option<Lenient>,
 }
 
-fn messaging(
-    batch: &mut MetaBatch,
-    channel: ChannelKind,
-    entry: &Entry,
-    at: &str,
-) -> Result<(), ParseError> {
+fn messaging(batch: &mut MetaBatch, channel: ChannelKind, entry: &Entry, at: &str) {
     for (k, raw) in entry.messaging.iter().enumerate() {
         let at = format!("{at}.messaging[{k}]");
-        let event: MessagingEvent = decode_value(PLATFORM, &at, raw)?;
+        let event: MessagingEvent = match decode_value(PLATFORM, &at, raw) {
+            Ok(event) => event,
+            Err(e) => {
+                batch.rejected.push(e);
+                continue;
+            }
+        };
         let created_at = event.timestamp.0;
         if let Some(edit) = event.message_edit {
             let mut inbound = new_inbound(
@@ -313,7 +332,6 @@ fn messaging(
         }
         push(batch, channel, &entry.id, inbound);
     }
-    Ok(())
 }
 
 fn author(platform_id: &str) -> Author {
@@ -628,85 +646,116 @@ struct WhatsappError {
 
 const WHATSAPP_MEDIA: [&str; 5] = ["image", "video", "audio", "document", "sticker"];
 
-fn whatsapp_change(batch: &mut MetaBatch, raw: &Value, at: &str) -> Result<(), ParseError> {
-    let value: WhatsappValue = decode_value(PLATFORM, at, raw)?;
-    let account = value.metadata.phone_number_id;
+fn whatsapp_change(batch: &mut MetaBatch, raw: &Value, at: &str) {
+    let value: WhatsappValue = match decode_value(PLATFORM, at, raw) {
+        Ok(value) => value,
+        Err(e) => {
+            batch.rejected.push(e);
+            return;
+        }
+    };
+    let account = &value.metadata.phone_number_id;
     for (k, raw) in value.messages.iter().enumerate() {
         let at = format!("{at}.messages[{k}]");
-        let message: WhatsappMessage = decode_value(PLATFORM, &at, raw)?;
-        let mut attachments = Vec::new();
-        let text = match message.kind.as_str() {
-            "text" => required(message.text.map(|t| t.body), &at, "text.body")?,
-            "button" => message.button.map(|b| b.text).unwrap_or_default(),
-            "interactive" => interactive_title(message.interactive.as_ref()),
-            "location" => location_text(message.location.as_ref()),
-            media if WHATSAPP_MEDIA.contains(&media) => {
-                let sub = raw.get(media).ok_or_else(|| missing(&at, media))?;
-                let m: WhatsappMedia = decode_value(PLATFORM, &format!("{at}.{media}"), sub)?;
-                attachments.push(Attachment {
-                    kind: media.to_owned(),
-                    url: None,
-                    media_id: m.id,
-                    mime_type: m.mime_type,
-                });
-                m.caption.or(m.filename).unwrap_or_default()
-            }
-            // Reactions, system notices, `unsupported` and future types.
-            _ => continue,
-        };
-        let name = value
-            .contacts
-            .iter()
-            .find(|c| c.wa_id == message.from)
-            .and_then(|c| c.profile.as_ref())
-            .and_then(|p| p.name.clone());
-        let mut inbound = new_inbound(
-            message.id,
-            InboundKind::Message,
-            Author {
-                platform_id: message.from.clone(),
-                handle: None,
-                name,
-            },
-            text,
-            seconds_to_millis(message.timestamp.0),
-        );
-        inbound.in_reply_to = message.context.and_then(|c| c.id);
-        inbound.thread_key = Some(message.from);
-        inbound.place = Some(direct());
-        inbound.attachments = attachments;
-        push(batch, ChannelKind::Whatsapp, &account, inbound);
+        match whatsapp_message(&value, raw, &at) {
+            Ok(Some(inbound)) => push(batch, ChannelKind::Whatsapp, account, inbound),
+            Ok(None) => {}
+            Err(e) => batch.rejected.push(e),
+        }
     }
     for (k, raw) in value.statuses.iter().enumerate() {
         let at = format!("{at}.statuses[{k}]");
-        let status: WhatsappStatus = decode_value(PLATFORM, &at, raw)?;
-        let state = match status.status.as_str() {
-            "sent" => DeliveryState::Sent,
-            "delivered" => DeliveryState::Delivered,
-            "read" => DeliveryState::Read,
-            "failed" => DeliveryState::Failed,
-            _ => continue,
-        };
-        let error = status.errors.first().map(|e| {
-            let what = e.message.as_ref().or(e.title.as_ref());
-            match (e.code, what) {
-                (Some(code), Some(what)) => format!("{code}: {what}"),
-                (Some(code), None) => code.to_string(),
-                (None, Some(what)) => what.clone(),
-                (None, None) => "unknown error".to_owned(),
-            }
-        });
-        batch.statuses.push(DeliveryStatus {
-            account_id: account.clone(),
-            external_id: status.id,
-            status: state,
-            at: seconds_to_millis(status.timestamp.0),
-            recipient: status.recipient_id,
-            error,
-            outbox_key: status.biz_opaque_callback_data,
-        });
+        match whatsapp_status(account, raw, &at) {
+            Ok(Some(status)) => batch.statuses.push(status),
+            Ok(None) => {}
+            Err(e) => batch.rejected.push(e),
+        }
     }
-    Ok(())
+}
+
+/// One customer message; `None` for types Balie does not show (reactions, system notices,
+/// `unsupported` and future types).
+fn whatsapp_message(
+    value: &WhatsappValue,
+    raw: &Value,
+    at: &str,
+) -> Result<Option<Inbound>, ParseError> {
+    let message: WhatsappMessage = decode_value(PLATFORM, at, raw)?;
+    let mut attachments = Vec::new();
+    let text = match message.kind.as_str() {
+        "text" => required(message.text.map(|t| t.body), at, "text.body")?,
+        "button" => message.button.map(|b| b.text).unwrap_or_default(),
+        "interactive" => interactive_title(message.interactive.as_ref()),
+        "location" => location_text(message.location.as_ref()),
+        media if WHATSAPP_MEDIA.contains(&media) => {
+            let sub = raw.get(media).ok_or_else(|| missing(at, media))?;
+            let m: WhatsappMedia = decode_value(PLATFORM, &format!("{at}.{media}"), sub)?;
+            attachments.push(Attachment {
+                kind: media.to_owned(),
+                url: None,
+                media_id: m.id,
+                mime_type: m.mime_type,
+            });
+            m.caption.or(m.filename).unwrap_or_default()
+        }
+        _ => return Ok(None),
+    };
+    let name = value
+        .contacts
+        .iter()
+        .find(|c| c.wa_id == message.from)
+        .and_then(|c| c.profile.as_ref())
+        .and_then(|p| p.name.clone());
+    let mut inbound = new_inbound(
+        message.id,
+        InboundKind::Message,
+        Author {
+            platform_id: message.from.clone(),
+            handle: None,
+            name,
+        },
+        text,
+        seconds_to_millis(message.timestamp.0),
+    );
+    inbound.in_reply_to = message.context.and_then(|c| c.id);
+    inbound.thread_key = Some(message.from);
+    inbound.place = Some(direct());
+    inbound.attachments = attachments;
+    Ok(Some(inbound))
+}
+
+/// One delivery receipt; `None` for states Balie does not track.
+fn whatsapp_status(
+    account: &str,
+    raw: &Value,
+    at: &str,
+) -> Result<Option<DeliveryStatus>, ParseError> {
+    let status: WhatsappStatus = decode_value(PLATFORM, at, raw)?;
+    let state = match status.status.as_str() {
+        "sent" => DeliveryState::Sent,
+        "delivered" => DeliveryState::Delivered,
+        "read" => DeliveryState::Read,
+        "failed" => DeliveryState::Failed,
+        _ => return Ok(None),
+    };
+    let error = status.errors.first().map(|e| {
+        let what = e.message.as_ref().or(e.title.as_ref());
+        match (e.code, what) {
+            (Some(code), Some(what)) => format!("{code}: {what}"),
+            (Some(code), None) => code.to_string(),
+            (None, Some(what)) => what.clone(),
+            (None, None) => "unknown error".to_owned(),
+        }
+    });
+    Ok(Some(DeliveryStatus {
+        account_id: account.to_owned(),
+        external_id: status.id,
+        status: state,
+        at: seconds_to_millis(status.timestamp.0),
+        recipient: status.recipient_id,
+        error,
+        outbox_key: status.biz_opaque_callback_data,
+    }))
 }
 
 fn interactive_title(interactive: Option<&Value>) -> String {

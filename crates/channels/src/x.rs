@@ -51,6 +51,9 @@ pub struct XBatch {
     /// The subscribed account (Balie's brand account); also each event's `account_id`.
     pub for_user_id: String,
     pub events: Vec<Inbound>,
+    /// Events that were not what X documents, each naming what is wrong; the rest of the
+    /// batch is still good. Log these and answer 200.
+    pub rejected: Vec<ParseError>,
 }
 
 #[derive(Deserialize)]
@@ -169,7 +172,8 @@ struct DmUser {
 /// Parses an Account Activity body (after [`verify_signature`]): `tweet_create_events`
 /// (mentions and replies; the brand's own tweets and retweets are skipped),
 /// `tweet_delete_events` (as `Removed`) and `direct_message_events` (the brand's own sends are
-/// skipped). Other event arrays are ignored.
+/// skipped). Other event arrays are ignored. A body that is not an Account Activity envelope
+/// is a [`ParseError`]; a malformed event inside one lands in [`XBatch::rejected`].
 pub fn parse(raw_body: &[u8]) -> Result<XBatch, ParseError> {
     let envelope: Envelope = decode_body(PLATFORM, raw_body)?;
     let has_events = !envelope.tweet_create_events.is_empty()
@@ -186,83 +190,100 @@ pub fn parse(raw_body: &[u8]) -> Result<XBatch, ParseError> {
         }
         None => String::new(),
     };
-    let mut events = Vec::new();
+    let mut batch = XBatch {
+        for_user_id,
+        ..XBatch::default()
+    };
+    let keep = |batch: &mut XBatch, result: Result<Option<Inbound>, ParseError>| match result {
+        Ok(Some(inbound)) => batch.events.push(inbound),
+        Ok(None) => {}
+        Err(e) => batch.rejected.push(e),
+    };
     for (i, raw) in envelope.tweet_create_events.iter().enumerate() {
         let at = format!("tweet_create_events[{i}]");
-        let tweet: Tweet = decode_value(PLATFORM, &at, raw)?;
-        if tweet.user.id_str == for_user_id || tweet.retweeted_status.is_some() {
-            continue;
-        }
-        events.push(tweet_event(tweet, &for_user_id, &at)?);
+        let result = tweet_event(raw, &batch.for_user_id, &at);
+        keep(&mut batch, result);
     }
     for (i, raw) in envelope.tweet_delete_events.iter().enumerate() {
         let at = format!("tweet_delete_events[{i}]");
-        let delete: TweetDelete = decode_value(PLATFORM, &at, raw)?;
-        if delete.status.user_id == for_user_id {
-            continue;
-        }
-        let mut inbound = new_inbound(
-            delete.status.id,
-            InboundKind::Removed,
-            author(delete.status.user_id, None, None),
-            String::new(),
-            delete.timestamp_ms.map_or(0, |t| t.0),
-        );
-        inbound.account_id = Some(for_user_id.clone());
-        events.push(inbound);
+        let result = delete_event(raw, &batch.for_user_id, &at);
+        keep(&mut batch, result);
     }
     for (i, raw) in envelope.direct_message_events.iter().enumerate() {
         let at = format!("direct_message_events[{i}]");
-        let dm: DmEvent = decode_value(PLATFORM, &at, raw)?;
-        if dm.kind != "message_create" {
-            continue;
-        }
-        let Some(create) = dm.message_create else {
-            return Err(ParseError::Malformed {
-                platform: PLATFORM,
-                path: format!("{at}.message_create"),
-                reason: "missing field".to_owned(),
-            });
-        };
-        if create.sender_id == for_user_id {
-            continue;
-        }
-        let user = envelope.users.get(&create.sender_id);
-        let mut inbound = new_inbound(
-            dm.id,
-            InboundKind::Message,
-            author(
-                create.sender_id.clone(),
-                user.and_then(|u| u.screen_name.clone()),
-                user.and_then(|u| u.name.clone()),
-            ),
-            create.message_data.text,
-            dm.created_timestamp.0,
-        );
-        inbound.thread_key = Some(create.sender_id);
-        inbound.place = Some(Place {
-            kind: PlaceKind::Direct,
-            url: None,
-        });
-        inbound.attachments = create
-            .message_data
-            .attachment
-            .and_then(|a| a.media)
-            .map(|m| Attachment {
-                kind: m.kind.unwrap_or_else(|| "media".to_owned()),
-                url: m.media_url_https,
-                media_id: m.id_str,
-                mime_type: None,
-            })
-            .into_iter()
-            .collect();
-        inbound.account_id = Some(for_user_id.clone());
-        events.push(inbound);
+        let result = dm_event(raw, &envelope.users, &batch.for_user_id, &at);
+        keep(&mut batch, result);
     }
-    Ok(XBatch {
-        for_user_id,
-        events,
-    })
+    Ok(batch)
+}
+
+fn delete_event(raw: &Value, for_user_id: &str, at: &str) -> Result<Option<Inbound>, ParseError> {
+    let delete: TweetDelete = decode_value(PLATFORM, at, raw)?;
+    if delete.status.user_id == for_user_id {
+        return Ok(None);
+    }
+    let mut inbound = new_inbound(
+        delete.status.id,
+        InboundKind::Removed,
+        author(delete.status.user_id, None, None),
+        String::new(),
+        delete.timestamp_ms.map_or(0, |t| t.0),
+    );
+    inbound.account_id = Some(for_user_id.to_owned());
+    Ok(Some(inbound))
+}
+
+fn dm_event(
+    raw: &Value,
+    users: &HashMap<String, DmUser>,
+    for_user_id: &str,
+    at: &str,
+) -> Result<Option<Inbound>, ParseError> {
+    let dm: DmEvent = decode_value(PLATFORM, at, raw)?;
+    if dm.kind != "message_create" {
+        return Ok(None);
+    }
+    let Some(create) = dm.message_create else {
+        return Err(ParseError::Malformed {
+            platform: PLATFORM,
+            path: format!("{at}.message_create"),
+            reason: "missing field".to_owned(),
+        });
+    };
+    if create.sender_id == for_user_id {
+        return Ok(None);
+    }
+    let user = users.get(&create.sender_id);
+    let mut inbound = new_inbound(
+        dm.id,
+        InboundKind::Message,
+        author(
+            create.sender_id.clone(),
+            user.and_then(|u| u.screen_name.clone()),
+            user.and_then(|u| u.name.clone()),
+        ),
+        create.message_data.text,
+        dm.created_timestamp.0,
+    );
+    inbound.thread_key = Some(create.sender_id);
+    inbound.place = Some(Place {
+        kind: PlaceKind::Direct,
+        url: None,
+    });
+    inbound.attachments = create
+        .message_data
+        .attachment
+        .and_then(|a| a.media)
+        .map(|m| Attachment {
+            kind: m.kind.unwrap_or_else(|| "media".to_owned()),
+            url: m.media_url_https,
+            media_id: m.id_str,
+            mime_type: None,
+        })
+        .into_iter()
+        .collect();
+    inbound.account_id = Some(for_user_id.to_owned());
+    Ok(Some(inbound))
 }
 
 fn author(platform_id: String, handle: Option<String>, name: Option<String>) -> Author {
@@ -273,7 +294,11 @@ fn author(platform_id: String, handle: Option<String>, name: Option<String>) -> 
     }
 }
 
-fn tweet_event(tweet: Tweet, for_user_id: &str, at: &str) -> Result<Inbound, ParseError> {
+fn tweet_event(raw: &Value, for_user_id: &str, at: &str) -> Result<Option<Inbound>, ParseError> {
+    let tweet: Tweet = decode_value(PLATFORM, at, raw)?;
+    if tweet.user.id_str == for_user_id || tweet.retweeted_status.is_some() {
+        return Ok(None);
+    }
     let created_at = match (tweet.timestamp_ms, tweet.created_at.as_deref()) {
         (Some(ms), _) => ms.0,
         (None, Some(text)) => parse_created_at(text).ok_or_else(|| ParseError::Malformed {
@@ -327,7 +352,7 @@ fn tweet_event(tweet: Tweet, for_user_id: &str, at: &str) -> Result<Inbound, Par
         url,
     });
     inbound.account_id = Some(for_user_id.to_owned());
-    Ok(inbound)
+    Ok(Some(inbound))
 }
 
 /// Parses the v1.1 `created_at` form, `Wed Oct 10 20:19:24 +0000 2018`, to epoch millis.

@@ -338,7 +338,7 @@ fn unknown_objects_fields_and_event_types_are_ignored() {
 }
 
 #[test]
-fn malformed_payloads_name_what_is_wrong() {
+fn a_body_that_is_not_a_webhook_envelope_is_an_error() {
     let check = |body: &str, path: &str, reason: &str| match meta::parse(body.as_bytes()) {
         Err(ParseError::Malformed {
             path: got,
@@ -353,19 +353,65 @@ fn malformed_payloads_name_what_is_wrong() {
     check("not json", ".", "expected ident");
     check(r#"{"entry":[]}"#, ".", "missing field `object`");
     check(
-        r#"{"object":"page","entry":[{"id":"1","messaging":[{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":5,"message":{"text":"hi"}}]}]}"#,
+        r#"{"object":"page","entry":{}}"#,
+        "entry",
+        "invalid type: map, expected a sequence",
+    );
+}
+
+#[test]
+fn malformed_events_are_rejected_by_path_and_the_rest_of_the_batch_kept() {
+    let check = |body: &str, path: &str, reason: &str| {
+        let batch = meta::parse(body.as_bytes()).expect("the envelope is fine");
+        match batch.rejected.as_slice() {
+            [
+                ParseError::Malformed {
+                    path: got,
+                    reason: why,
+                    ..
+                },
+            ] => {
+                assert_eq!(got, path, "{body}");
+                assert!(why.contains(reason), "{why} should mention {reason}");
+            }
+            other => panic!("{body}: expected one rejection, got {other:?}"),
+        }
+        batch.events
+    };
+    let good = r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":5,"message":{"mid":"m_ok","text":"hi"}}"#;
+    let events = check(
+        &format!(
+            r#"{{"object":"page","entry":[{{"id":"1","messaging":[{{"sender":{{"id":"2"}},"recipient":{{"id":"1"}},"timestamp":5,"message":{{"text":"hi"}}}},{good}]}}]}}"#
+        ),
         "entry[0].messaging[0].message",
         "missing field `mid`",
     );
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].inbound.external_id, "m_ok");
     check(
         r#"{"object":"page","entry":[{"id":"1","messaging":[{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":"soon","message":{"mid":"m"}}]}]}"#,
         "entry[0].messaging[0].timestamp",
         "expected an integer",
     );
     check(
+        r#"{"object":"page","entry":[{"time":1}]}"#,
+        "entry[0]",
+        "missing field `id`",
+    );
+    check(
+        r#"{"object":"page","entry":[{"id":"1","time":1,"changes":[{"field":"feed","value":{"item":"comment","verb":"add","post_id":"1_2","from":{"id":"3"}}}]}]}"#,
+        "entry[0].changes[0].value.comment_id",
+        "missing field",
+    );
+    check(
         r#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"9"},"messages":[{"from":"3","id":"w","timestamp":"1","type":"text"}]}}]}]}"#,
         "entry[0].changes[0].value.messages[0].text.body",
         "missing field",
+    );
+    check(
+        r#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"contacts":[]}}]}]}"#,
+        "entry[0].changes[0].value",
+        "missing field `metadata`",
     );
 }
 

@@ -109,24 +109,37 @@ fn other_activity_is_ignored() {
 }
 
 #[test]
-fn malformed_tweets_name_what_is_wrong() {
-    let body = br#"{"for_user_id":"1","tweet_create_events":[{"id_str":"9","text":"hi","timestamp_ms":"5"}]}"#;
-    match x::parse(body) {
-        Err(ParseError::Malformed { path, reason, .. }) => {
+fn malformed_events_are_rejected_by_path_and_the_rest_kept() {
+    let body = br#"{"for_user_id":"1","tweet_create_events":[{"id_str":"9","text":"hi","timestamp_ms":"5"},{"id_str":"10","text":"ok","timestamp_ms":"6","user":{"id_str":"2"}}]}"#;
+    let batch = x::parse(body).expect("the envelope is fine");
+    assert_eq!(batch.events.len(), 1);
+    assert_eq!(batch.events[0].external_id, "10");
+    match batch.rejected.as_slice() {
+        [ParseError::Malformed { path, reason, .. }] => {
             assert_eq!(path, "tweet_create_events[0]");
             assert!(reason.contains("missing field `user`"), "{reason}");
         }
-        other => panic!("expected malformed, got {other:?}"),
+        other => panic!("expected one rejection, got {other:?}"),
     }
+    let body = br#"{"for_user_id":"1","tweet_create_events":[{"id_str":"9","created_at":"last week","user":{"id_str":"2"}}]}"#;
+    let batch = x::parse(body).expect("the envelope is fine");
+    assert!(matches!(
+        batch.rejected.as_slice(),
+        [ParseError::Malformed { path, .. }] if path == "tweet_create_events[0].created_at"
+    ));
+}
+
+#[test]
+fn events_without_the_subscribed_account_are_an_error() {
     let body = br#"{"tweet_create_events":[{}]}"#;
     assert!(matches!(
         x::parse(body),
         Err(ParseError::Malformed { path, .. }) if path == "for_user_id"
     ));
-    let body = br#"{"for_user_id":"1","tweet_create_events":[{"id_str":"9","created_at":"last week","user":{"id_str":"2"}}]}"#;
+    assert!(matches!(x::parse(b"7"), Err(ParseError::Malformed { .. })));
     assert!(matches!(
-        x::parse(body),
-        Err(ParseError::Malformed { path, .. }) if path == "tweet_create_events[0].created_at"
+        x::parse(b"not json"),
+        Err(ParseError::Malformed { .. })
     ));
 }
 
