@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -142,15 +143,31 @@ pub fn parse_api_message(body: &[u8], now: Millis) -> Result<ApiMessage, ApiErro
     })
 }
 
+/// Reads a body extracted under the size limit; an oversized one is a JSON 413.
+pub fn body_or_error(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        Metrics::inc(&state.metrics.requests_rejected, 1);
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(state.config.max_body_bytes)
+        } else {
+            ApiError::bad(rejection.body_text())
+        }
+    })
+}
+
 async fn post_message(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     if !bearer_ok(&state, &headers).await? {
         Metrics::inc(&state.metrics.requests_rejected, 1);
         return Err(ApiError::Unauthorized);
     }
+    let body = body_or_error(&state, body)?;
     let now = now_ms();
     let msg = match parse_api_message(&body, now) {
         Ok(m) => m,

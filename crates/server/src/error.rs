@@ -19,6 +19,8 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
     #[error("the server is shutting down")]
     Unavailable,
     #[error(transparent)]
@@ -62,6 +64,10 @@ impl IntoResponse for ApiError {
             ),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, json!({ "error": self.to_string() })),
             Self::Conflict(_) => (StatusCode::CONFLICT, json!({ "error": self.to_string() })),
+            Self::TooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({ "error": self.to_string() }),
+            ),
             Self::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({ "error": self.to_string() }),

@@ -349,7 +349,8 @@ async fn identify(
 
 /// Which conversation a new customer message belongs to: the one holding the message it
 /// answers, if it is this customer's; else the customer's conversation on the same platform thread; else the
-/// customer's newest unclosed conversation on the channel; else none (a new one).
+/// customer's newest conversation on the channel (an open one first; a closed one is
+/// reopened by the caller); else none (a new one).
 async fn thread(
     tx: &mut Transaction<'_, Sqlite>,
     channel: i64,
@@ -393,7 +394,7 @@ async fn thread(
     }
     let conv: Option<i64> = sqlx::query_scalar(
         "SELECT id FROM conversations WHERE customer_id = ? AND channel_id = ? \
-         AND status <> 'closed' ORDER BY id DESC LIMIT 1",
+         ORDER BY (status = 'closed'), id DESC LIMIT 1",
     )
     .bind(customer)
     .bind(channel)

@@ -381,7 +381,7 @@ mod contract {
 
     /// Without a thread or a reply to follow, a closed conversation stays closed: the customer
     /// starts a new one. (Pinned so a change is deliberate.)
-    pub async fn a_plain_message_after_closing_starts_a_new_conversation(store: &dyn Store) {
+    pub async fn a_plain_message_after_closing_reopens_the_conversation(store: &dyn Store) {
         let w = world(store).await;
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         store
@@ -389,12 +389,13 @@ mod contract {
             .await
             .unwrap();
         let next = receive(store, &w.api, message("m2", "anna", "Weer ik"), T0 + MINUTE).await;
-        assert_ne!(next, conv);
+        assert_eq!(next, conv);
         assert_eq!(
             row(store, conv).await.conversation.status,
-            ConversationStatus::Closed
+            ConversationStatus::Open
         );
-        // Both conversations belong to the same customer and share a timeline.
+        let events = store.conversation_events(conv).await.unwrap();
+        assert!(events.iter().any(|e| e.kind == EventKind::Reopened));
         let view = store.conversation(next).await.unwrap().unwrap();
         let texts: Vec<_> = view
             .timeline
@@ -1608,7 +1609,7 @@ sqlite_contract!(
     a_second_message_joins_the_customers_open_conversation,
     a_different_customer_gets_a_new_conversation,
     a_message_in_a_closed_thread_reopens_it,
-    a_plain_message_after_closing_starts_a_new_conversation,
+    a_plain_message_after_closing_reopens_the_conversation,
     a_pending_conversation_reopens_on_a_new_message,
     thread_key_groups_comments_of_one_customer_on_one_post,
     applying_the_same_batch_twice_changes_nothing,
