@@ -9,6 +9,31 @@
 //! - [`x`]: X Account Activity webhooks (inbound).
 //! - [`telegram`]: Telegram Bot API webhooks (inbound).
 //! - [`outbound`]: the reply window rules and the sender for all of them.
+//!
+//! # Wiring a webhook
+//!
+//! Every handler reads the body as raw bytes, verifies before parsing, journals what
+//! parsing returns, then answers 200 (log `rejected` events; do not fail the POST for them):
+//!
+//! | Platform | Handshake (`GET`) | Check (`POST`) | Parse |
+//! |---|---|---|---|
+//! | Meta | [`meta::verify_subscription`] → bare challenge, else 403 | [`meta::verify_signature`] with `X-Hub-Signature-256` | [`meta::parse`]: events routed by `(channel, account_id)`, WhatsApp `statuses` |
+//! | X | [`x::crc_response`] as `application/json` | [`x::verify_signature`] with `x-twitter-webhooks-signature` | [`x::parse`]: `for_user_id` routes |
+//! | Telegram | none | [`telegram::verify_secret_token`] with `X-Telegram-Bot-Api-Secret-Token` | [`telegram::parse`]: one update, route by URL |
+//!
+//! Inbound events are deduplicated by the store on (channel, `external_id`, kind, revision).
+//! For `Echo` events `author` is the customer the brand wrote to, except for the brand's own
+//! comments (the payload does not say whom they answer: `author` is the brand's account and
+//! `in_reply_to`/`thread_key` place them).
+//!
+//! # Sending
+//!
+//! Build an [`OutboundTarget`] from the channel's configuration and the conversation (the
+//! customer's id, the comment or tweet answered), call [`send`] and act on the
+//! [`SendOutcome`]; [`reply_window`] with [`OutboundKind::for_conversation`] tells the UI
+//! beforehand whether a reply is possible. The workspace builds reqwest without a TLS
+//! provider: the binary must install one (`rustls::crypto::ring::default_provider()
+//! .install_default()`) before building the client, and give the client a timeout.
 
 mod error;
 mod json;

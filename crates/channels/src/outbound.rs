@@ -25,7 +25,7 @@
 
 use std::time::Duration;
 
-use balie_core::Millis;
+use balie_core::{ChannelKind, Millis, PlaceKind};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde_json::{Value, json};
 
@@ -142,6 +142,25 @@ pub enum OutboundKind {
     XReply,
     XDirect,
     Telegram,
+}
+
+impl OutboundKind {
+    /// How a reply goes out in a conversation on `channel` that started at a `place` of that
+    /// kind (the inbound message's `place.kind`); `None` for channels this crate does not send
+    /// to (the generic API, Mastodon, e-mail, feeds).
+    pub fn for_conversation(channel: ChannelKind, place: PlaceKind) -> Option<Self> {
+        Some(match (channel, place) {
+            (ChannelKind::Messenger, _) => Self::Messenger,
+            (ChannelKind::FacebookPage, _) => Self::FacebookComment,
+            (ChannelKind::Instagram, PlaceKind::Direct) => Self::InstagramDirect,
+            (ChannelKind::Instagram, _) => Self::InstagramComment,
+            (ChannelKind::Whatsapp, _) => Self::Whatsapp,
+            (ChannelKind::X, PlaceKind::Direct) => Self::XDirect,
+            (ChannelKind::X, _) => Self::XReply,
+            (ChannelKind::Telegram, _) => Self::Telegram,
+            _ => return None,
+        })
+    }
 }
 
 impl OutboundTarget {
@@ -789,6 +808,46 @@ mod tests {
     use super::*;
 
     const NOW: Millis = 1_700_000_000_000;
+
+    #[test]
+    fn conversations_map_to_the_way_replies_go_out() {
+        use OutboundKind as K;
+        let cases = [
+            (
+                ChannelKind::Messenger,
+                PlaceKind::Direct,
+                Some(K::Messenger),
+            ),
+            (
+                ChannelKind::FacebookPage,
+                PlaceKind::Comment,
+                Some(K::FacebookComment),
+            ),
+            (
+                ChannelKind::FacebookPage,
+                PlaceKind::Post,
+                Some(K::FacebookComment),
+            ),
+            (
+                ChannelKind::Instagram,
+                PlaceKind::Direct,
+                Some(K::InstagramDirect),
+            ),
+            (
+                ChannelKind::Instagram,
+                PlaceKind::Comment,
+                Some(K::InstagramComment),
+            ),
+            (ChannelKind::Whatsapp, PlaceKind::Direct, Some(K::Whatsapp)),
+            (ChannelKind::X, PlaceKind::Mention, Some(K::XReply)),
+            (ChannelKind::X, PlaceKind::Direct, Some(K::XDirect)),
+            (ChannelKind::Telegram, PlaceKind::Mention, Some(K::Telegram)),
+            (ChannelKind::Email, PlaceKind::Email, None),
+        ];
+        for (channel, place, expected) in cases {
+            assert_eq!(OutboundKind::for_conversation(channel, place), expected);
+        }
+    }
 
     #[test]
     fn window_table() {

@@ -16,6 +16,12 @@ use crate::{ParseError, new_inbound};
 
 const PLATFORM: &str = "x";
 
+/// The `x-twitter-webhooks-signature` value for `body`, as X computes it (for simulators and
+/// tests that post signed payloads).
+pub fn signature_header(consumer_secret: &str, body: &[u8]) -> String {
+    signed(consumer_secret, body)
+}
+
 fn signed(consumer_secret: &str, message: &[u8]) -> String {
     format!(
         "sha256={}",
