@@ -407,6 +407,16 @@ fn feed_change(
         PlaceKind::Comment => required(value.comment_id, at, "comment_id")?,
         _ => post_id.clone(),
     };
+    if value.from.as_ref().is_some_and(|from| from.id == entry.id) {
+        // The page's own comment: a reply sent from Balie or another tool. The customer it
+        // answers is not in the payload, so `author` stays the page; `in_reply_to` and
+        // `thread_key` place it. The page's own posts, edits and removals are not
+        // conversation.
+        if kind != InboundKind::Message || place_kind != PlaceKind::Comment {
+            return Ok(());
+        }
+        kind = InboundKind::Echo;
+    }
     let from = match value.from {
         Some(from) => from,
         // Removals may come without an author; the page is the best we know.
@@ -416,15 +426,6 @@ fn feed_change(
         },
         None => return Err(missing(at, "from")),
     };
-    if from.id == entry.id {
-        // The page's own comment: a reply sent from Balie or another tool. The customer it
-        // answers is not in the payload, so `author` stays the page; `in_reply_to` and
-        // `thread_key` place it.
-        if kind != InboundKind::Message {
-            return Ok(());
-        }
-        kind = InboundKind::Echo;
-    }
     let created_at = value
         .created_time
         .or(entry.time)

@@ -192,6 +192,29 @@ fn page_comments_replies_own_comments_and_removals_are_normalised() {
 }
 
 #[test]
+fn a_removal_without_an_author_is_kept_and_the_pages_own_posts_are_not_conversation() {
+    let body = br#"{"object":"page","entry":[{"id":"10","time":1700000000,"changes":[
+        {"field":"feed","value":{"item":"comment","verb":"remove","post_id":"10_1","comment_id":"1_2","parent_id":"10_1","created_time":1700000000}},
+        {"field":"feed","value":{"item":"status","verb":"add","post_id":"10_3","from":{"id":"10","name":"Brand"},"message":"Open on Monday","created_time":1700000001}},
+        {"field":"feed","value":{"item":"comment","verb":"edited","post_id":"10_1","comment_id":"1_4","parent_id":"10_1","from":{"id":"10"},"message":"typo fixed","created_time":1700000002}}
+    ]}]}"#;
+    let batch = meta::parse(body).expect("parses");
+    assert_eq!(
+        inbound_json(&batch.events),
+        json!([{
+            "external_id": "1_2",
+            "kind": "removed",
+            "author": {"platform_id": "10"},
+            "text": "",
+            "thread_key": "10_1",
+            "place": {"kind": "comment"},
+            "created_at": 1_700_000_000_000_i64,
+            "account_id": "10",
+        }])
+    );
+}
+
+#[test]
 fn instagram_dm_is_routed_to_the_instagram_account() {
     let batch = parse("meta/instagram_dm.json");
     assert_eq!(
