@@ -212,6 +212,17 @@ struct MessagingEvent {
     message: Option<DirectMessage>,
     #[serde(default)]
     message_edit: Option<MessageEdit>,
+    #[serde(default)]
+    postback: Option<Postback>,
+}
+
+/// A tap on a button or persistent-menu item: the customer "said" the button's title.
+#[derive(Deserialize)]
+struct Postback {
+    #[serde(default)]
+    mid: Option<String>,
+    #[serde(default)]
+    title: String,
 }
 
 #[derive(Deserialize)]
@@ -280,6 +291,23 @@ fn messaging(batch: &mut MetaBatch, channel: ChannelKind, entry: &Entry, at: &st
                 created_at,
             );
             inbound.revision = edit.num_edit.map(|n| n.0.to_string());
+            inbound.thread_key = Some(event.sender.id.clone());
+            inbound.place = Some(direct());
+            push(batch, channel, &entry.id, inbound);
+            continue;
+        }
+        if let Some(postback) = event.postback {
+            // Older postbacks have no `mid`; sender and time identify the tap.
+            let external_id = postback
+                .mid
+                .unwrap_or_else(|| format!("postback:{}:{created_at}", event.sender.id));
+            let mut inbound = new_inbound(
+                external_id,
+                InboundKind::Message,
+                author(&event.sender.id),
+                postback.title,
+                created_at,
+            );
             inbound.thread_key = Some(event.sender.id.clone());
             inbound.place = Some(direct());
             push(batch, channel, &entry.id, inbound);

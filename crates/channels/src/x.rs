@@ -327,8 +327,11 @@ fn tweet_event(raw: &Value, for_user_id: &str, at: &str) -> Result<Option<Inboun
         .or(tweet.text)
         .unwrap_or_default();
     // A reply to one of the brand's posts is a comment under it; anything else reached us by
-    // mentioning the brand.
-    let place_kind = if tweet.in_reply_to_user_id_str.as_deref() == Some(for_user_id) {
+    // mentioning the brand (a tweet opening with @brand carries `in_reply_to_user_id` but no
+    // status id: that is a mention too).
+    let place_kind = if tweet.in_reply_to_status_id_str.is_some()
+        && tweet.in_reply_to_user_id_str.as_deref() == Some(for_user_id)
+    {
         PlaceKind::Comment
     } else {
         PlaceKind::Mention

@@ -215,6 +215,27 @@ fn a_removal_without_an_author_is_kept_and_the_pages_own_posts_are_not_conversat
 }
 
 #[test]
+fn a_button_tap_reads_as_the_button_title() {
+    let body = br#"{"object":"page","entry":[{"id":"10","time":1700000000000,"messaging":[
+        {"sender":{"id":"7"},"recipient":{"id":"10"},"timestamp":1700000000000,"postback":{"mid":"m_tap","title":"Talk to a person","payload":"AGENT"}},
+        {"sender":{"id":"7"},"recipient":{"id":"10"},"timestamp":1700000000500,"postback":{"title":"Opening hours","payload":"HOURS"}}
+    ]}]}"#;
+    let batch = meta::parse(body).expect("parses");
+    let texts: Vec<_> = batch
+        .events
+        .iter()
+        .map(|e| (e.inbound.external_id.as_str(), e.inbound.text.as_str()))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            ("m_tap", "Talk to a person"),
+            ("postback:7:1700000000500", "Opening hours"),
+        ]
+    );
+}
+
+#[test]
 fn instagram_dm_is_routed_to_the_instagram_account() {
     let batch = parse("meta/instagram_dm.json");
     assert_eq!(

@@ -51,7 +51,7 @@ fn mentions_and_replies_are_normalised_and_our_own_tweets_skipped() {
                 "author": {"platform_id": "1600000000000000002", "handle": "testklant_nl", "name": "Test Klant"},
                 "text": "@voorbeeldwinkel mijn bestelling is al een week onderweg, wat is er aan de hand?",
                 "thread_key": "1992000000000000001",
-                "place": {"kind": "comment", "url": "https://x.com/testklant_nl/status/1992000000000000001"},
+                "place": {"kind": "mention", "url": "https://x.com/testklant_nl/status/1992000000000000001"},
                 "created_at": 1_763_885_400_000_i64,
                 "account_id": "1500000000000000001",
             },
