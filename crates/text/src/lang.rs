@@ -1,5 +1,8 @@
 //! Fast language identification: script detection, stopword votes and a few spelling cues; `und` when unsure.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 use crate::tokenize::{Token, TokenKind};
 
 const NL: &[&str] = &[
@@ -99,9 +102,20 @@ const LATIN: [(&str, &[&str]); 7] = [
     ("pt", PT),
 ];
 
+/// Stopword -> bit mask of the `LATIN` languages listing it.
+static STOPWORDS: LazyLock<HashMap<&'static str, u8>> = LazyLock::new(|| {
+    let mut m: HashMap<&'static str, u8> = HashMap::new();
+    for (i, (_, list)) in LATIN.iter().enumerate() {
+        for w in *list {
+            *m.entry(w).or_default() |= 1 << i;
+        }
+    }
+    m
+});
+
 /// Every language's stopwords; used to keep function words out of topics.
 pub fn is_stopword(word: &str) -> bool {
-    LATIN.iter().any(|(_, list)| list.contains(&word))
+    STOPWORDS.contains_key(word)
 }
 
 fn script_language(text: &str) -> Option<&'static str> {
@@ -155,12 +169,12 @@ pub fn detect(text: &str, tokens: &[Token]) -> &'static str {
         }
         words += 1;
         let w = tok.text.as_str();
-        let hits = LATIN.iter().filter(|(_, l)| l.contains(&w)).count();
-        if hits > 0 {
-            let share = 1.0 / hits as f32;
-            for (i, (_, l)) in LATIN.iter().enumerate() {
-                if l.contains(&w) {
-                    scores[i] += share;
+        let mask = STOPWORDS.get(w).copied().unwrap_or(0);
+        if mask != 0 {
+            let share = 1.0 / mask.count_ones() as f32;
+            for (i, s) in scores.iter_mut().enumerate() {
+                if mask & (1 << i) != 0 {
+                    *s += share;
                 }
             }
         }

@@ -1,9 +1,10 @@
 //! Sentiment word lists (Dutch from LUPJE + Pattern, English and emoji hand-written) as prior polarity features.
 
-/// A sorted word -> polarity (-1..1) list, searched by binary search.
+/// A word -> polarity (-1..1) list: sorted for serialising, hashed for lookup.
 #[derive(Debug, Clone, Default)]
 pub struct Lexicon {
     entries: Vec<(Box<str>, f32)>,
+    index: std::collections::HashMap<Box<str>, f32>,
 }
 
 impl Lexicon {
@@ -27,14 +28,15 @@ impl Lexicon {
                 _ => dedup.push(e),
             }
         }
-        Lexicon { entries: dedup }
+        let index = dedup.iter().cloned().collect();
+        Lexicon {
+            entries: dedup,
+            index,
+        }
     }
 
     pub fn score(&self, word: &str) -> Option<f32> {
-        self.entries
-            .binary_search_by(|(w, _)| (**w).cmp(word))
-            .ok()
-            .map(|i| self.entries[i].1)
+        self.index.get(word).copied()
     }
 
     pub fn len(&self) -> usize {

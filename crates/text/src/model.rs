@@ -105,6 +105,13 @@ impl LinearModel {
         out
     }
 
+    /// Add per-class offsets to the biases (decision calibration for macro-F1).
+    pub fn shift_bias(&mut self, offsets: &[f32]) {
+        for (b, o) in self.bias.iter_mut().zip(offsets) {
+            *b += o;
+        }
+    }
+
     /// Raw class scores (logits) for one feature vector, written into `out`.
     pub fn logits(&self, feats: &[Feature], out: &mut [f32]) {
         let k = self.classes;
@@ -165,6 +172,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Reweight classes to equal total weight (helps macro-F1 on skewed labels); 0 = off, 1 = full.
     pub balance: f32,
+    /// Strength of NB log-count-ratio feature scaling (0 = plain logistic regression).
+    pub nb: f32,
 }
 
 impl Default for TrainConfig {
@@ -176,6 +185,7 @@ impl Default for TrainConfig {
             eta0: 0.5,
             seed: 42,
             balance: 0.5,
+            nb: 0.0,
         }
     }
 }
@@ -208,6 +218,54 @@ pub fn train(examples: &[Example], classes: usize, cfg: &TrainConfig) -> LinearM
     let k = classes.max(1);
     let buckets = 1usize << cfg.bits;
     let mask = buckets - 1;
+    // NB-style feature scaling (as in NBSVM): features whose presence is skewed across classes
+    // are scaled up by 1 + nb * max_c |log-count ratio|. Folded back into the weights at the end,
+    // so prediction needs no extra table.
+    let row_scale: Option<Vec<f32>> = (cfg.nb > 0.0).then(|| {
+        let mut counts = vec![0f32; buckets * k];
+        let mut totals = vec![1f32; k];
+        for e in examples.iter().filter(|e| e.label < k) {
+            totals[e.label] += 1.0;
+            for &(h, x) in &e.features {
+                if x > 0.0 {
+                    counts[(h as usize & mask) * k + e.label] += 1.0;
+                }
+            }
+        }
+        let all: f32 = totals.iter().sum();
+        (0..buckets)
+            .map(|b| {
+                let row = &counts[b * k..b * k + k];
+                let n: f32 = row.iter().sum();
+                let mut best = 0f32;
+                for c in 0..k {
+                    let p = (row[c] + 1.0) / (totals[c] + 1.0);
+                    let q = (n - row[c] + 1.0) / (all - totals[c] + 1.0);
+                    best = best.max((p / q).ln().abs());
+                }
+                1.0 + cfg.nb * best
+            })
+            .collect()
+    });
+    let scaled: Vec<Example>;
+    let examples = match &row_scale {
+        Some(rs) => {
+            scaled = examples
+                .iter()
+                .map(|e| Example {
+                    features: e
+                        .features
+                        .iter()
+                        .map(|&(h, x)| (h, x * rs[h as usize & mask]))
+                        .collect(),
+                    label: e.label,
+                    weight: e.weight,
+                })
+                .collect();
+            &scaled[..]
+        }
+        None => examples,
+    };
     let mut v = vec![0f32; buckets * k];
     let mut bias = vec![0f32; k];
     let mut scale = 1.0f32;
@@ -234,7 +292,11 @@ pub fn train(examples: &[Example], classes: usize, cfg: &TrainConfig) -> LinearM
     let mut rng = Rng::new(cfg.seed);
     let mut t = 0f32;
     let mut probs = vec![0f32; k];
-    for _ in 0..cfg.epochs {
+    // Average the weights of the later epochs (a cheap Polyak average): steadier than the last iterate.
+    let mut avg = vec![0f32; buckets * k];
+    let mut avg_bias = vec![0f32; k];
+    let mut averaged = 0f32;
+    for epoch in 0..cfg.epochs {
         rng.shuffle(&mut order);
         for &i in &order {
             let e = &examples[i];
@@ -270,6 +332,27 @@ pub fn train(examples: &[Example], classes: usize, cfg: &TrainConfig) -> LinearM
                 for &(h, x) in &e.features {
                     v[(h as usize & mask) * k + c] -= step * x;
                 }
+            }
+        }
+        if epoch * 2 >= cfg.epochs {
+            for (a, &w) in avg.iter_mut().zip(&v) {
+                *a += w * scale;
+            }
+            for (a, &b) in avg_bias.iter_mut().zip(&bias) {
+                *a += b;
+            }
+            averaged += 1.0;
+        }
+    }
+    if averaged > 0.0 {
+        v = avg.into_iter().map(|w| w / averaged).collect();
+        bias = avg_bias.into_iter().map(|b| b / averaged).collect();
+        scale = 1.0;
+    }
+    if let Some(rs) = &row_scale {
+        for (b, r) in rs.iter().enumerate() {
+            for w in &mut v[b * k..b * k + k] {
+                *w *= r;
             }
         }
     }

@@ -1,30 +1,108 @@
 //! Hand-written Dutch and English cues: questions, escalation signals (the "Youpie"), complaint words, thanks, topics.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 use crate::lang::is_stopword;
 use crate::tokenize::{Token, TokenKind};
 
-/// The message as " w1 w2 ? w3 " (lowercase words and marks, mentions/URLs dropped), for phrase matching.
-pub fn phrase_text(tokens: &[Token]) -> String {
-    let mut s = String::with_capacity(tokens.len() * 6 + 2);
-    s.push(' ');
-    for t in tokens {
-        match t.kind {
-            TokenKind::Word | TokenKind::Number | TokenKind::Punct | TokenKind::Emoji => {
-                s.push_str(&t.text);
-                s.push(' ');
-            }
-            TokenKind::Hashtag => {
-                s.push_str(&t.text);
-                s.push(' ');
-            }
-            TokenKind::Mention | TokenKind::Url => {}
-        }
-    }
-    s
+/// The message as a word sequence (lowercase words, numbers, marks and emoji; mentions/URLs dropped).
+pub struct Phrase<'a> {
+    words: Vec<&'a str>,
 }
 
-fn has_any(phrase: &str, needles: &[&str]) -> bool {
-    needles.iter().any(|n| phrase.contains(n))
+pub fn phrase_text(tokens: &[Token]) -> Phrase<'_> {
+    Phrase {
+        words: tokens
+            .iter()
+            .filter(|t| !matches!(t.kind, TokenKind::Mention | TokenKind::Url))
+            .map(|t| t.text.as_str())
+            .collect(),
+    }
+}
+
+/// One cue phrase as words; the last word matches as a prefix unless the cue ended in a space.
+struct Cue {
+    words: Vec<String>,
+    last_prefix: bool,
+}
+
+/// A set of cue phrases matched word by word through hash lookups (no substring scans).
+pub struct PhraseSet {
+    cues: Vec<Cue>,
+    by_first_word: HashMap<String, Vec<usize>>,
+    by_first_chars: HashMap<String, Vec<usize>>,
+}
+
+fn first_chars(w: &str) -> &str {
+    match w.char_indices().nth(3) {
+        Some((i, _)) => &w[..i],
+        None => w,
+    }
+}
+
+impl PhraseSet {
+    pub fn new<S: AsRef<str>>(cues: &[S]) -> Self {
+        let mut set = PhraseSet {
+            cues: Vec::new(),
+            by_first_word: HashMap::new(),
+            by_first_chars: HashMap::new(),
+        };
+        for c in cues {
+            let c = c.as_ref();
+            let words: Vec<String> = crate::tokenize::tokenize(c)
+                .into_iter()
+                .map(|t| t.text)
+                .collect();
+            let Some(first) = words.first().cloned() else {
+                continue;
+            };
+            let last_prefix = !c.ends_with(' ');
+            let id = set.cues.len();
+            if words.len() == 1 && last_prefix {
+                set.by_first_chars
+                    .entry(first_chars(&first).to_string())
+                    .or_default()
+                    .push(id);
+            } else {
+                set.by_first_word.entry(first).or_default().push(id);
+            }
+            set.cues.push(Cue { words, last_prefix });
+        }
+        set
+    }
+
+    fn cue_at(&self, id: usize, words: &[&str]) -> bool {
+        let cue = &self.cues[id];
+        let last = cue.words.len() - 1;
+        cue.words
+            .iter()
+            .enumerate()
+            .all(|(j, cw)| match words.get(j) {
+                Some(w) if j == last && cue.last_prefix => w.starts_with(cw.as_str()),
+                Some(w) => *w == cw,
+                None => false,
+            })
+    }
+
+    /// Does any cue occur in the phrase?
+    pub fn matches(&self, phrase: &Phrase<'_>) -> bool {
+        let w = &phrase.words;
+        (0..w.len()).any(|i| {
+            let rest = &w[i..];
+            let exact = self.by_first_word.get(w[i]).into_iter().flatten();
+            let prefix = self
+                .by_first_chars
+                .get(first_chars(w[i]))
+                .into_iter()
+                .flatten();
+            exact.chain(prefix).any(|&id| self.cue_at(id, rest))
+        })
+    }
+}
+
+fn has_any(phrase: &Phrase<'_>, set: &PhraseSet) -> bool {
+    set.matches(phrase)
 }
 
 const QUESTION_STARTERS: &[&str] = &[
@@ -68,7 +146,7 @@ const REQUESTS: &[&str] = &[
 ];
 
 /// Does the message ask something (a question mark, a question word first, or a request)?
-pub fn is_question(tokens: &[Token], phrase: &str) -> bool {
+pub fn is_question(tokens: &[Token], phrase: &Phrase<'_>) -> bool {
     if tokens
         .iter()
         .any(|t| t.kind == TokenKind::Punct && t.text.contains('?'))
@@ -85,7 +163,7 @@ pub fn is_question(tokens: &[Token], phrase: &str) -> bool {
     {
         return true;
     }
-    has_any(phrase, REQUESTS)
+    has_any(phrase, &REQUEST_SET)
 }
 
 const COUNTS: &[&str] = &[
@@ -93,120 +171,121 @@ const COUNTS: &[&str] = &[
     "zoveel", "tig", "vaak", "honderd",
 ];
 
-fn repeat_contact(phrase: &str) -> bool {
-    const FIXED: &[&str] = &[
-        " for the second time",
-        " for the third time",
-        " for the fourth time",
-        " for the fifth time",
-        " for the 2nd time",
-        " for the 3rd time",
-        " for the 4th time",
-        " for the 5th time",
-        " for the nth time",
-        " twice ",
-        " three times",
-        " 3 times",
-        " four times",
-        " 4 times",
-        " 5 times",
-        " multiple times",
-        " several times",
-        " many times",
-        " numerous times",
-        " countless times",
-        " still no answer",
-        " still no response",
-        " still no reply",
-        " still no word",
-        " still no update",
-        " still no refund",
-        " still no call",
-        " still haven't heard",
-        " still havent heard",
-        " still have not heard",
-        " still waiting",
-        " no response",
-        " no reply",
-        " no answer",
-        " never heard back",
-        " haven't heard back",
-        " havent heard back",
-        " never got back",
-        " no one got back",
-        " nobody got back",
-        " no one has got back",
-        " already called",
-        " already emailed",
-        " already e-mailed",
-        " already contacted",
-        " already sent",
-        " already dm'd",
-        " already messaged",
-        " already tweeted",
-        " already spoke",
-        " on hold for",
-        " hours on hold",
-        " been on hold",
-        " called again",
-        " again and again",
-        " keep calling",
-        " kept calling",
-        " every time i call",
-        " nog steeds geen",
-        " nog steeds niks",
-        " nog steeds niets",
-        " nog steeds niet",
-        " nog altijd geen",
-        " nog altijd niet",
-        " nog niks gehoord",
-        " nog niets gehoord",
-        " nog geen reactie",
-        " nog geen antwoord",
-        " geen reactie",
-        " geen antwoord",
-        " niks gehoord",
-        " niets gehoord",
-        " niks meer gehoord",
-        " niets meer gehoord",
-        " al gebeld",
-        " al gemaild",
-        " al ge-maild",
-        " al eerder",
-        " al een paar keer",
-        " al weken",
-        " vorige week gemaild",
-        " vorige week gebeld",
-        " weken geleden",
-        " opnieuw gebeld",
-        " weer gebeld",
-        " nogmaals ",
-        " zoveelste keer",
-        " in de wacht",
-        " keer gebeld",
-        " keer gemaild",
-        " keer contact",
-    ];
-    if has_any(phrase, FIXED) {
-        return true;
-    }
-    // "al drie keer", "voor de derde keer"
+const REPEAT: &[&str] = &[
+    " for the second time",
+    " for the third time",
+    " for the fourth time",
+    " for the fifth time",
+    " for the 2nd time",
+    " for the 3rd time",
+    " for the 4th time",
+    " for the 5th time",
+    " for the nth time",
+    " twice ",
+    " three times",
+    " 3 times",
+    " four times",
+    " 4 times",
+    " 5 times",
+    " multiple times",
+    " several times",
+    " many times",
+    " numerous times",
+    " countless times",
+    " still no answer",
+    " still no response",
+    " still no reply",
+    " still no word",
+    " still no update",
+    " still no refund",
+    " still no call",
+    " still haven't heard",
+    " still havent heard",
+    " still have not heard",
+    " still waiting",
+    " no response",
+    " no reply",
+    " no answer",
+    " never heard back",
+    " haven't heard back",
+    " havent heard back",
+    " never got back",
+    " no one got back",
+    " nobody got back",
+    " no one has got back",
+    " already called",
+    " already emailed",
+    " already e-mailed",
+    " already contacted",
+    " already sent",
+    " already dm'd",
+    " already messaged",
+    " already tweeted",
+    " already spoke",
+    " on hold for",
+    " hours on hold",
+    " been on hold",
+    " called again",
+    " again and again",
+    " keep calling",
+    " kept calling",
+    " every time i call",
+    " nog steeds geen",
+    " nog steeds niks",
+    " nog steeds niets",
+    " nog steeds niet",
+    " nog altijd geen",
+    " nog altijd niet",
+    " nog niks gehoord",
+    " nog niets gehoord",
+    " nog geen reactie",
+    " nog geen antwoord",
+    " geen reactie",
+    " geen antwoord",
+    " niks gehoord",
+    " niets gehoord",
+    " niks meer gehoord",
+    " niets meer gehoord",
+    " al gebeld",
+    " al gemaild",
+    " al ge-maild",
+    " al eerder",
+    " al een paar keer",
+    " al weken",
+    " vorige week gemaild",
+    " vorige week gebeld",
+    " weken geleden",
+    " opnieuw gebeld",
+    " weer gebeld",
+    " nogmaals ",
+    " zoveelste keer",
+    " in de wacht",
+    " keer gebeld",
+    " keer gemaild",
+    " keer contact",
+    " voor de tweede keer",
+    " voor de derde keer",
+    " voor de vierde keer",
+    " voor de 2e keer",
+    " voor de 3e keer",
+];
+
+static REPEAT_SET: LazyLock<PhraseSet> = LazyLock::new(|| {
+    let mut cues: Vec<String> = REPEAT.iter().map(|s| s.to_string()).collect();
+    // "al drie keer", "3 keer gebeld"
     for c in COUNTS {
-        if phrase.contains(&format!(" al {c} keer")) || phrase.contains(&format!(" {c} keer ge")) {
-            return true;
-        }
+        cues.push(format!(" al {c} keer "));
+        cues.push(format!(" {c} keer ge"));
     }
-    has_any(
-        phrase,
-        &[
-            " voor de tweede keer",
-            " voor de derde keer",
-            " voor de vierde keer",
-            " voor de 2e keer",
-            " voor de 3e keer",
-        ],
-    )
-}
+    PhraseSet::new(&cues)
+});
+static REQUEST_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(REQUESTS));
+static LEAVE_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(LEAVE));
+static PUBLIC_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(PUBLIC));
+static TIME_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(TIME));
+static COMPLAINT_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(COMPLAINT_CUES));
+static THANKS_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(THANKS));
+static ADDRESS_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(ADDRESS));
 
 const LEAVE: &[&str] = &[
     " switch to ",
@@ -352,15 +431,15 @@ const TIME: &[&str] = &[
 ];
 
 /// Escalation signals, in a fixed order, as short machine names.
-pub fn escalation_signals(tokens: &[Token], phrase: &str) -> Vec<String> {
+pub fn escalation_signals(tokens: &[Token], phrase: &Phrase<'_>) -> Vec<String> {
     let mut out = Vec::new();
-    if repeat_contact(phrase) {
+    if has_any(phrase, &REPEAT_SET) {
         out.push("repeat_contact".to_string());
     }
-    if has_any(phrase, LEAVE) {
+    if has_any(phrase, &LEAVE_SET) {
         out.push("threat_to_leave".to_string());
     }
-    if has_any(phrase, PUBLIC) {
+    if has_any(phrase, &PUBLIC_SET) {
         out.push("going_public".to_string());
     }
     if tokens
@@ -369,7 +448,7 @@ pub fn escalation_signals(tokens: &[Token], phrase: &str) -> Vec<String> {
     {
         out.push("shaming_hashtag".to_string());
     }
-    if has_any(phrase, TIME) {
+    if has_any(phrase, &TIME_SET) {
         out.push("time_pressure".to_string());
     }
     out
@@ -412,8 +491,8 @@ const COMPLAINT_CUES: &[&str] = &[
 ];
 
 /// Dutch complaint phrases (no labelled Dutch complaint data exists here; see MODEL_CARD.md).
-pub fn has_complaint_cue(phrase: &str) -> bool {
-    has_any(phrase, COMPLAINT_CUES)
+pub fn has_complaint_cue(phrase: &Phrase<'_>) -> bool {
+    has_any(phrase, &COMPLAINT_SET)
 }
 
 const THANKS: &[&str] = &[
@@ -448,8 +527,8 @@ const THANKS: &[&str] = &[
 ];
 
 /// Thanks or praise aimed at someone (deserves an answer too).
-pub fn has_thanks(phrase: &str) -> bool {
-    has_any(phrase, THANKS)
+pub fn has_thanks(phrase: &Phrase<'_>) -> bool {
+    has_any(phrase, &THANKS_SET)
 }
 
 const ADDRESS: &[&str] = &[
@@ -457,13 +536,13 @@ const ADDRESS: &[&str] = &[
 ];
 
 /// Is the message plausibly aimed at the brand rather than chatter between others?
-pub fn addressed(tokens: &[Token], phrase: &str) -> bool {
+pub fn addressed(tokens: &[Token], phrase: &Phrase<'_>) -> bool {
     let retweet = tokens.first().is_some_and(|t| t.text == "rt")
         && tokens.get(1).is_some_and(|t| t.kind == TokenKind::Mention);
     if retweet {
         return false;
     }
-    tokens.iter().any(|t| t.kind == TokenKind::Mention) || has_any(phrase, ADDRESS)
+    tokens.iter().any(|t| t.kind == TokenKind::Mention) || has_any(phrase, &ADDRESS_SET)
 }
 
 /// A few keyphrases (hashtags, adjacent content-word pairs, then long content words), in a deterministic order.

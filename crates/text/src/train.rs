@@ -46,6 +46,18 @@ pub fn parse_lupje(src: &str) -> Vec<(String, f32)> {
         .collect()
 }
 
+/// VADER-format lines (`token<TAB>mean -4..4<TAB>sd<TAB>ratings`) to polarity -1..1.
+pub fn parse_vader(src: &str) -> Vec<(String, f32)> {
+    src.lines()
+        .filter_map(|l| {
+            let mut it = l.split('\t');
+            let w = it.next()?.trim().to_lowercase();
+            let s: f32 = it.next()?.trim().parse().ok()?;
+            (!w.is_empty()).then_some((w, s / 4.0))
+        })
+        .collect()
+}
+
 fn xml_attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     let key = format!(" {name}=\"");
     let start = line.find(&key)? + key.len();
@@ -71,10 +83,14 @@ pub fn parse_pattern(xml: &str) -> Vec<(String, f32)> {
         .collect()
 }
 
-/// Merge LUPJE and Pattern (average where both score a word) with Balie's built-in English/emoji list.
-pub fn build_lexicon(lupje: &[(String, f32)], pattern: &[(String, f32)]) -> Lexicon {
+/// Merge LUPJE, Pattern and an English list (average where several score a word) with Balie's built-in list.
+pub fn build_lexicon(
+    lupje: &[(String, f32)],
+    pattern: &[(String, f32)],
+    english: &[(String, f32)],
+) -> Lexicon {
     let mut merged: BTreeMap<String, (f32, f32)> = BTreeMap::new();
-    for (w, s) in lupje.iter().chain(pattern) {
+    for (w, s) in lupje.iter().chain(pattern).chain(english) {
         let e = merged.entry(w.clone()).or_insert((0.0, 0.0));
         e.0 += s;
         e.1 += 1.0;
@@ -140,10 +156,8 @@ pub struct Task {
     pub threshold: f32,
 }
 
-/// k-fold cross-validation on `task.main` (extras are added to every training fold, never tested).
-pub fn cross_validate(task: &Task, lexicon: &Lexicon, folds: usize) -> Report {
-    let labels: Vec<&str> = task.labels.iter().map(String::as_str).collect();
-    let mut report = Report::new(&labels);
+/// Out-of-fold class probabilities for every example of `task.main` (k-fold; extras only ever train).
+pub fn out_of_fold(task: &Task, lexicon: &Lexicon, folds: usize) -> Vec<(usize, Vec<f32>)> {
     let main = featurize(&task.main, lexicon);
     let extra = featurize(&task.extra, lexicon);
     let fold = fold_assignment(
@@ -151,6 +165,7 @@ pub fn cross_validate(task: &Task, lexicon: &Lexicon, folds: usize) -> Report {
         folds,
         task.config.seed,
     );
+    let mut out = vec![(0, Vec::new()); main.len()];
     for k in 0..folds {
         let mut train: Vec<Example> = main
             .iter()
@@ -159,10 +174,83 @@ pub fn cross_validate(task: &Task, lexicon: &Lexicon, folds: usize) -> Report {
             .map(|(e, _)| e.clone())
             .collect();
         train.extend(extra.iter().cloned());
-        let m = model::train(&train, labels.len(), &task.config);
-        for (e, _) in main.iter().zip(&fold).filter(|(_, f)| **f == k) {
-            report.add(e.label, predict(&m, &e.features, task.threshold));
+        let m = model::train(&train, task.labels.len(), &task.config);
+        for (i, e) in main.iter().enumerate().filter(|(i, _)| fold[*i] == k) {
+            out[i] = (e.label, m.probabilities(&e.features));
         }
+    }
+    out
+}
+
+fn argmax_with(p: &[f32], offsets: &[f32]) -> usize {
+    (0..p.len())
+        .max_by(|&a, &b| {
+            let sa = p[a].max(1e-9).ln() + offsets.get(a).copied().unwrap_or(0.0);
+            let sb = p[b].max(1e-9).ln() + offsets.get(b).copied().unwrap_or(0.0);
+            sa.total_cmp(&sb).then(b.cmp(&a))
+        })
+        .unwrap_or(0)
+}
+
+/// Confusion report of probabilities with log-space class offsets added.
+pub fn report_with(labels: &[String], oof: &[(usize, Vec<f32>)], offsets: &[f32]) -> Report {
+    let names: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let mut r = Report::new(&names);
+    for (gold, p) in oof {
+        r.add(*gold, argmax_with(p, offsets));
+    }
+    r
+}
+
+/// Class offsets (class 0 fixed at 0, others in -1..1 by 0.1) that maximise macro-F1 on `oof`.
+pub fn tune_offsets(labels: &[String], oof: &[(usize, Vec<f32>)]) -> Vec<f32> {
+    let k = labels.len();
+    let steps: Vec<f32> = (-10..=10).map(|i| i as f32 / 10.0).collect();
+    let mut best = (
+        report_with(labels, oof, &vec![0.0; k]).macro_f1(),
+        vec![0.0; k],
+    );
+    let mut cur = vec![0.0f32; k];
+    fn rec(
+        i: usize,
+        cur: &mut Vec<f32>,
+        steps: &[f32],
+        labels: &[String],
+        oof: &[(usize, Vec<f32>)],
+        best: &mut (f64, Vec<f32>),
+    ) {
+        if i == cur.len() {
+            let f = report_with(labels, oof, cur).macro_f1();
+            // Prefer the smallest adjustment among ties (stable, less overfit).
+            let size = |v: &[f32]| v.iter().map(|x| x.abs()).sum::<f32>();
+            if f > best.0 + 1e-9 || ((f - best.0).abs() <= 1e-9 && size(cur) < size(&best.1)) {
+                *best = (f, cur.clone());
+            }
+            return;
+        }
+        for &s in steps {
+            cur[i] = s;
+            rec(i + 1, cur, steps, labels, oof, best);
+        }
+    }
+    if k >= 2 {
+        rec(1, &mut cur, &steps, labels, oof, &mut best);
+    }
+    best.1
+}
+
+/// k-fold cross-validation on `task.main` (extras are added to every training fold, never tested).
+pub fn cross_validate(task: &Task, lexicon: &Lexicon, folds: usize) -> Report {
+    let oof = out_of_fold(task, lexicon, folds);
+    let names: Vec<&str> = task.labels.iter().map(String::as_str).collect();
+    let mut report = Report::new(&names);
+    for (gold, p) in &oof {
+        let pred = if p.len() == 2 {
+            usize::from(p[1] >= task.threshold)
+        } else {
+            argmax_with(p, &[])
+        };
+        report.add(*gold, pred);
     }
     report
 }
@@ -199,7 +287,8 @@ mod tests {
         let pattern = parse_pattern(
             "<word form=\"goed\" pos=\"JJ\" polarity=\"0.6\" />\n<word form=\"goed\" polarity=\"0.4\" />\n<word form=\"top\" polarity=\"0.6\" />",
         );
-        let lex = build_lexicon(&lupje, &pattern);
+        let lex = build_lexicon(&lupje, &pattern, &parse_vader("meh\t-0.8\t0.4\t[]\n"));
+        assert_eq!(lex.score("meh"), Some(-0.2));
         assert_eq!(lex.score("storing"), Some(-0.6));
         assert_eq!(lex.score("goed"), Some(0.5));
         assert_eq!(lex.score("top"), Some(0.5));
