@@ -32,6 +32,32 @@ impl Fnv {
     }
 }
 
+/// FNV-1a 64 as a `Hasher` for the lookup tables: fast on short words, and HashDoS is no concern
+/// for fixed, embedded keys.
+#[derive(Default, Clone, Copy)]
+pub struct FnvHasher(u64);
+
+impl std::hash::Hasher for FnvHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A `HashMap` with the FNV hasher.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<FnvHasher>>;
+
 pub fn hash(tag: &[u8], text: &str) -> u32 {
     let mut h = Fnv::new(tag);
     h.write(text.as_bytes());
@@ -44,9 +70,12 @@ const NEGATORS: &[&str] = &[
     "didnt", "cant", "wont", "isnt",
 ];
 
+static NEGATOR_SET: std::sync::LazyLock<FastMap<&'static str, ()>> =
+    std::sync::LazyLock::new(|| NEGATORS.iter().map(|w| (*w, ())).collect());
+
 /// Is this word a negator ("not", "n't" forms, "niet", "geen", "nooit", ...)?
 pub fn is_negator(word: &str) -> bool {
-    word.ends_with("n't") || NEGATORS.contains(&word)
+    word.ends_with("n't") || NEGATOR_SET.contains_key(word)
 }
 
 /// How many following words a negator flips.

@@ -1,8 +1,8 @@
 //! Fast language identification: script detection, stopword votes and a few spelling cues; `und` when unsure.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
+use crate::features::FastMap;
 use crate::tokenize::{Token, TokenKind};
 
 const NL: &[&str] = &[
@@ -103,8 +103,8 @@ const LATIN: [(&str, &[&str]); 7] = [
 ];
 
 /// Stopword -> bit mask of the `LATIN` languages listing it.
-static STOPWORDS: LazyLock<HashMap<&'static str, u8>> = LazyLock::new(|| {
-    let mut m: HashMap<&'static str, u8> = HashMap::new();
+static STOPWORDS: LazyLock<FastMap<&'static str, u8>> = LazyLock::new(|| {
+    let mut m: FastMap<&'static str, u8> = FastMap::default();
     for (i, (_, list)) in LATIN.iter().enumerate() {
         for w in *list {
             *m.entry(w).or_default() |= 1 << i;

@@ -4,7 +4,7 @@
 #[derive(Debug, Clone, Default)]
 pub struct Lexicon {
     entries: Vec<(Box<str>, f32)>,
-    index: std::collections::HashMap<Box<str>, f32>,
+    index: crate::features::FastMap<Box<str>, f32>,
 }
 
 impl Lexicon {

@@ -1,8 +1,8 @@
 //! Hand-written Dutch and English cues: questions, escalation signals (the "Youpie"), complaint words, thanks, topics.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
+use crate::features::FastMap;
 use crate::lang::is_stopword;
 use crate::tokenize::{Token, TokenKind};
 
@@ -30,8 +30,8 @@ struct Cue {
 /// A set of cue phrases matched word by word through hash lookups (no substring scans).
 pub struct PhraseSet {
     cues: Vec<Cue>,
-    by_first_word: HashMap<String, Vec<usize>>,
-    by_first_chars: HashMap<String, Vec<usize>>,
+    by_first_word: FastMap<String, Vec<usize>>,
+    by_first_chars: FastMap<String, Vec<usize>>,
 }
 
 fn first_chars(w: &str) -> &str {
@@ -45,8 +45,8 @@ impl PhraseSet {
     pub fn new<S: AsRef<str>>(cues: &[S]) -> Self {
         let mut set = PhraseSet {
             cues: Vec::new(),
-            by_first_word: HashMap::new(),
-            by_first_chars: HashMap::new(),
+            by_first_word: FastMap::default(),
+            by_first_chars: FastMap::default(),
         };
         for c in cues {
             let c = c.as_ref();
@@ -158,7 +158,7 @@ pub fn is_question(tokens: &[Token], phrase: &Phrase<'_>) -> bool {
         .find(|t| !matches!(t.kind, TokenKind::Mention | TokenKind::Url));
     if let Some(t) = first_word
         && t.kind == TokenKind::Word
-        && QUESTION_STARTERS.contains(&t.text.as_str())
+        && QUESTION_STARTER_SET.contains_key(t.text.as_str())
         && tokens.len() >= 3
     {
         return true;
@@ -279,6 +279,10 @@ static REPEAT_SET: LazyLock<PhraseSet> = LazyLock::new(|| {
     }
     PhraseSet::new(&cues)
 });
+static FILLER_SET: LazyLock<FastMap<&'static str, ()>> =
+    LazyLock::new(|| FILLER.iter().map(|w| (*w, ())).collect());
+static QUESTION_STARTER_SET: LazyLock<FastMap<&'static str, ()>> =
+    LazyLock::new(|| QUESTION_STARTERS.iter().map(|w| (*w, ())).collect());
 static REQUEST_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(REQUESTS));
 static LEAVE_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(LEAVE));
 static PUBLIC_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(PUBLIC));
@@ -554,7 +558,7 @@ pub fn topics(tokens: &[Token], is_sentiment_word: impl Fn(&str) -> bool) -> Vec
             && !is_stopword(&t.text)
             && !crate::features::is_negator(&t.text)
             && !is_sentiment_word(&t.text)
-            && !FILLER.contains(&t.text.as_str())
+            && !FILLER_SET.contains_key(t.text.as_str())
             && t.text.chars().any(|c| c.is_alphabetic())
     };
     let mut out: Vec<String> = Vec::new();
