@@ -75,6 +75,8 @@ impl App {
         store: Arc<dyn Store>,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
+        // One TLS provider for every outbound HTTPS call (rustls with ring); idempotent.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         store
             .ensure_brand(&config.default_brand)
             .await

@@ -1,0 +1,139 @@
+//! End to end in a real headless Chromium: log in, see a message arrive live in the inbox,
+//! reply, see the reply on the timeline; customer HTML stays inert text.
+//!
+//! Needs `BALIE_CHROMEDRIVER` (path to chromedriver) and `BALIE_CHROMIUM` (path to the
+//! browser); `.ci/run` sets both. Without them the test says so and does not run, except
+//! under `CI=true`, where it fails: in CI it must run.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::support::*;
+
+struct Driver {
+    child: tokio::process::Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+async fn start_driver() -> Option<(Driver, String)> {
+    let (driver, chromium) = match (
+        std::env::var("BALIE_CHROMEDRIVER"),
+        std::env::var("BALIE_CHROMIUM"),
+    ) {
+        (Ok(d), Ok(c)) => (d, c),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but BALIE_CHROMEDRIVER/BALIE_CHROMIUM are not set: the browser test must run in CI"
+            );
+            eprintln!(
+                "browser test NOT RUN: set BALIE_CHROMEDRIVER and BALIE_CHROMIUM (see .ci/run) to run it"
+            );
+            return None;
+        }
+    };
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = tokio::process::Command::new(&driver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {driver}: {e}"));
+    let url = format!("http://127.0.0.1:{port}");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let probe = reqwest::Client::new();
+    eventually(20, || async {
+        probe
+            .get(format!("{url}/status"))
+            .send()
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    Some((Driver { child, url }, chromium))
+}
+
+#[tokio::test]
+async fn an_agent_sees_a_message_arrive_live_and_replies() {
+    let Some((driver, chromium)) = start_driver().await else {
+        return;
+    };
+    let receiver = FakeReceiver::start(vec![]).await;
+    let url = receiver.url.clone();
+    let app = spawn_app_with(|c| c.outbound.url = url).await;
+    app.post_message(&message("m-0", "ans", "Eerste vraag van vandaag"))
+        .await;
+    app.conversations().await;
+
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic", "--lang=nl"]
+        }),
+    );
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a webdriver session");
+
+    let result = async {
+        client.goto(&format!("{}/login", app.base)).await?;
+        client.find(Locator::Id("email")).await?.send_keys(EMAIL).await?;
+        client.find(Locator::Id("password")).await?.send_keys(PASSWORD).await?;
+        client.find(Locator::Id("login-submit")).await?.click().await?;
+        client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#inbox-rows tr.conv")).await?;
+        // The live stream is connected before we post.
+        client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#live-state.on")).await?;
+
+        let evil = "Pakket kwijt <script>window.pwned=1</script><img src=x onerror=\"window.pwned=2\">";
+        app.post_message(&message("m-1", "kim", evil)).await;
+        let row = client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::XPath("//tr[contains(@class,'conv')]//td[contains(@class,'customer')][text()='Klant kim']/.."))
+            .await?;
+        let line = row.find(Locator::Css("td.first-line a")).await?.text().await?;
+        assert_eq!(line, evil, "customer HTML is shown as text");
+        let pwned = client.execute("return [window.pwned === undefined, document.querySelectorAll('#inbox-rows script, #inbox-rows img').length]", vec![]).await?;
+        assert_eq!(pwned, json!([true, 0]), "customer HTML must stay inert");
+
+        row.find(Locator::Css("td.first-line a")).await?.click().await?;
+        client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Id("reply-text")).await?;
+        let timeline_text = client.find(Locator::Css("#timeline li.msg.in .text")).await?.text().await?;
+        assert_eq!(timeline_text, evil);
+        let reply = "Hoi Kim, wat vervelend! Ik zoek het direct voor je uit en laat vandaag nog iets weten.";
+        client.find(Locator::Id("reply-text")).await?.send_keys(reply).await?;
+        client.find(Locator::Id("reply-send")).await?.click().await?;
+        let out = client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#timeline li.msg.out")).await?;
+        assert_eq!(out.find(Locator::Css(".text")).await?.text().await?, reply);
+        // The delivery state turns to "sent" live, without a reload.
+        client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#timeline li.msg.out .delivery.sent")).await?;
+        let pwned = client.execute("return window.pwned === undefined", vec![]).await?;
+        assert_eq!(pwned, json!(true));
+        Ok::<_, fantoccini::error::CmdError>(())
+    }
+    .await;
+    let _ = client.close().await;
+    result.expect("browser flow");
+    let got = receiver.got();
+    assert_eq!(got.len(), 1, "the reply reached the webhook once");
+    assert_eq!(got[0].body["recipient"]["id"], "kim");
+}

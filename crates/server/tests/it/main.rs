@@ -1,0 +1,6 @@
+//! Balie server integration tests: one binary, each test on its own app and fresh database.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod browser;
+mod spine;
+mod support;

@@ -1,0 +1,234 @@
+//! Test support: `spawn_app()` gives each test its own server on a fresh SQLite database,
+//! an API token and an agent login; `FakeReceiver` stands in for an outbound webhook.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use balie_core::Role;
+use balie_server::{App, Config, Secret, auth};
+use balie_store::Store;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub const PASSWORD: &str = "correct horse battery";
+pub const EMAIL: &str = "agent@balie.test";
+pub const OUTBOUND_SECRET: &str = "outbound-secret-never-shown";
+
+pub struct TestApp {
+    pub base: String,
+    pub token: String,
+    pub store: Arc<dyn Store>,
+    pub http: reqwest::Client,
+    pub dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn post_message(&self, body: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/v1/messages", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn conversations(&self) -> serde_json::Value {
+        self.http
+            .get(format!("{}/api/v1/conversations?status=open", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Logs the test agent in and returns the session cookie (`balie_session=...`).
+    pub async fn login(&self) -> String {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let resp = client
+            .post(format!("{}/login", self.base))
+            .form(&[("email", EMAIL), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::SEE_OTHER,
+            "login should redirect"
+        );
+        let cookie = resp
+            .headers()
+            .get("set-cookie")
+            .expect("a session cookie")
+            .to_str()
+            .unwrap();
+        cookie.split(';').next().unwrap().to_string()
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+        self.dir
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    spawn_app_in(dir, adjust).await
+}
+
+/// Starts an app on an existing data dir (for restart tests).
+pub async fn spawn_app_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    config.outbound.secret = Secret::new(OUTBOUND_SECRET);
+    adjust(&mut config);
+    let app = App::build(config).await.unwrap();
+    let addr = app.local_addr().unwrap();
+    let store = app.state().store.clone();
+    let token = auth::new_token("balie").unwrap();
+    store
+        .create_api_token("tests", &auth::token_hash(&token))
+        .await
+        .unwrap();
+    match store
+        .create_user(
+            EMAIL,
+            "Agent Smit",
+            Role::Agent,
+            &auth::hash_password(PASSWORD).unwrap(),
+        )
+        .await
+    {
+        Ok(_) | Err(balie_store::StoreError::Conflict(_)) => {}
+        Err(e) => panic!("{e}"),
+    }
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base: format!("http://{addr}"),
+        token,
+        store,
+        http: reqwest::Client::new(),
+        dir,
+        stop: Some(stop),
+        handle: Some(handle),
+    }
+}
+
+/// A message body for the generic channel.
+pub fn message(external_id: &str, author: &str, text: &str) -> serde_json::Value {
+    serde_json::json!({
+        "channel": "web",
+        "external_id": external_id,
+        "author": { "id": author, "name": format!("Klant {author}") },
+        "text": text,
+    })
+}
+
+/// Polls `check` until it returns `Some`, for at most `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {secs} s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What the fake outbound webhook received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub body: serde_json::Value,
+    pub idempotency_key: String,
+    pub signature_ok: bool,
+    pub status: u16,
+}
+
+/// A local outbound webhook that answers from a script of status codes (then 200s).
+#[derive(Clone)]
+pub struct FakeReceiver {
+    pub url: String,
+    pub received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl FakeReceiver {
+    pub async fn start(script: Vec<u16>) -> Self {
+        let received = Arc::new(Mutex::new(Vec::<Received>::new()));
+        let script = Arc::new(Mutex::new(script.into_iter()));
+        let rec = received.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let rec = rec.clone();
+                let script = script.clone();
+                async move {
+                    let sig = headers
+                        .get("x-balie-signature")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    let status = script.lock().unwrap().next().unwrap_or(200);
+                    rec.lock().unwrap().push(Received {
+                        body: serde_json::from_slice(&body).unwrap_or_default(),
+                        idempotency_key: headers
+                            .get("idempotency-key")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string(),
+                        signature_ok: balie_channels::signature::verify_sha256_header(
+                            OUTBOUND_SECRET.as_bytes(),
+                            &body,
+                            sig,
+                        ),
+                        status,
+                    });
+                    StatusCode::from_u16(status).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url, received }
+    }
+
+    pub fn got(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
