@@ -35,9 +35,14 @@ async fn start_driver() -> Option<(Driver, String)> {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "CI=true but BALIE_CHROMEDRIVER/BALIE_CHROMIUM are not set: the browser test must run in CI"
             );
-            eprintln!(
-                "browser test NOT RUN: set BALIE_CHROMEDRIVER and BALIE_CHROMIUM (see .ci/run) to run it"
-            );
+            // Written to fd 2 itself, past the test harness's capture, so it always shows.
+            use std::io::Write;
+            if let Ok(mut err) = std::fs::OpenOptions::new().write(true).open("/dev/stderr") {
+                let _ = writeln!(
+                    err,
+                    "browser test NOT RUN: set BALIE_CHROMEDRIVER and BALIE_CHROMIUM (see .ci/run) to run it"
+                );
+            }
             return None;
         }
     };

@@ -1,7 +1,6 @@
 //! Test support: `spawn_app()` gives each test its own server on a fresh SQLite database,
 //! an API token and an agent login; `FakeReceiver` stands in for an outbound webhook.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
