@@ -133,8 +133,8 @@ pub fn extract(tokens: &[Token], lexicon: &Lexicon, raw: &str, out: &mut Vec<Fea
                 }
                 if is_negator(w) {
                     negate_left = NEGATION_SCOPE;
-                } else if negate_left > 0 {
-                    negate_left -= 1;
+                } else {
+                    negate_left = negate_left.saturating_sub(1);
                 }
                 prev = Some(w);
                 words += 1;

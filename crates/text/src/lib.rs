@@ -200,11 +200,22 @@ impl Analyzer {
             0.0
         };
         let cue = rules::has_complaint_cue(&phrase);
+        let addressed = rules::addressed(&tokens, &phrase);
+        let positive = sentiment == Sentiment::Positive;
         let complaint = if complaint_model {
             complaint_p >= 0.5 || (cue && negative) || (strong_signal && probs[0] >= 0.4)
         } else {
-            cue || (negative && (strong_signal || question))
-                || (probs[0] >= 0.6 && rules::addressed(&tokens, &phrase))
+            // No labelled Dutch complaint data: cue phrases, escalation and negativity about a
+            // service matter (see MODEL_CARD.md).
+            cue || (strong_signal && !positive)
+                || (negative && question)
+                || (probs[0] >= 0.6 && (addressed || rules::has_service_noun(&phrase)))
+        };
+        // A Youpie-style escalation is negative whatever the (political-tweet-trained) model says.
+        let (sentiment, sentiment_score) = if strong_signal && complaint && !positive {
+            (Sentiment::Negative, sentiment_score.min(-0.5))
+        } else {
+            (sentiment, sentiment_score)
         };
         let escalation =
             strong_signal || (!escalation_signals.is_empty() && (complaint || negative));
@@ -220,12 +231,11 @@ impl Analyzer {
         } else {
             Intent::Other
         };
-        let addressed = rules::addressed(&tokens, &phrase);
         let retweet = tokens.first().is_some_and(|t| t.text == "rt");
         let needs_reply = !retweet
             && (complaint
                 || escalation
-                || (question && (addressed || tokens.len() < 40))
+                || (question && (addressed || rules::is_request(&phrase)))
                 || (praise && (addressed || thanks)));
 
         let urgency = urgency(&UrgencyInput {

@@ -160,10 +160,68 @@ pub fn is_question(tokens: &[Token], phrase: &Phrase<'_>) -> bool {
         && t.kind == TokenKind::Word
         && QUESTION_STARTER_SET.contains_key(t.text.as_str())
         && tokens.len() >= 3
+        && !exclamative(&phrase.words)
     {
         return true;
     }
+    is_request(phrase)
+}
+
+/// "Wat een mooi weer", "what a day", "hoe leuk": exclamations, not questions.
+fn exclamative(words: &[&str]) -> bool {
+    matches!(
+        (words.first(), words.get(1)),
+        (
+            Some(&"wat"),
+            Some(&"een" | &"leuk" | &"mooi" | &"fijn" | &"goed")
+        ) | (Some(&"what"), Some(&"a" | &"an" | &"great" | &"lovely"))
+            | (Some(&"hoe"), Some(&"leuk" | &"mooi" | &"fijn" | &"gaaf"))
+            | (Some(&"how"), Some(&"lovely" | &"nice" | &"cool" | &"sweet"))
+    )
+}
+
+/// An explicit request for help or an answer ("can you", "kunnen jullie", "please help").
+pub fn is_request(phrase: &Phrase<'_>) -> bool {
     has_any(phrase, &REQUEST_SET)
+}
+
+const SERVICE_NOUNS: &[&str] = &[
+    " pakket",
+    " bestelling",
+    " levering",
+    " bezorg",
+    " factuur",
+    " rekening",
+    " klantenservice",
+    " monteur",
+    " internet",
+    " wifi",
+    " storing",
+    " app ",
+    " abonnement",
+    " trein",
+    " vlucht",
+    " bagage",
+    " koffer",
+    " retour",
+    " terugbetal",
+    " geld ",
+    " order",
+    " account",
+    " wachtwoord",
+    " inloggen",
+    " verbinding",
+    " bereik",
+    " tv ",
+    " afschrijving",
+    " incasso",
+    " klant",
+];
+static SERVICE_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(SERVICE_NOUNS));
+
+/// Mentions something a company delivers or bills (used for Dutch complaint detection).
+pub fn has_service_noun(phrase: &Phrase<'_>) -> bool {
+    has_any(phrase, &SERVICE_SET)
 }
 
 const COUNTS: &[&str] = &[
@@ -486,6 +544,12 @@ const COMPLAINT_CUES: &[&str] = &[
     " klantonvriendelijk",
     " onacceptabel",
     " dubbel afgeschreven",
+    " dubbele afschrijving",
+    " niet is bezorgd",
+    " niet bezorgd",
+    " niet aangekomen",
+    " nog niet binnen",
+    " nog steeds niet",
     " verkeerde",
     " beschadigd",
     " wachttijd",
