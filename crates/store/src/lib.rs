@@ -10,8 +10,8 @@ mod sqlite;
 use async_trait::async_trait;
 use balie_core::{
     Channel, ChannelId, ChannelKind, Conversation, ConversationId, ConversationStatus, Customer,
-    CustomerId, Event, EventId, EventKind, Inbound, InboundKind, Message, MessageId, Millis, Role,
-    SlaPolicy, User, UserId,
+    CustomerId, Event, EventId, EventKind, Inbound, InboundKind, Message, MessageId, Millis,
+    PlaceKind, Role, SlaPolicy, User, UserId,
 };
 use serde::Serialize;
 
@@ -151,6 +151,23 @@ pub struct OutboxItem {
     pub recipient_external_id: Option<String>,
     /// When the customer last wrote on this conversation (for platform reply windows).
     pub last_customer_message_at: Option<Millis>,
+    /// Where on the platform the answered message was (DM, comment, post), as its connector
+    /// said; decides how a reply goes out (an Instagram DM or a comment reply).
+    pub reply_to_place: Option<PlaceKind>,
+}
+
+/// A channel credential as the store keeps it: sealed by the server (an AEAD nonce and
+/// ciphertext). The store never sees the plaintext.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealedSecret({} bytes)", self.ciphertext.len())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -181,6 +198,17 @@ pub trait Store: Send + Sync + 'static {
     async fn channel(&self, id: ChannelId) -> Result<Option<Channel>>;
     async fn channel_by_name(&self, name: &str) -> Result<Option<Channel>>;
     async fn channels(&self) -> Result<Vec<Channel>>;
+    /// Replaces a channel's non-secret settings (JSON text).
+    async fn update_channel_settings(&self, channel: ChannelId, settings: &str) -> Result<()>;
+    /// Stores (or replaces) one sealed credential of a channel under `name`.
+    async fn set_channel_secret(
+        &self,
+        channel: ChannelId,
+        name: &str,
+        sealed: &SealedSecret,
+    ) -> Result<()>;
+    /// A channel's sealed credentials by name, in name order.
+    async fn channel_secrets(&self, channel: ChannelId) -> Result<Vec<(String, SealedSecret)>>;
 
     // Journal and pipeline.
     /// Appends in one durable transaction; returns per entry whether it was new.
@@ -229,6 +257,29 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_failed(&self, id: i64, error: &str, now: Millis) -> Result<()>;
     /// Replies left in `sending` by a crash go back to `pending` (see ARCHITECTURE.md).
     async fn recover_outbox(&self) -> Result<u64>;
+    /// A claimed reply that may or may not have reached the platform: parked in state
+    /// `unknown`, never claimed again. The message shows as failed with `reason`, so a person
+    /// checks the platform before sending it again.
+    async fn outbox_unknown(&self, id: i64, reason: &str, now: Millis) -> Result<()>;
+    /// Replies left in `sending` by a crash on channels of `kinds` (platforms that cannot
+    /// drop a repeated send) are parked as by [`Store::outbox_unknown`] instead of being
+    /// resent; returns how many. Call before [`Store::recover_outbox`].
+    async fn park_interrupted_outbox(
+        &self,
+        kinds: &[ChannelKind],
+        reason: &str,
+        now: Millis,
+    ) -> Result<u64>;
+    /// A delivery report names one of our replies by its idempotency key (WhatsApp
+    /// `biz_opaque_callback_data`): the platform has it, so it is sent, whatever state the
+    /// outbox row was in. Returns whether the key was ours on that channel.
+    async fn confirm_outbox_by_key(
+        &self,
+        channel: ChannelId,
+        key: &str,
+        platform_id: &str,
+        now: Millis,
+    ) -> Result<bool>;
 
     // Users, sessions and API tokens.
     async fn create_user(

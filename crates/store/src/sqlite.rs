@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use balie_core::{
     BrandId, Channel, ChannelId, ChannelKind, Conversation, ConversationId, ConversationStatus,
     Customer, CustomerId, DeliveryState, Direction, Event, EventId, EventKind, Identity,
-    IdentityId, InboundKind, Message, MessageId, Millis, Priority, Role, SlaPolicy, User, UserId,
+    IdentityId, InboundKind, Message, MessageId, Millis, PlaceKind, Priority, Role, SlaPolicy,
+    User, UserId,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -18,12 +19,15 @@ use sqlx::{Row, Sqlite, Transaction};
 use crate::search::{search_terms, stem_query};
 use crate::{
     Appended, Applied, Backlogs, ConversationView, InboxRow, JournalEntry, LiveEvent,
-    NewJournalEntry, OutboxItem, Prepared, Result, SearchHit, Store, StoreError, TimelineMessage,
-    dedupe_key,
+    NewJournalEntry, OutboxItem, Prepared, Result, SealedSecret, SearchHit, Store, StoreError,
+    TimelineMessage, dedupe_key,
 };
 
 /// Migrations in order. Released ones are never edited: add a new entry instead.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_channel_secrets.sql")),
+];
 
 /// Applies the migrations not yet recorded in `schema_migrations`, each in a transaction.
 async fn migrate(pool: &SqlitePool) -> Result<()> {
@@ -754,6 +758,47 @@ impl SqliteStore {
     }
 }
 
+/// Ends a claimed (`sending`) outbox row in `state` (`failed`, or `unknown` when the platform
+/// may have it): the message shows the reason and the timeline a failed reply. A row in any
+/// other state is left alone.
+async fn park_claimed(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: i64,
+    state: &str,
+    reason: &str,
+    now: Millis,
+) -> Result<()> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "UPDATE outbox SET state = ?, updated_at = ?, last_error = ? WHERE id = ? \
+         AND state = 'sending' RETURNING message_id, \
+         (SELECT conversation_id FROM messages WHERE messages.id = outbox.message_id)",
+    )
+    .bind(state)
+    .bind(now)
+    .bind(reason)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some((msg, conv)) = row {
+        sqlx::query("UPDATE messages SET delivery = 'failed', delivery_error = ? WHERE id = ?")
+            .bind(reason)
+            .bind(msg)
+            .execute(&mut **tx)
+            .await?;
+        insert_event(
+            tx,
+            conv,
+            EventKind::ReplyFailed,
+            Some(msg),
+            None,
+            reason,
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ensure_brand(&self, name: &str) -> Result<BrandId> {
@@ -819,6 +864,62 @@ impl Store for SqliteStore {
                 .fetch_all(&self.reader)
                 .await?;
         rows.iter().map(channel_from_row).collect()
+    }
+
+    async fn update_channel_settings(&self, channel: ChannelId, settings: &str) -> Result<()> {
+        let n = sqlx::query("UPDATE channels SET settings = ? WHERE id = ?")
+            .bind(settings)
+            .bind(channel.0)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound("channel"));
+        }
+        Ok(())
+    }
+
+    async fn set_channel_secret(
+        &self,
+        channel: ChannelId,
+        name: &str,
+        sealed: &SealedSecret,
+    ) -> Result<()> {
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM channels WHERE id = ?")
+            .bind(channel.0)
+            .fetch_optional(&self.writer)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound("channel"));
+        }
+        sqlx::query(
+            "INSERT INTO channel_secrets (channel_id, name, nonce, ciphertext, updated_at) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT(channel_id, name) DO UPDATE SET \
+             nonce = excluded.nonce, ciphertext = excluded.ciphertext, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(channel.0)
+        .bind(name)
+        .bind(&sealed.nonce)
+        .bind(&sealed.ciphertext)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn channel_secrets(&self, channel: ChannelId) -> Result<Vec<(String, SealedSecret)>> {
+        let rows: Vec<(String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+            "SELECT name, nonce, ciphertext FROM channel_secrets WHERE channel_id = ? \
+             ORDER BY name",
+        )
+        .bind(channel.0)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, nonce, ciphertext)| (name, SealedSecret { nonce, ciphertext }))
+            .collect())
     }
 
     async fn append_journal(&self, entries: &[NewJournalEntry]) -> Result<Vec<Appended>> {
@@ -1240,7 +1341,10 @@ impl Store for SqliteStore {
                  (SELECT i.external_id FROM identities i WHERE i.customer_id = c.customer_id \
                     AND i.platform = ch.kind ORDER BY i.id LIMIT 1) AS recipient_external_id, \
                  (SELECT MAX(x.created_at) FROM messages x WHERE x.conversation_id = c.id \
-                    AND x.direction = 'in') AS last_in \
+                    AND x.direction = 'in') AS last_in, \
+                 (SELECT json_extract(j.payload, '$.place.kind') FROM journal j \
+                    WHERE j.channel_id = r.channel_id AND j.dedupe_key = r.external_id) \
+                    AS reply_to_place \
                  FROM outbox o JOIN messages m ON m.id = o.message_id \
                  JOIN conversations c ON c.id = m.conversation_id \
                  JOIN channels ch ON ch.id = o.channel_id \
@@ -1260,6 +1364,11 @@ impl Store for SqliteStore {
                 reply_to_external_id: row.try_get("reply_to_external_id")?,
                 recipient_external_id: row.try_get("recipient_external_id")?,
                 last_customer_message_at: row.try_get("last_in")?,
+                reply_to_place: row
+                    .try_get::<Option<String>, _>("reply_to_place")?
+                    .and_then(|kind| {
+                        serde_json::from_value::<PlaceKind>(serde_json::Value::String(kind)).ok()
+                    }),
             });
         }
         tx.commit().await?;
@@ -1322,33 +1431,7 @@ impl Store for SqliteStore {
 
     async fn outbox_failed(&self, id: i64, error: &str, now: Millis) -> Result<()> {
         let mut tx = self.writer.begin().await?;
-        let row: Option<(i64, i64)> = sqlx::query_as(
-            "UPDATE outbox SET state = 'failed', updated_at = ?, last_error = ? WHERE id = ? \
-             AND state = 'sending' RETURNING message_id, \
-             (SELECT conversation_id FROM messages WHERE messages.id = outbox.message_id)",
-        )
-        .bind(now)
-        .bind(error)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some((msg, conv)) = row {
-            sqlx::query("UPDATE messages SET delivery = 'failed', delivery_error = ? WHERE id = ?")
-                .bind(error)
-                .bind(msg)
-                .execute(&mut *tx)
-                .await?;
-            insert_event(
-                &mut tx,
-                conv,
-                EventKind::ReplyFailed,
-                Some(msg),
-                None,
-                error,
-                now,
-            )
-            .await?;
-        }
+        park_claimed(&mut tx, id, "failed", error, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1359,6 +1442,51 @@ impl Store for SqliteStore {
             .await?
             .rows_affected();
         Ok(n)
+    }
+
+    async fn outbox_unknown(&self, id: i64, reason: &str, now: Millis) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        park_claimed(&mut tx, id, "unknown", reason, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn park_interrupted_outbox(
+        &self,
+        kinds: &[ChannelKind],
+        reason: &str,
+        now: Millis,
+    ) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let mut parked = 0;
+        for kind in kinds {
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "SELECT o.id FROM outbox o JOIN channels ch ON ch.id = o.channel_id \
+                 WHERE o.state = 'sending' AND ch.kind = ? ORDER BY o.id",
+            )
+            .bind(kind.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+            for id in ids {
+                park_claimed(&mut tx, id, "unknown", reason, now).await?;
+                parked += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(parked)
+    }
+
+    async fn confirm_outbox_by_key(
+        &self,
+        channel: ChannelId,
+        key: &str,
+        platform_id: &str,
+        now: Millis,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let found = confirm_by_echo(&mut tx, channel.0, key, platform_id, now).await?;
+        tx.commit().await?;
+        Ok(found.is_some())
     }
 
     async fn create_user(

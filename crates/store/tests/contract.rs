@@ -14,11 +14,13 @@ mod contract {
     use std::time::{SystemTime, UNIX_EPOCH};
 
     use balie_core::{
-        Author, Channel, ChannelKind, ConversationId, ConversationStatus, DeliveryState, Direction,
-        EventId, EventKind, Inbound, InboundKind, Message, Millis, Priority, Role, SlaPolicy,
-        UserId,
+        Author, Channel, ChannelId, ChannelKind, ConversationId, ConversationStatus, DeliveryState,
+        Direction, EventId, EventKind, Inbound, InboundKind, Message, Millis, Place, PlaceKind,
+        Priority, Role, SlaPolicy, UserId,
     };
-    use balie_store::{Appended, Applied, InboxRow, NewJournalEntry, Prepared, Store, StoreError};
+    use balie_store::{
+        Appended, Applied, InboxRow, NewJournalEntry, Prepared, SealedSecret, Store, StoreError,
+    };
 
     /// A fixed arrival time, so deadlines are exact.
     const T0: Millis = 1_700_000_000_000;
@@ -1233,6 +1235,149 @@ mod contract {
         );
     }
 
+    pub async fn a_claimed_reply_says_where_the_answered_message_was(store: &dyn Store) {
+        let w = world(store).await;
+        let mut dm = message("dm-1", "anna", "Hallo");
+        dm.place = Some(Place {
+            kind: PlaceKind::Direct,
+            url: None,
+        });
+        let conv = receive(store, &w.x, dm, T0).await;
+        let user = agent(store).await;
+        store
+            .queue_reply(conv, user, "Hoi!", "key-1")
+            .await
+            .unwrap();
+        let item = store
+            .claim_outbox(now() + 1_000, 10)
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(item.reply_to_place, Some(PlaceKind::Direct));
+        assert_eq!(item.reply_to_external_id.as_deref(), Some("dm-1"));
+    }
+
+    pub async fn channel_secrets_are_kept_sealed_and_replaced_by_name(store: &dyn Store) {
+        let w = world(store).await;
+        let sealed = |n: u8| SealedSecret {
+            nonce: vec![n; 24],
+            ciphertext: vec![n, n, n],
+        };
+        assert!(store.channel_secrets(w.x.id).await.unwrap().is_empty());
+        store
+            .set_channel_secret(w.x.id, "consumer_secret", &sealed(1))
+            .await
+            .unwrap();
+        store
+            .set_channel_secret(w.x.id, "access_token", &sealed(2))
+            .await
+            .unwrap();
+        store
+            .set_channel_secret(w.x.id, "consumer_secret", &sealed(3))
+            .await
+            .unwrap();
+        let secrets = store.channel_secrets(w.x.id).await.unwrap();
+        assert_eq!(
+            secrets,
+            vec![
+                ("access_token".to_owned(), sealed(2)),
+                ("consumer_secret".to_owned(), sealed(3)),
+            ]
+        );
+        assert!(store.channel_secrets(w.api.id).await.unwrap().is_empty());
+        assert!(matches!(
+            store
+                .set_channel_secret(ChannelId(999), "bot_token", &sealed(1))
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
+        store
+            .update_channel_settings(w.x.id, r#"{"x_user_id":"42"}"#)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.channel(w.x.id).await.unwrap().unwrap().settings,
+            r#"{"x_user_id":"42"}"#
+        );
+    }
+
+    /// A platform that cannot drop a repeated send: a reply interrupted mid-send is parked
+    /// for a person, never sent again; the generic channel's reply is resent as before.
+    pub async fn interrupted_platform_replies_are_parked_not_resent(store: &dyn Store) {
+        let w = world(store).await;
+        let on_x = receive(store, &w.x, message("t1", "anna", "Hallo"), T0).await;
+        let on_api = receive(store, &w.api, message("m1", "bram", "Hoi"), T0).await;
+        let user = agent(store).await;
+        store.queue_reply(on_x, user, "Een", "key-x").await.unwrap();
+        store
+            .queue_reply(on_api, user, "Twee", "key-api")
+            .await
+            .unwrap();
+        let now = now() + 1_000;
+        assert_eq!(store.claim_outbox(now, 10).await.unwrap().len(), 2);
+        let parked = store
+            .park_interrupted_outbox(&[ChannelKind::X], "delivery unknown", now)
+            .await
+            .unwrap();
+        assert_eq!(parked, 1);
+        assert_eq!(store.recover_outbox().await.unwrap(), 1);
+        let again: Vec<_> = store
+            .claim_outbox(now + MINUTE, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.text)
+            .collect();
+        assert_eq!(again, ["Twee"]);
+        let msg = messages(store, on_x).await.pop().unwrap();
+        assert_eq!(msg.delivery, DeliveryState::Failed);
+        assert_eq!(msg.delivery_error.as_deref(), Some("delivery unknown"));
+        assert_eq!(store.backlogs().await.unwrap().outbox, 1);
+    }
+
+    pub async fn a_reply_in_doubt_is_parked_and_a_delivery_report_confirms_it(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.x, message("t1", "anna", "Hallo"), T0).await;
+        let user = agent(store).await;
+        store
+            .queue_reply(conv, user, "Hoi!", "key-1")
+            .await
+            .unwrap();
+        let now = now() + 1_000;
+        let item = store.claim_outbox(now, 10).await.unwrap().remove(0);
+        store
+            .outbox_unknown(item.id, "no answer in time", now)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .claim_outbox(now + MINUTE, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            messages(store, conv).await.pop().unwrap().delivery,
+            DeliveryState::Failed
+        );
+        assert!(
+            !store
+                .confirm_outbox_by_key(w.api.id, "key-1", "tw-1", now)
+                .await
+                .unwrap(),
+            "a key is only ours on its own channel"
+        );
+        assert!(
+            store
+                .confirm_outbox_by_key(w.x.id, "key-1", "tw-1", now)
+                .await
+                .unwrap()
+        );
+        let msg = messages(store, conv).await.pop().unwrap();
+        assert_eq!(msg.delivery, DeliveryState::Sent);
+        assert_eq!(msg.external_id.as_deref(), Some("tw-1"));
+    }
+
     pub async fn a_reply_is_not_claimed_before_it_is_due(store: &dyn Store) {
         let w = world(store).await;
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
@@ -1637,6 +1782,10 @@ sqlite_contract!(
     a_queued_reply_is_an_outbound_message_and_an_outbox_row,
     the_same_idempotency_key_twice_is_one_reply,
     a_claimed_reply_carries_what_delivery_needs,
+    a_claimed_reply_says_where_the_answered_message_was,
+    channel_secrets_are_kept_sealed_and_replaced_by_name,
+    interrupted_platform_replies_are_parked_not_resent,
+    a_reply_in_doubt_is_parked_and_a_delivery_report_confirms_it,
     a_reply_is_not_claimed_before_it_is_due,
     a_retried_reply_comes_back_when_due,
     a_sent_reply_is_marked_with_the_platform_id,
