@@ -177,6 +177,27 @@ pub struct SearchHit {
     pub text: String,
 }
 
+/// A customer's conversation with its history, for [`Store::bulk_load`] (imports and
+/// benchmarks): written as is, without the pipeline's analysis, threading or events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkConversation {
+    pub author: balie_core::Author,
+    pub status: ConversationStatus,
+    pub priority: balie_core::Priority,
+    /// Set while the customer waits for an answer.
+    pub waiting_since: Option<Millis>,
+    pub reply_due: Option<Millis>,
+    pub messages: Vec<BulkMessage>,
+}
+
+/// One inbound message of a [`BulkConversation`], oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkMessage {
+    pub external_id: String,
+    pub text: String,
+    pub created_at: Millis,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct Backlogs {
     pub journal: i64,
@@ -218,6 +239,15 @@ pub trait Store: Send + Sync + 'static {
     /// journal entry processed. Idempotent: an entry already applied changes nothing.
     async fn apply_journal(&self, batch: &[Prepared], sla: &SlaPolicy) -> Result<Vec<Applied>>;
     async fn backlogs(&self) -> Result<Backlogs>;
+    /// Writes whole conversations (customer, identity, conversation, messages, search terms)
+    /// on `channel` in large transactions: the fast path for imports and benchmarks. Each
+    /// author must be new on the channel's platform and each external id new on the channel.
+    /// Returns how many messages were written.
+    async fn bulk_load(
+        &self,
+        channel: ChannelId,
+        conversations: &[BulkConversation],
+    ) -> Result<u64>;
 
     // Inbox and conversations.
     /// Conversations with `status`, most urgent first: waiting ones by priority and deadline.

@@ -18,15 +18,16 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use crate::search::{search_terms, stem_query};
 use crate::{
-    Appended, Applied, Backlogs, ConversationView, InboxRow, JournalEntry, LiveEvent,
-    NewJournalEntry, OutboxItem, Prepared, Result, SealedSecret, SearchHit, Store, StoreError,
-    TimelineMessage, dedupe_key,
+    Appended, Applied, Backlogs, BulkConversation, ConversationView, InboxRow, JournalEntry,
+    LiveEvent, NewJournalEntry, OutboxItem, Prepared, Result, SealedSecret, SearchHit, Store,
+    StoreError, TimelineMessage, dedupe_key,
 };
 
 /// Migrations in order. Released ones are never edited: add a new entry instead.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_channel_secrets.sql")),
+    (3, include_str!("../migrations/0003_inbox_order_index.sql")),
 ];
 
 /// Applies the migrations not yet recorded in `schema_migrations`, each in a transaction.
@@ -151,6 +152,15 @@ macro_rules! msg_from {
           LEFT JOIN identities i ON i.id = m.author_identity \
           LEFT JOIN users u ON u.id = m.author_user "
     };
+}
+
+/// A unique-constraint violation is a [`StoreError::Conflict`] on `what`; anything else stays
+/// a database error.
+fn conflict_or(e: sqlx::Error, what: &'static str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(what),
+        _ => StoreError::Database(e),
+    }
 }
 
 fn corrupt(what: &str, value: &str) -> StoreError {
@@ -997,6 +1007,104 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(out)
+    }
+
+    async fn bulk_load(
+        &self,
+        channel: ChannelId,
+        conversations: &[BulkConversation],
+    ) -> Result<u64> {
+        /// Messages per transaction: large enough that commits cost little, small enough
+        /// that readers are not held off for long.
+        const MESSAGES_PER_TX: usize = 20_000;
+        let now = now_ms();
+        let (brand, kind): (i64, String) =
+            sqlx::query_as("SELECT brand_id, kind FROM channels WHERE id = ?")
+                .bind(channel.0)
+                .fetch_optional(&self.writer)
+                .await?
+                .ok_or(StoreError::NotFound("channel"))?;
+        let mut written = 0u64;
+        let mut in_tx = 0usize;
+        let mut tx = self.writer.begin().await?;
+        for c in conversations {
+            let Some(last) = c.messages.last() else {
+                continue;
+            };
+            let display = display_name(
+                &c.author.platform_id,
+                c.author.handle.as_ref(),
+                c.author.name.as_ref(),
+            );
+            let customer: i64 = sqlx::query_scalar(
+                "INSERT INTO customers (display_name, created_at) VALUES (?, ?) RETURNING id",
+            )
+            .bind(&display)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO identities (customer_id, platform, external_id, handle, name) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(customer)
+            .bind(&kind)
+            .bind(&c.author.platform_id)
+            .bind(&c.author.handle)
+            .bind(&c.author.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_or(e, "identity"))?;
+            let created = c.messages.first().map_or(last.created_at, |m| m.created_at);
+            let conv: i64 = sqlx::query_scalar(
+                "INSERT INTO conversations (brand_id, channel_id, customer_id, status, priority, \
+                 waiting_since, reply_due, first_line, last_message_at, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(brand)
+            .bind(channel.0)
+            .bind(customer)
+            .bind(c.status.as_str())
+            .bind(c.priority.rank())
+            .bind(c.waiting_since)
+            .bind(c.reply_due)
+            .bind(first_line(&last.text))
+            .bind(last.created_at)
+            .bind(created)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            for m in &c.messages {
+                let msg: i64 = sqlx::query_scalar(
+                    "INSERT INTO messages (conversation_id, channel_id, direction, external_id, \
+                     text, created_at, received_at, delivery) \
+                     VALUES (?, ?, 'in', ?, ?, ?, ?, 'received') RETURNING id",
+                )
+                .bind(conv)
+                .bind(channel.0)
+                .bind(&m.external_id)
+                .bind(&m.text)
+                .bind(m.created_at)
+                .bind(m.created_at)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| conflict_or(e, "message"))?;
+                sqlx::query("INSERT INTO message_search (rowid, terms) VALUES (?, ?)")
+                    .bind(msg)
+                    .bind(search_terms(&m.text))
+                    .execute(&mut *tx)
+                    .await?;
+                written += 1;
+                in_tx += 1;
+            }
+            if in_tx >= MESSAGES_PER_TX {
+                tx.commit().await?;
+                tx = self.writer.begin().await?;
+                in_tx = 0;
+            }
+        }
+        tx.commit().await?;
+        Ok(written)
     }
 
     async fn backlogs(&self) -> Result<Backlogs> {

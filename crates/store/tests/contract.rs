@@ -19,7 +19,8 @@ mod contract {
         Priority, Role, SlaPolicy, UserId,
     };
     use balie_store::{
-        Appended, Applied, InboxRow, NewJournalEntry, Prepared, SealedSecret, Store, StoreError,
+        Appended, Applied, BulkConversation, BulkMessage, InboxRow, NewJournalEntry, Prepared,
+        SealedSecret, Store, StoreError,
     };
 
     /// A fixed arrival time, so deadlines are exact.
@@ -1720,6 +1721,113 @@ mod contract {
             2
         );
     }
+
+    fn bulk(
+        author_id: &str,
+        status: ConversationStatus,
+        texts: &[(&str, &str)],
+    ) -> BulkConversation {
+        BulkConversation {
+            author: author(author_id),
+            status,
+            priority: Priority::Normal,
+            waiting_since: Some(T0),
+            reply_due: Some(T0 + 30 * MINUTE),
+            messages: texts
+                .iter()
+                .enumerate()
+                .map(|(i, (id, text))| BulkMessage {
+                    external_id: (*id).to_owned(),
+                    text: (*text).to_owned(),
+                    created_at: T0 + i64::try_from(i).unwrap() * MINUTE,
+                })
+                .collect(),
+        }
+    }
+
+    pub async fn bulk_loaded_conversations_are_listed_viewed_and_searchable(store: &dyn Store) {
+        let w = world(store).await;
+        let written = store
+            .bulk_load(
+                w.api.id,
+                &[
+                    bulk(
+                        "k-1",
+                        ConversationStatus::Open,
+                        &[
+                            ("b-1", "Mijn pakket is niet bezorgd"),
+                            ("b-2", "Nog steeds niets!"),
+                        ],
+                    ),
+                    bulk(
+                        "k-2",
+                        ConversationStatus::Closed,
+                        &[("b-3", "Thanks, all sorted")],
+                    ),
+                    bulk("k-3", ConversationStatus::Open, &[]),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(written, 3, "a conversation without messages is skipped");
+        let open = store.inbox(ConversationStatus::Open, 10).await.unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].first_line, "Nog steeds niets!");
+        assert_eq!(open[0].customer_name, "Customer k-1");
+        assert_eq!(open[0].conversation.reply_due, Some(T0 + 30 * MINUTE));
+        assert_eq!(open[0].last_message_at, T0 + MINUTE);
+        let view = store
+            .conversation(open[0].conversation.id)
+            .await
+            .unwrap()
+            .expect("the conversation");
+        let texts: Vec<&str> = view
+            .timeline
+            .iter()
+            .map(|m| m.message.text.as_str())
+            .collect();
+        assert_eq!(texts, ["Mijn pakket is niet bezorgd", "Nog steeds niets!"]);
+        assert_eq!(
+            store
+                .inbox(ConversationStatus::Closed, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        let hits = store.search("pakketten", 10).await.unwrap();
+        assert_eq!(
+            hits.len(),
+            1,
+            "stemmed search finds bulk-loaded text: {hits:?}"
+        );
+        assert_eq!(hits[0].conversation_id, open[0].conversation.id);
+        // A bulk-loaded message is known to the journal's pipeline: a webhook retry of it
+        // is the same message, not a new one.
+        store
+            .append_journal(&[entry(
+                &w.api,
+                message("b-1", "k-1", "Mijn pakket is niet bezorgd"),
+                now(),
+            )])
+            .await
+            .unwrap();
+        process(store, NORMAL, &SlaPolicy::default()).await;
+        let msgs = messages(store, open[0].conversation.id).await;
+        assert_eq!(
+            msgs.len(),
+            2,
+            "the retried message joined nothing new: {msgs:?}"
+        );
+        // Loading an external id the channel already holds is refused.
+        let again = store
+            .bulk_load(
+                w.api.id,
+                &[bulk("k-9", ConversationStatus::Open, &[("b-1", "dubbel")])],
+            )
+            .await;
+        assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    }
 }
 
 /// A fresh SQLite store in its own directory (kept alive as long as the store).
@@ -1796,6 +1904,7 @@ sqlite_contract!(
     a_user_email_is_unique,
     a_session_is_valid_until_it_expires_or_is_deleted,
     only_stored_api_tokens_are_valid,
+    bulk_loaded_conversations_are_listed_viewed_and_searchable,
 );
 
 /// Closing and reopening the same file keeps everything; migrations run again harmlessly.
