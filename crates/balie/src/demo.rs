@@ -57,87 +57,65 @@ impl Rng {
     }
 }
 
+/// A simulated customer: invented names, no real accounts.
 struct Persona {
-    id: &'static str,
-    name: &'static str,
-    handle: &'static str,
+    id: String,
+    name: String,
+    handle: String,
     dutch: bool,
 }
 
-const PEOPLE: &[Persona] = &[
-    Persona {
-        id: "c-1001",
-        name: "Sanne Verhoef",
-        handle: "sanneverhoef_demo",
-        dutch: true,
-    },
-    Persona {
-        id: "c-1002",
-        name: "Joost van Dam",
-        handle: "joostvd_demo",
-        dutch: true,
-    },
-    Persona {
-        id: "c-1003",
-        name: "Fatima El Amrani",
-        handle: "fatima_ea_demo",
-        dutch: true,
-    },
-    Persona {
-        id: "c-1004",
-        name: "Pieter Bos",
-        handle: "pbos_demo",
-        dutch: true,
-    },
-    Persona {
-        id: "c-1005",
-        name: "Linda Kramer",
-        handle: "lkramer_demo",
-        dutch: true,
-    },
-    Persona {
-        id: "c-1006",
-        name: "Emma Clarke",
-        handle: "emmaclarke_demo",
-        dutch: false,
-    },
-    Persona {
-        id: "c-1007",
-        name: "Daniel Murphy",
-        handle: "dmurphy_demo",
-        dutch: false,
-    },
-    Persona {
-        id: "c-1008",
-        name: "Priya Shah",
-        handle: "priyashah_demo",
-        dutch: false,
-    },
-    Persona {
-        id: "c-1009",
-        name: "Kees de Wit",
-        handle: "keesdewit_demo",
-        dutch: true,
-    },
-    Persona {
-        id: "c-1010",
-        name: "Noor Hendriks",
-        handle: "noorh_demo",
-        dutch: true,
-    },
-    Persona {
-        id: "c-1011",
-        name: "Tom Becker",
-        handle: "tbecker_demo",
-        dutch: false,
-    },
-    Persona {
-        id: "c-1012",
-        name: "Mila Jansen",
-        handle: "milaj_demo",
-        dutch: true,
-    },
+const NL_FIRST: &[&str] = &[
+    "Sanne", "Joost", "Fatima", "Pieter", "Linda", "Kees", "Noor", "Mila", "Daan", "Eva", "Bram",
+    "Yara", "Ruben", "Lotte", "Sem", "Anouk", "Mehmet", "Ilse",
 ];
+const NL_LAST: &[&str] = &[
+    "Verhoef",
+    "van Dam",
+    "El Amrani",
+    "Bos",
+    "Kramer",
+    "de Wit",
+    "Hendriks",
+    "Jansen",
+    "Visser",
+    "Smit",
+    "Mulder",
+    "de Groot",
+    "Yilmaz",
+    "Dekker",
+];
+const EN_FIRST: &[&str] = &[
+    "Emma", "Daniel", "Priya", "Tom", "Olivia", "James", "Grace", "Liam", "Chloe", "Ethan",
+];
+const EN_LAST: &[&str] = &[
+    "Clarke", "Murphy", "Shah", "Becker", "Walsh", "Turner", "Reid", "Foster",
+];
+
+/// Customer number `n` of the simulation; two in three write Dutch.
+fn persona(n: usize) -> Persona {
+    let dutch = n % 3 != 2;
+    let (first, last) = if dutch {
+        (NL_FIRST, NL_LAST)
+    } else {
+        (EN_FIRST, EN_LAST)
+    };
+    let f = first[n % first.len()];
+    let l = last[(n / first.len() + n) % last.len()];
+    Persona {
+        id: format!("sim-{n}"),
+        name: format!("{f} {l}"),
+        handle: format!(
+            "{}{}_{n}",
+            f.to_lowercase(),
+            l.replace(' ', "").to_lowercase()
+        ),
+        dutch,
+    }
+}
+
+/// How many different simulated customers there are.
+const CUSTOMERS: usize = 400;
 
 const NL_OPENERS: &[&str] = &[
     "Mijn pakket {code} zou {day} bezorgd worden, maar er is nog steeds niets. Wat is er aan de hand?",
@@ -227,7 +205,7 @@ async fn simulate(base: String, token: String, rate: f64, limit: u64, seed: u64)
             sent[rng.below(sent.len())].2.clone()
         } else if !sent.is_empty() && rng.chance(0.3) {
             let (who, last_id, _) = sent[rng.below(sent.len())].clone();
-            let p = &PEOPLE[who];
+            let p = persona(who);
             let text = fill(
                 *rng.pick(if p.dutch { NL_FOLLOWUPS } else { EN_FOLLOWUPS }),
                 &mut rng,
@@ -237,8 +215,8 @@ async fn simulate(base: String, token: String, rate: f64, limit: u64, seed: u64)
             sent.push((who, id, body.clone()));
             body
         } else {
-            let who = rng.below(PEOPLE.len());
-            let p = &PEOPLE[who];
+            let who = rng.below(CUSTOMERS);
+            let p = persona(who);
             let text = fill(
                 *rng.pick(if p.dutch { NL_OPENERS } else { EN_OPENERS }),
                 &mut rng,

@@ -112,7 +112,10 @@
     li.appendChild(el("div", "text", m.text));
     if (m.delivery_error) li.appendChild(el("div", "delivery-error", m.delivery_error));
     var old = document.getElementById(li.id);
-    if (old) old.replaceWith(li); else document.getElementById("timeline").appendChild(li);
+    var timeline = document.getElementById("timeline");
+    var atEnd = timeline.scrollHeight - timeline.scrollTop - timeline.clientHeight < 40;
+    if (old) old.replaceWith(li); else timeline.appendChild(li);
+    if (atEnd) timeline.scrollTop = timeline.scrollHeight;
   }
 
   var es = new EventSource("/events?after=" + encodeURIComponent(body.dataset.lastEvent || "0"));
@@ -125,4 +128,8 @@
     else if (page === "conversation") onConversation(e);
   };
   if (page === "inbox") { refreshTimes(); setInterval(refreshTimes, 30000); }
+  if (page === "conversation") {
+    var tl = document.getElementById("timeline");
+    if (tl) tl.scrollTop = tl.scrollHeight;
+  }
 })();
