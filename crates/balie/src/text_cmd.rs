@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use balie_text::eval::Report;
 use balie_text::lexicon::Lexicon;
 use balie_text::model::TrainConfig;
-use balie_text::train::{self, Labelled, Task};
+use balie_text::train::{self, FeatureKind, Labelled, Task};
 use balie_text::{Analyzer, Models, Sentiment};
 
 /// Analyse JSON lines from stdin, or evaluate on a labelled file.
@@ -224,6 +224,17 @@ fn xed_rows(path: &Path, weight: f32) -> anyhow::Result<Vec<Labelled>> {
         .collect())
 }
 
+/// Every text line of the XED Dutch file (for language ID; the labels are not used).
+fn xed_texts(path: &Path) -> anyhow::Result<Vec<String>> {
+    let src =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(parse_csv(&src)
+        .into_iter()
+        .skip(1)
+        .filter_map(|r| r.into_iter().next())
+        .collect())
+}
+
 fn sentiment_labels() -> Vec<String> {
     Sentiment::ALL
         .iter()
@@ -266,6 +277,7 @@ pub fn load_tasks(
         xed_rows(&res.join("xed-nl-emotion/nl_emotions_sentiment.csv"), 0.15)?,
         &nl_main,
     );
+    let xed_all: Vec<String> = xed_texts(&res.join("xed-nl-emotion/nl_emotions_sentiment.csv"))?;
     let nl_extra = if permissive_only { xed } else { Vec::new() };
     let en_main = train::dedup_by_text(
         sentiment_rows(&d.join("en-airline-sentiment.train.jsonl"), 1.0)?,
@@ -277,6 +289,14 @@ pub fn load_tasks(
     );
     let complaints =
         train::dedup_by_text(complaint_rows(&d.join("en-complaints.train.jsonl"))?, &[]);
+    let tweeteval_texts: Vec<String> = en_extra.iter().map(|l| l.text.clone()).collect();
+    let ibm = read(res.join("ibm-twitter-customer-care/turns.csv"))?;
+    let ibm_texts: Vec<String> = parse_csv(&ibm)
+        .into_iter()
+        .skip(1)
+        .filter(|r| r.get(4).is_some_and(|role| role == "customer"))
+        .filter_map(|r| r.get(5).cloned())
+        .collect();
 
     let sentiment_cfg = TrainConfig {
         bits: 17,
@@ -299,6 +319,7 @@ pub fn load_tasks(
                 ..sentiment_cfg.clone()
             },
             threshold: 0.5,
+            features: FeatureKind::Message,
         },
         Task {
             name: "sentiment-en".into(),
@@ -307,6 +328,7 @@ pub fn load_tasks(
             extra: en_extra,
             config: sentiment_cfg.clone(),
             threshold: 0.5,
+            features: FeatureKind::Message,
         },
         Task {
             name: "complaint-en".into(),
@@ -318,8 +340,39 @@ pub fn load_tasks(
                 ..sentiment_cfg.clone()
             },
             threshold: 0.5,
+            features: FeatureKind::Message,
         },
     ];
+    // Language ID (nl vs en) from permissively licensed text only: XED Dutch subtitle lines
+    // (CC BY 4.0), TweetEval (no restrictions) and IBM customer-care customer turns (Apache 2.0).
+    let mut lang_rows: Vec<Labelled> = xed_all
+        .iter()
+        .map(|l| Labelled {
+            text: l.clone(),
+            label: 0,
+            weight: 1.0,
+        })
+        .collect();
+    lang_rows.extend(tweeteval_texts.iter().chain(&ibm_texts).map(|t| Labelled {
+        text: t.clone(),
+        label: 1,
+        weight: 1.0,
+    }));
+    tasks.push(Task {
+        name: "lang-nl-en".into(),
+        labels: vec!["nl".into(), "en".into()],
+        main: train::dedup_by_text(lang_rows, &[]),
+        extra: Vec::new(),
+        config: TrainConfig {
+            bits: 14,
+            epochs: 8,
+            nb: 0.0,
+            balance: 1.0,
+            ..sentiment_cfg.clone()
+        },
+        threshold: 0.5,
+        features: FeatureKind::Language,
+    });
     if permissive_only {
         // Keep only permissively licensed signal: TweetEval for English sentiment, XED for Dutch.
         for t in &mut tasks {
@@ -330,6 +383,7 @@ pub fn load_tasks(
                         l.weight = 1.0;
                     }
                 }
+                "lang-nl-en" => {}
                 _ => t.main.clear(),
             }
         }
@@ -344,6 +398,10 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let (lexicon, tasks) = load_tasks(d, args.permissive_only, args.english_lexicon.as_deref())?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut fresh = Models {
+        lexicon: lexicon.clone(),
+        ..Models::embedded()
+    };
     for task in &tasks {
         println!(
             "\n== {}: {} examples (+{} auxiliary), deduplicated by text",
@@ -374,6 +432,13 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         }
         let mut model = train::fit(task, &lexicon);
         model.shift_bias(&offsets);
+        match task.name.as_str() {
+            "sentiment-nl" => fresh.sentiment_nl = model.clone(),
+            "sentiment-en" => fresh.sentiment_en = model.clone(),
+            "complaint-en" => fresh.complaint_en = model.clone(),
+            "lang-nl-en" => fresh.lang_nl_en = model.clone(),
+            _ => {}
+        }
         let path = args.out.join(format!("{}.blm", task.name));
         let bytes = model.to_bytes();
         std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
@@ -385,23 +450,18 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     println!("wrote {}", lex_path.display());
 
     // Language ID sanity check on the labelled sets (every row has a known language).
-    println!(
-        "\n== language ID on the training sets (rebuild to use new models; lang ID has no weights)"
-    );
+    println!("\n== language ID with the new models on labelled sets it was not trained on");
+    let analyzer = Analyzer::new(fresh);
     for (file, expect) in [
         ("nl-political-tweets-sentiment.train.jsonl", "nl"),
         ("en-airline-sentiment.train.jsonl", "en"),
         ("en-complaints.train.jsonl", "en"),
-        ("en-tweeteval-sentiment.val.jsonl", "en"),
     ] {
         let rows = read_jsonl(&d.join(file))?;
         let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
         for r in &rows {
             if let Some(t) = r.get("text").and_then(|t| t.as_str()) {
-                let tokens = balie_text::tokenize::tokenize(t);
-                *counts
-                    .entry(balie_text::lang::detect(t, &tokens).to_string())
-                    .or_default() += 1;
+                *counts.entry(analyzer.language(t).to_string()).or_default() += 1;
             }
         }
         let right = counts.get(expect).copied().unwrap_or(0);

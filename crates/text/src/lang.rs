@@ -2,7 +2,8 @@
 
 use std::sync::LazyLock;
 
-use crate::features::FastMap;
+use crate::features::{FastMap, Feature, Fnv};
+use crate::model::LinearModel;
 use crate::tokenize::{Token, TokenKind};
 
 const NL: &[&str] = &[
@@ -156,8 +157,46 @@ fn script_language(text: &str) -> Option<&'static str> {
     Some(["ru", "el", "ar", "he", "ko", "ja", "zh", "th", "hi", "und"][best])
 }
 
-/// Language of a tokenized message as an ISO 639-1 code, or `und`.
+/// Character 1..4-grams of each word (with boundary spaces) for the nl/en character model.
+pub fn char_features(tokens: &[Token], out: &mut Vec<Feature>) {
+    out.clear();
+    let mut buf = [0u8; 48];
+    for tok in tokens {
+        if !matches!(tok.kind, TokenKind::Word | TokenKind::Hashtag) {
+            continue;
+        }
+        let b = tok.text.as_bytes();
+        if b.len() + 2 > buf.len() {
+            continue;
+        }
+        buf[0] = b' ';
+        buf[1..=b.len()].copy_from_slice(b);
+        buf[b.len() + 1] = b' ';
+        let s = &buf[..b.len() + 2];
+        for n in 1..=4usize {
+            for start in 0..=s.len().saturating_sub(n) {
+                if start + n > s.len() {
+                    break;
+                }
+                let mut h = Fnv::new(b"l");
+                h.write(&s[start..start + n]);
+                out.push((h.finish(), 1.0));
+            }
+        }
+    }
+    let norm = 1.0 / (out.len().max(1) as f32).sqrt();
+    for f in out.iter_mut() {
+        f.1 = norm;
+    }
+}
+
+/// Language of a tokenized message as an ISO 639-1 code, or `und` (stopwords and cues only).
 pub fn detect(text: &str, tokens: &[Token]) -> &'static str {
+    detect_with(text, tokens, None)
+}
+
+/// Language with an optional nl/en character model to decide texts without clear stopword evidence.
+pub fn detect_with(text: &str, tokens: &[Token], nl_en: Option<&LinearModel>) -> &'static str {
     if let Some(lang) = script_language(text) {
         return lang;
     }
@@ -204,9 +243,29 @@ pub fn detect(text: &str, tokens: &[Token]) -> &'static str {
     let second = scores[order[1]];
     let needed_margin = if words <= 3 { 0.9 } else { 0.5 };
     if best >= 1.0 && best - second >= needed_margin && best >= 1.2 * second {
-        LATIN[order[0]].0
-    } else {
-        "und"
+        return LATIN[order[0]].0;
+    }
+    // No clear stopword winner: let the character model choose between Dutch and English when
+    // those are the leading candidates (or nothing scored) and there is enough text.
+    let Some(model) = nl_en.filter(|m| m.is_trained()) else {
+        return "und";
+    };
+    let top_is_nl_en = best == 0.0 || order[0] <= 1;
+    let letters: usize = tokens
+        .iter()
+        .filter(|t| t.kind == TokenKind::Word)
+        .map(|t| t.text.chars().filter(|c| c.is_alphabetic()).count())
+        .sum();
+    if !top_is_nl_en || letters < 12 {
+        return "und";
+    }
+    let mut feats = Vec::new();
+    char_features(tokens, &mut feats);
+    let p = model.probabilities(&feats);
+    match p.as_slice() {
+        [nl, _] if *nl >= 0.9 => "nl",
+        [_, en] if *en >= 0.9 => "en",
+        _ => "und",
     }
 }
 

@@ -82,20 +82,24 @@ pub struct Models {
     pub sentiment_nl: LinearModel,
     pub sentiment_en: LinearModel,
     pub complaint_en: LinearModel,
+    /// Dutch-vs-English character n-gram model for language ID without stopword evidence.
+    pub lang_nl_en: LinearModel,
 }
 
 /// File names of the embedded models under `crates/text/models/` (written by `balie train`).
-pub const MODEL_FILES: [&str; 4] = [
+pub const MODEL_FILES: [&str; 5] = [
     "lexicon.tsv",
     "sentiment-nl.blm",
     "sentiment-en.blm",
     "complaint-en.blm",
+    "lang-nl-en.blm",
 ];
 
 static EMBEDDED_LEXICON: &str = include_str!("../models/lexicon.tsv");
 static EMBEDDED_SENTIMENT_NL: &[u8] = include_bytes!("../models/sentiment-nl.blm");
 static EMBEDDED_SENTIMENT_EN: &[u8] = include_bytes!("../models/sentiment-en.blm");
 static EMBEDDED_COMPLAINT_EN: &[u8] = include_bytes!("../models/complaint-en.blm");
+static EMBEDDED_LANG_NL_EN: &[u8] = include_bytes!("../models/lang-nl-en.blm");
 
 impl Models {
     /// The models compiled into this binary; a missing or broken file falls back to an untrained model.
@@ -112,6 +116,7 @@ impl Models {
             sentiment_nl: load(EMBEDDED_SENTIMENT_NL, 3),
             sentiment_en: load(EMBEDDED_SENTIMENT_EN, 3),
             complaint_en: load(EMBEDDED_COMPLAINT_EN, 2),
+            lang_nl_en: load(EMBEDDED_LANG_NL_EN, 2),
         }
     }
 }
@@ -171,11 +176,17 @@ impl Analyzer {
         feats
     }
 
+    /// Language of a message (ISO 639-1 or `und`), as `analyze` reports it.
+    pub fn language(&self, text: &str) -> &'static str {
+        let tokens = tokenize::tokenize(text);
+        lang::detect_with(text, &tokens, Some(&self.models.lang_nl_en))
+    }
+
     /// Analyse one message. Deterministic; never fails.
     pub fn analyze(&self, text: &str) -> Analysis {
         let m = &self.models;
         let tokens = tokenize::tokenize(text);
-        let lang = lang::detect(text, &tokens);
+        let lang = lang::detect_with(text, &tokens, Some(&m.lang_nl_en));
         let mut feats = Vec::with_capacity(text.len() * 3);
         features::extract(&tokens, &m.lexicon, text, &mut feats);
         let phrase = rules::phrase_text(&tokens);

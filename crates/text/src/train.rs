@@ -106,13 +106,26 @@ pub fn build_lexicon(
     Lexicon::parse(&tsv)
 }
 
+/// Which feature extractor a task's model uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureKind {
+    /// Words, bigrams, char n-grams and lexicon cues (sentiment, complaint).
+    Message,
+    /// Character n-grams only (language identification).
+    Language,
+}
+
 /// Features for each labelled text.
-pub fn featurize(items: &[Labelled], lexicon: &Lexicon) -> Vec<Example> {
+pub fn featurize(items: &[Labelled], lexicon: &Lexicon, kind: FeatureKind) -> Vec<Example> {
     items
         .iter()
         .map(|l| {
             let mut f = Vec::new();
-            features::extract(&tokenize(&l.text), lexicon, &l.text, &mut f);
+            let tokens = tokenize(&l.text);
+            match kind {
+                FeatureKind::Message => features::extract(&tokens, lexicon, &l.text, &mut f),
+                FeatureKind::Language => crate::lang::char_features(&tokens, &mut f),
+            }
             Example {
                 features: f,
                 label: l.label,
@@ -154,12 +167,13 @@ pub struct Task {
     pub extra: Vec<Labelled>,
     pub config: TrainConfig,
     pub threshold: f32,
+    pub features: FeatureKind,
 }
 
 /// Out-of-fold class probabilities for every example of `task.main` (k-fold; extras only ever train).
 pub fn out_of_fold(task: &Task, lexicon: &Lexicon, folds: usize) -> Vec<(usize, Vec<f32>)> {
-    let main = featurize(&task.main, lexicon);
-    let extra = featurize(&task.extra, lexicon);
+    let main = featurize(&task.main, lexicon, task.features);
+    let extra = featurize(&task.extra, lexicon, task.features);
     let fold = fold_assignment(
         &task.main.iter().map(|l| l.label).collect::<Vec<_>>(),
         folds,
@@ -257,8 +271,8 @@ pub fn cross_validate(task: &Task, lexicon: &Lexicon, folds: usize) -> Report {
 
 /// Train on everything (main and extra).
 pub fn fit(task: &Task, lexicon: &Lexicon) -> LinearModel {
-    let mut all = featurize(&task.main, lexicon);
-    all.extend(featurize(&task.extra, lexicon));
+    let mut all = featurize(&task.main, lexicon, task.features);
+    all.extend(featurize(&task.extra, lexicon, task.features));
     model::train(&all, task.labels.len(), &task.config)
 }
 
@@ -320,6 +334,7 @@ mod tests {
                 ..TrainConfig::default()
             },
             threshold: 0.5,
+            features: FeatureKind::Message,
         };
         let r = cross_validate(&task, &Lexicon::default(), 4);
         assert!(r.macro_f1() > 0.9, "{r}");
