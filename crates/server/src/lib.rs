@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod channel_keys;
 pub mod config;
 pub mod error;
 pub mod i18n;
@@ -11,7 +12,9 @@ pub mod live;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
+pub mod platform_channels;
 pub mod web;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +48,8 @@ pub struct AppState {
     pub outbox_wake: Arc<Notify>,
     /// Set when the server stops: live streams end so shutdown does not wait on them.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Opens the channel credentials sealed in the store.
+    pub channel_keys: Arc<channel_keys::ChannelKeys>,
 }
 
 /// A built application: bound listener, opened store, workers ready to start.
@@ -86,8 +91,14 @@ impl App {
         let intake = Intake::start(store.clone(), metrics.clone(), pipeline_wake.clone());
         let (live_tx, live) = watch::channel(0u64);
         let (processed_tx, processed) = watch::channel(0i64);
+        let channel_keys = Arc::new(
+            channel_keys::ChannelKeys::open_or_create(&config.data_dir)
+                .context("opening the channel key file")?,
+        );
+        // Platform sends need an overall timeout: one that hangs is "delivery unknown".
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(20))
             .build()
             .context("building HTTP client")?;
         let config = Arc::new(config);
@@ -104,6 +115,7 @@ impl App {
             http,
             webhook: config.outbound.clone(),
             live: live_tx.clone(),
+            channel_keys: channel_keys.clone(),
         };
         let state = AppState {
             store,
@@ -115,6 +127,7 @@ impl App {
             processed,
             outbox_wake: Arc::new(Notify::new()),
             stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            channel_keys,
         };
         Ok(Self {
             listener,
@@ -195,6 +208,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .merge(web::routes())
         .merge(live::routes())
+        .merge(webhooks::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             record_latency,

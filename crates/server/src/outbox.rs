@@ -1,28 +1,53 @@
 //! The outbox worker: delivers replies people decided to send, retrying transient failures
 //! with backoff and jitter, recording permanent ones on the message.
 //!
-//! At-least-once towards the receiver, made exactly-once by the idempotency key: a row is
-//! marked `sending` before the call; a crash before the answer is recorded leaves it
-//! `sending`, and on restart it is sent again with the same `Idempotency-Key`, which the
-//! receiver uses to drop the repeat.
+//! Generic API channel: at-least-once towards the receiver, made exactly-once by the
+//! idempotency key: a row is marked `sending` before the call; a crash before the answer is
+//! recorded leaves it `sending`, and on restart it is sent again with the same
+//! `Idempotency-Key`, which the receiver uses to drop the repeat.
+//!
+//! Platform channels (Facebook, Instagram, WhatsApp, X, Telegram): at most once. Their APIs
+//! take no idempotency key, so a send whose outcome is unknown (a timeout or broken
+//! connection after the request went out) and a row found still `sending` after a crash are
+//! parked in state `unknown` and shown on the message as failed with "delivery unknown: check
+//! the platform before resending": never resent automatically. Only answers that say the
+//! platform did not take the message (429, 5xx, throttling, no connection) are retried. A
+//! Messenger echo or WhatsApp status carrying the row's key later confirms it as sent.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use balie_core::{ChannelKind, Millis};
+use balie_channels::{OutboundReply, SendOutcome};
+use balie_core::{Channel, ChannelKind, Millis};
 use balie_store::{OutboxItem, Store};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 
+use crate::channel_keys::ChannelKeys;
 use crate::config::OutboundWebhook;
 use crate::metrics::Metrics;
+use crate::platform_channels::{self, PLATFORM_KINDS, PlatformSettings};
+
+/// What an agent reads on a platform reply that may or may not have been delivered.
+pub const DELIVERY_UNKNOWN: &str = "delivery unknown: check the platform before resending";
 
 /// What became of one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Sent { platform_id: Option<String> },
-    Retry { after: Duration, reason: String },
-    Permanent { reason: String },
+    Sent {
+        platform_id: Option<String>,
+    },
+    Retry {
+        after: Duration,
+        reason: String,
+    },
+    Permanent {
+        reason: String,
+    },
+    /// The platform may have it: parked, never resent automatically.
+    Unknown {
+        reason: String,
+    },
 }
 
 pub struct OutboxWorker {
@@ -31,6 +56,7 @@ pub struct OutboxWorker {
     pub http: reqwest::Client,
     pub webhook: OutboundWebhook,
     pub live: watch::Sender<u64>,
+    pub channel_keys: Arc<ChannelKeys>,
 }
 
 pub fn now_ms() -> Millis {
@@ -76,6 +102,12 @@ impl OutboxWorker {
                     self.store.outbox_failed(item.id, &reason, now).await?;
                     Metrics::inc(&self.metrics.replies_failed, 1);
                 }
+                Outcome::Unknown { reason } => {
+                    tracing::warn!(outbox = item.id, %reason, "reply delivery unknown; not resending");
+                    let shown = format!("{DELIVERY_UNKNOWN} ({reason})");
+                    self.store.outbox_unknown(item.id, &shown, now).await?;
+                    Metrics::inc(&self.metrics.replies_failed, 1);
+                }
             }
         }
         if n > 0 {
@@ -101,6 +133,7 @@ impl OutboxWorker {
         };
         match channel.kind {
             ChannelKind::Api => self.deliver_webhook(item, &channel.name).await,
+            kind if PLATFORM_KINDS.contains(&kind) => self.deliver_platform(item, &channel).await,
             other => Outcome::Permanent {
                 reason: format!(
                     "sending on {} channels is not available yet",
@@ -108,6 +141,89 @@ impl OutboxWorker {
                 ),
             },
         }
+    }
+
+    /// A platform channel: the reply window first, then one call to the platform's API.
+    async fn deliver_platform(&self, item: &OutboxItem, channel: &Channel) -> Outcome {
+        let Some(kind) = platform_channels::outbound_kind(channel.kind, item) else {
+            return Outcome::Permanent {
+                reason: format!(
+                    "replies on {} channels are not supported",
+                    channel.kind.as_str()
+                ),
+            };
+        };
+        if let Err(refusal) =
+            balie_channels::reply_window(kind, item.last_customer_message_at, now_ms())
+        {
+            return Outcome::Permanent {
+                reason: refusal.to_string(),
+            };
+        }
+        let settings = match PlatformSettings::parse(&channel.settings) {
+            Ok(settings) => settings,
+            Err(reason) => return Outcome::Permanent { reason },
+        };
+        let credentials = match platform_channels::credentials(
+            self.store.as_ref(),
+            &self.channel_keys,
+            channel,
+        )
+        .await
+        {
+            Ok(credentials) => credentials,
+            Err(e) => {
+                tracing::error!(channel = %channel.name, error = format!("{e:#}"), "channel credentials unreadable");
+                return Outcome::Permanent {
+                    reason: "the channel's credentials cannot be read; set them again".into(),
+                };
+            }
+        };
+        let target = match platform_channels::outbound_target(
+            channel,
+            kind,
+            &settings,
+            &credentials,
+            item,
+        ) {
+            Ok(target) => target,
+            Err(reason) => return Outcome::Permanent { reason },
+        };
+        let reply = OutboundReply {
+            text: item.text.clone(),
+            idempotency_key: item.idempotency_key.clone(),
+            last_customer_message_at: item.last_customer_message_at,
+        };
+        match balie_channels::send(&self.http, &target, &reply).await {
+            SendOutcome::Sent { platform_id } => Outcome::Sent {
+                platform_id: Some(platform_id),
+            },
+            SendOutcome::Retry { after, reason } => Outcome::Retry { after, reason },
+            SendOutcome::Permanent { reason } => Outcome::Permanent { reason },
+            SendOutcome::Unknown { reason } => Outcome::Unknown { reason },
+        }
+    }
+
+    /// Parks platform replies a crash left `sending` (they may have gone out), then puts the
+    /// generic channel's back in line. Runs once when the worker starts.
+    pub async fn recover(&self) -> anyhow::Result<()> {
+        let reason = format!("{DELIVERY_UNKNOWN} (Balie stopped while sending it)");
+        let parked = self
+            .store
+            .park_interrupted_outbox(&PLATFORM_KINDS, &reason, now_ms())
+            .await?;
+        if parked > 0 {
+            tracing::warn!(
+                replies = parked,
+                "replies interrupted by a crash on platform channels were parked, not resent"
+            );
+            self.live.send_modify(|v| *v += 1);
+        }
+        let resumed = self.store.recover_outbox().await?;
+        if resumed > 0 {
+            tracing::info!(replies = resumed, "resuming replies interrupted by a crash");
+        }
+        Ok(())
     }
 
     /// The generic channel: a signed JSON POST to the configured webhook.
@@ -181,10 +297,8 @@ impl OutboxWorker {
     }
 
     pub async fn run(self, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
-        match self.store.recover_outbox().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(replies = n, "resuming replies interrupted by a crash"),
-            Err(e) => tracing::error!(error = %e, "outbox recovery failed"),
+        if let Err(e) = self.recover().await {
+            tracing::error!(error = format!("{e:#}"), "outbox recovery failed");
         }
         loop {
             if *shutdown.borrow() {
