@@ -140,13 +140,22 @@ pub fn default_analyzer() -> &'static Analyzer {
 }
 
 /// Sentiment class probabilities from the model for `lang` (negative, neutral, positive).
-fn sentiment_probs(models: &Models, lang: &str, feats: &[Feature], lex_sum: f32) -> [f32; 3] {
+fn sentiment_probs(
+    models: &Models,
+    lang: &str,
+    feats: &[Feature],
+    tokens: &[tokenize::Token],
+) -> [f32; 3] {
     let model = if lang == "nl" {
         &models.sentiment_nl
     } else {
         &models.sentiment_en
     };
     if !model.is_trained() {
+        let lex_sum: f32 = tokens
+            .iter()
+            .filter_map(|t| models.lexicon.score(&t.text))
+            .sum();
         let pos = (lex_sum.max(0.0)).tanh();
         let neg = (-lex_sum.min(0.0)).tanh();
         let neu = 1.0 - pos.max(neg);
@@ -191,8 +200,7 @@ impl Analyzer {
         features::extract(&tokens, &m.lexicon, text, &mut feats);
         let phrase = rules::phrase_text(&tokens);
 
-        let lex_sum: f32 = tokens.iter().filter_map(|t| m.lexicon.score(&t.text)).sum();
-        let probs = sentiment_probs(m, lang, &feats, lex_sum);
+        let probs = sentiment_probs(m, lang, &feats, &tokens);
         let best = (0..3)
             .max_by(|&a, &b| probs[a].total_cmp(&probs[b]).then(b.cmp(&a)))
             .unwrap_or(1);

@@ -6,28 +6,42 @@ use crate::features::FastMap;
 use crate::lang::is_stopword;
 use crate::tokenize::{Token, TokenKind};
 
-/// The message as a word sequence (lowercase words, numbers, marks and emoji; mentions/URLs dropped).
+/// The message as a word sequence (lowercase words, numbers, marks and emoji; mentions/URLs
+/// dropped), with the categories of every cue phrase found in it (one pass over all cue lists).
 pub struct Phrase<'a> {
     words: Vec<&'a str>,
+    found: u16,
 }
 
 pub fn phrase_text(tokens: &[Token]) -> Phrase<'_> {
-    Phrase {
-        words: tokens
-            .iter()
-            .filter(|t| !matches!(t.kind, TokenKind::Mention | TokenKind::Url))
-            .map(|t| t.text.as_str())
-            .collect(),
-    }
+    let words: Vec<&str> = tokens
+        .iter()
+        .filter(|t| !matches!(t.kind, TokenKind::Mention | TokenKind::Url))
+        .map(|t| t.text.as_str())
+        .collect();
+    let found = CUES.categories(&words);
+    Phrase { words, found }
 }
+
+/// Cue categories, as bits.
+const REQUEST: u16 = 1;
+const REPEAT_CONTACT: u16 = 1 << 1;
+const LEAVE_CAT: u16 = 1 << 2;
+const PUBLIC_CAT: u16 = 1 << 3;
+const TIME_CAT: u16 = 1 << 4;
+const COMPLAINT: u16 = 1 << 5;
+const THANKS_CAT: u16 = 1 << 6;
+const ADDRESS_CAT: u16 = 1 << 7;
+const SERVICE: u16 = 1 << 8;
 
 /// One cue phrase as words; the last word matches as a prefix unless the cue ended in a space.
 struct Cue {
     words: Vec<String>,
     last_prefix: bool,
+    category: u16,
 }
 
-/// A set of cue phrases matched word by word through hash lookups (no substring scans).
+/// Cue phrases matched word by word through hash lookups (no substring scans).
 pub struct PhraseSet {
     cues: Vec<Cue>,
     by_first_word: FastMap<String, Vec<usize>>,
@@ -42,12 +56,15 @@ fn first_chars(w: &str) -> &str {
 }
 
 impl PhraseSet {
-    pub fn new<S: AsRef<str>>(cues: &[S]) -> Self {
-        let mut set = PhraseSet {
+    fn new() -> Self {
+        PhraseSet {
             cues: Vec::new(),
             by_first_word: FastMap::default(),
             by_first_chars: FastMap::default(),
-        };
+        }
+    }
+
+    fn add<S: AsRef<str>>(&mut self, cues: &[S], category: u16) {
         for c in cues {
             let c = c.as_ref();
             let words: Vec<String> = crate::tokenize::tokenize(c)
@@ -58,18 +75,21 @@ impl PhraseSet {
                 continue;
             };
             let last_prefix = !c.ends_with(' ');
-            let id = set.cues.len();
+            let id = self.cues.len();
             if words.len() == 1 && last_prefix {
-                set.by_first_chars
+                self.by_first_chars
                     .entry(first_chars(&first).to_string())
                     .or_default()
                     .push(id);
             } else {
-                set.by_first_word.entry(first).or_default().push(id);
+                self.by_first_word.entry(first).or_default().push(id);
             }
-            set.cues.push(Cue { words, last_prefix });
+            self.cues.push(Cue {
+                words,
+                last_prefix,
+                category,
+            });
         }
-        set
     }
 
     fn cue_at(&self, id: usize, words: &[&str]) -> bool {
@@ -85,24 +105,50 @@ impl PhraseSet {
             })
     }
 
-    /// Does any cue occur in the phrase?
-    pub fn matches(&self, phrase: &Phrase<'_>) -> bool {
-        let w = &phrase.words;
-        (0..w.len()).any(|i| {
-            let rest = &w[i..];
-            let exact = self.by_first_word.get(w[i]).into_iter().flatten();
+    /// The categories of all cues occurring in `words`.
+    fn categories(&self, words: &[&str]) -> u16 {
+        let mut found = 0;
+        for i in 0..words.len() {
+            let rest = &words[i..];
+            let exact = self.by_first_word.get(words[i]).into_iter().flatten();
             let prefix = self
                 .by_first_chars
-                .get(first_chars(w[i]))
+                .get(first_chars(words[i]))
                 .into_iter()
                 .flatten();
-            exact.chain(prefix).any(|&id| self.cue_at(id, rest))
-        })
+            for &id in exact.chain(prefix) {
+                let cat = self.cues[id].category;
+                if found & cat == 0 && self.cue_at(id, rest) {
+                    found |= cat;
+                }
+            }
+        }
+        found
     }
 }
 
-fn has_any(phrase: &Phrase<'_>, set: &PhraseSet) -> bool {
-    set.matches(phrase)
+static CUES: LazyLock<PhraseSet> = LazyLock::new(|| {
+    let mut set = PhraseSet::new();
+    let mut repeat: Vec<String> = REPEAT.iter().map(|s| s.to_string()).collect();
+    // "al drie keer", "3 keer gebeld"
+    for c in COUNTS {
+        repeat.push(format!(" al {c} keer "));
+        repeat.push(format!(" {c} keer ge"));
+    }
+    set.add(&repeat, REPEAT_CONTACT);
+    set.add(REQUESTS, REQUEST);
+    set.add(LEAVE, LEAVE_CAT);
+    set.add(PUBLIC, PUBLIC_CAT);
+    set.add(TIME, TIME_CAT);
+    set.add(COMPLAINT_CUES, COMPLAINT);
+    set.add(THANKS, THANKS_CAT);
+    set.add(ADDRESS, ADDRESS_CAT);
+    set.add(SERVICE_NOUNS, SERVICE);
+    set
+});
+
+fn has_any(phrase: &Phrase<'_>, category: u16) -> bool {
+    phrase.found & category != 0
 }
 
 const QUESTION_STARTERS: &[&str] = &[
@@ -182,7 +228,7 @@ fn exclamative(words: &[&str]) -> bool {
 
 /// An explicit request for help or an answer ("can you", "kunnen jullie", "please help").
 pub fn is_request(phrase: &Phrase<'_>) -> bool {
-    has_any(phrase, &REQUEST_SET)
+    has_any(phrase, REQUEST)
 }
 
 const SERVICE_NOUNS: &[&str] = &[
@@ -217,11 +263,10 @@ const SERVICE_NOUNS: &[&str] = &[
     " incasso",
     " klant",
 ];
-static SERVICE_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(SERVICE_NOUNS));
 
 /// Mentions something a company delivers or bills (used for Dutch complaint detection).
 pub fn has_service_noun(phrase: &Phrase<'_>) -> bool {
-    has_any(phrase, &SERVICE_SET)
+    has_any(phrase, SERVICE)
 }
 
 const COUNTS: &[&str] = &[
@@ -328,26 +373,10 @@ const REPEAT: &[&str] = &[
     " voor de 3e keer",
 ];
 
-static REPEAT_SET: LazyLock<PhraseSet> = LazyLock::new(|| {
-    let mut cues: Vec<String> = REPEAT.iter().map(|s| s.to_string()).collect();
-    // "al drie keer", "3 keer gebeld"
-    for c in COUNTS {
-        cues.push(format!(" al {c} keer "));
-        cues.push(format!(" {c} keer ge"));
-    }
-    PhraseSet::new(&cues)
-});
 static FILLER_SET: LazyLock<FastMap<&'static str, ()>> =
     LazyLock::new(|| FILLER.iter().map(|w| (*w, ())).collect());
 static QUESTION_STARTER_SET: LazyLock<FastMap<&'static str, ()>> =
     LazyLock::new(|| QUESTION_STARTERS.iter().map(|w| (*w, ())).collect());
-static REQUEST_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(REQUESTS));
-static LEAVE_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(LEAVE));
-static PUBLIC_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(PUBLIC));
-static TIME_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(TIME));
-static COMPLAINT_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(COMPLAINT_CUES));
-static THANKS_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(THANKS));
-static ADDRESS_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(ADDRESS));
 
 const LEAVE: &[&str] = &[
     " switch to ",
@@ -495,13 +524,13 @@ const TIME: &[&str] = &[
 /// Escalation signals, in a fixed order, as short machine names.
 pub fn escalation_signals(tokens: &[Token], phrase: &Phrase<'_>) -> Vec<String> {
     let mut out = Vec::new();
-    if has_any(phrase, &REPEAT_SET) {
+    if has_any(phrase, REPEAT_CONTACT) {
         out.push("repeat_contact".to_string());
     }
-    if has_any(phrase, &LEAVE_SET) {
+    if has_any(phrase, LEAVE_CAT) {
         out.push("threat_to_leave".to_string());
     }
-    if has_any(phrase, &PUBLIC_SET) {
+    if has_any(phrase, PUBLIC_CAT) {
         out.push("going_public".to_string());
     }
     if tokens
@@ -510,7 +539,7 @@ pub fn escalation_signals(tokens: &[Token], phrase: &Phrase<'_>) -> Vec<String> 
     {
         out.push("shaming_hashtag".to_string());
     }
-    if has_any(phrase, &TIME_SET) {
+    if has_any(phrase, TIME_CAT) {
         out.push("time_pressure".to_string());
     }
     out
@@ -560,7 +589,7 @@ const COMPLAINT_CUES: &[&str] = &[
 
 /// Dutch complaint phrases (no labelled Dutch complaint data exists here; see MODEL_CARD.md).
 pub fn has_complaint_cue(phrase: &Phrase<'_>) -> bool {
-    has_any(phrase, &COMPLAINT_SET)
+    has_any(phrase, COMPLAINT)
 }
 
 const THANKS: &[&str] = &[
@@ -596,7 +625,7 @@ const THANKS: &[&str] = &[
 
 /// Thanks or praise aimed at someone (deserves an answer too).
 pub fn has_thanks(phrase: &Phrase<'_>) -> bool {
-    has_any(phrase, &THANKS_SET)
+    has_any(phrase, THANKS_CAT)
 }
 
 const ADDRESS: &[&str] = &[
@@ -610,7 +639,7 @@ pub fn addressed(tokens: &[Token], phrase: &Phrase<'_>) -> bool {
     if retweet {
         return false;
     }
-    tokens.iter().any(|t| t.kind == TokenKind::Mention) || has_any(phrase, &ADDRESS_SET)
+    tokens.iter().any(|t| t.kind == TokenKind::Mention) || has_any(phrase, ADDRESS_CAT)
 }
 
 /// A few keyphrases (hashtags, adjacent content-word pairs, then long content words), in a deterministic order.

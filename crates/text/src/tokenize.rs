@@ -31,9 +31,15 @@ fn is_word_char(c: char) -> bool {
 /// Push `c` lowercased, squeezing runs of three or more equal characters to two.
 fn push_squeezed(out: &mut String, c: char) {
     for l in c.to_lowercase() {
-        let mut it = out.chars().rev();
-        if it.next() == Some(l) && it.next() == Some(l) {
+        let b = out.as_bytes();
+        if l.is_ascii() && b.len() >= 2 && b[b.len() - 1] == l as u8 && b[b.len() - 2] == l as u8 {
             continue;
+        }
+        if !l.is_ascii() {
+            let mut it = out.chars().rev();
+            if it.next() == Some(l) && it.next() == Some(l) {
+                continue;
+            }
         }
         out.push(l);
     }
