@@ -204,13 +204,13 @@ fn char_ngrams(word: &str, out: &mut Vec<Feature>) -> usize {
     buf[bytes.len() + 1] = b' ';
     let s = &buf[..bytes.len() + 2];
     let mut pushed = 0;
-    for n in 3..=5usize {
-        if s.len() < n {
-            break;
-        }
-        for start in 0..=(s.len() - n) {
-            let mut h = Fnv::new(b"c");
-            h.write(&s[start..start + n]);
+    // Extend one FNV state from 3 to 5 bytes: same hashes as hashing each n-gram separately.
+    let seed = Fnv::new(b"c");
+    for start in 0..s.len().saturating_sub(2) {
+        let mut h = seed;
+        h.write(&s[start..start + 2]);
+        for &byte in s[start + 2..].iter().take(3) {
+            h.write(&[byte]);
             out.push((h.finish(), 1.0));
             pushed += 1;
         }
@@ -233,6 +233,20 @@ mod tests {
         assert!(a.iter().any(|f| f.0 == hash(b"w", "goed")));
         assert!(b.iter().any(|f| f.0 == hash(b"wn", "goed")));
         assert!(!b.iter().any(|f| f.0 == hash(b"w", "goed")));
+    }
+
+    #[test]
+    fn char_ngrams_are_the_3_to_5_grams_of_the_padded_word() {
+        let mut got = Vec::new();
+        assert_eq!(char_ngrams("abc", &mut got), 3 + 2 + 1);
+        let mut want: Vec<u32> = [" ab", "abc", "bc ", " abc", "abc ", " abc "]
+            .iter()
+            .map(|g| hash(b"c", g))
+            .collect();
+        let mut got: Vec<u32> = got.into_iter().map(|f| f.0).collect();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want);
     }
 
     #[test]
