@@ -157,6 +157,30 @@ fn script_language(text: &str) -> Option<&'static str> {
     Some(["ru", "el", "ar", "he", "ko", "ja", "zh", "th", "hi", "und"][best])
 }
 
+const IJ: u8 = 1;
+const AA: u8 = 2;
+const OE: u8 = 4;
+const UU: u8 = 8;
+const GHT: u8 = 16;
+const SZ: u8 = 32;
+
+/// Which spelling cues occur in a word, in one pass over its bytes.
+fn byte_pairs(w: &[u8]) -> u8 {
+    let mut found = 0;
+    for (i, pair) in w.windows(2).enumerate() {
+        found |= match pair {
+            b"ij" => IJ,
+            b"aa" => AA,
+            b"oe" => OE,
+            b"uu" => UU,
+            b"gh" if w.get(i + 2) == Some(&b't') => GHT,
+            [0xC3, 0x9F] => SZ,
+            _ => 0,
+        };
+    }
+    found
+}
+
 /// Character 1..4-grams of each word (with boundary spaces) for the nl/en character model.
 pub fn char_features(tokens: &[Token], out: &mut Vec<Feature>) {
     out.clear();
@@ -219,20 +243,21 @@ pub fn detect_with(text: &str, tokens: &[Token], nl_en: Option<&LinearModel>) ->
         }
         // Spelling cues, weak: Dutch "ij", "oe", "sch", "-tje"; English "th", "wh", "-ing", "ght".
         if w.len() > 3 {
-            if w.contains("ij") || w.ends_with("tje") || w.ends_with("tjes") || w.contains("aa") {
+            let pairs = byte_pairs(w.as_bytes());
+            if pairs & (IJ | AA) != 0 || w.ends_with("tje") || w.ends_with("tjes") {
                 scores[0] += 0.3;
             }
-            if w.contains("oe") || w.contains("uu") {
+            if pairs & (OE | UU) != 0 {
                 scores[0] += 0.2;
             }
-            if w.starts_with("th") || w.starts_with("wh") || w.ends_with("ing") || w.contains("ght")
+            if w.starts_with("th") || w.starts_with("wh") || w.ends_with("ing") || pairs & GHT != 0
             {
                 scores[1] += 0.3;
             }
             if w.ends_with("ly") || w.ends_with("ed") {
                 scores[1] += 0.15;
             }
-            if w.contains("ß") || w.starts_with("sch") && w.ends_with("en") {
+            if pairs & SZ != 0 || w.starts_with("sch") && w.ends_with("en") {
                 scores[2] += 0.2;
             }
         }

@@ -645,45 +645,53 @@ pub fn addressed(tokens: &[Token], phrase: &Phrase<'_>) -> bool {
 /// A few keyphrases (hashtags, adjacent content-word pairs, then long content words), in a deterministic order.
 pub fn topics(tokens: &[Token], is_sentiment_word: impl Fn(&str) -> bool) -> Vec<String> {
     const MAX: usize = 3;
-    let content = |t: &Token| {
-        t.kind == TokenKind::Word
-            && t.text.chars().count() >= 3
-            && !is_stopword(&t.text)
-            && !crate::features::is_negator(&t.text)
-            && !is_sentiment_word(&t.text)
-            && !FILLER_SET.contains_key(t.text.as_str())
-            && t.text.chars().any(|c| c.is_alphabetic())
-    };
+    let content: Vec<bool> = tokens
+        .iter()
+        .map(|t| {
+            t.kind == TokenKind::Word
+                && t.text.len() >= 3
+                && t.text.chars().nth(2).is_some()
+                && t.text.chars().any(|c| c.is_alphabetic())
+                && !FILLER_SET.contains_key(t.text.as_str())
+                && !is_stopword(&t.text)
+                && !crate::features::is_negator(&t.text)
+                && !is_sentiment_word(&t.text)
+        })
+        .collect();
     let mut out: Vec<String> = Vec::new();
-    let push = |out: &mut Vec<String>, s: String| {
-        if out.len() < MAX && !out.iter().any(|o| o.contains(&s) || s.contains(o.as_str())) {
-            out.push(s);
-        }
+    let fits = |out: &Vec<String>, s: &str| {
+        out.len() < MAX && !out.iter().any(|o| o.contains(s) || s.contains(o.as_str()))
     };
     for t in tokens {
-        if t.kind == TokenKind::Hashtag && !SHAME.iter().any(|s| t.text.contains(s)) {
-            push(&mut out, t.text.clone());
+        if t.kind == TokenKind::Hashtag
+            && !SHAME.iter().any(|s| t.text.contains(s))
+            && fits(&out, &t.text)
+        {
+            out.push(t.text.clone());
         }
     }
-    for w in tokens.windows(2) {
-        if content(&w[0]) && content(&w[1]) {
-            push(&mut out, format!("{} {}", w[0].text, w[1].text));
+    for i in 1..tokens.len() {
+        if out.len() >= MAX {
+            return out;
+        }
+        if content[i - 1] && content[i] {
+            let pair = format!("{} {}", tokens[i - 1].text, tokens[i].text);
+            if fits(&out, &pair) {
+                out.push(pair);
+            }
         }
     }
-    let mut singles: Vec<(usize, &str)> = tokens
+    let mut singles: Vec<(usize, usize, &str)> = tokens
         .iter()
         .enumerate()
-        .filter(|(_, t)| content(t))
-        .map(|(i, t)| (i, t.text.as_str()))
+        .filter(|(i, _)| content[*i])
+        .map(|(i, t)| (t.text.chars().count(), i, t.text.as_str()))
         .collect();
-    singles.sort_by(|a, b| {
-        b.1.chars()
-            .count()
-            .cmp(&a.1.chars().count())
-            .then(a.0.cmp(&b.0))
-    });
-    for (_, w) in singles {
-        push(&mut out, w.to_string());
+    singles.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (_, _, w) in singles {
+        if fits(&out, w) {
+            out.push(w.to_string());
+        }
     }
     out
 }
