@@ -1,0 +1,278 @@
+//! Hostile input on every API endpoint: forged, replayed, truncated, oversized, wrongly
+//! encoded and deeply nested requests each get their proper 4xx, store nothing, and leave
+//! the server serving.
+
+use axum::http::StatusCode;
+use balie_core::ConversationStatus;
+use serde_json::json;
+
+use crate::support::{TestApp, message, spawn_app};
+
+fn good_body(id: &str) -> Vec<u8> {
+    message(id, "k-1", "Waar blijft mijn pakket?")
+        .to_string()
+        .into_bytes()
+}
+
+async fn post_raw(app: &TestApp, body: Vec<u8>, auth: Option<&str>) -> reqwest::Response {
+    let mut req = app
+        .http
+        .post(format!("{}/api/v1/messages", app.base))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(value) = auth {
+        req = req.header("authorization", value);
+    }
+    req.send().await.unwrap()
+}
+
+/// Nothing reached the journal or the inbox, and a good message still goes through.
+async fn assert_nothing_stored_and_still_serving(app: &TestApp) {
+    assert_eq!(app.store.backlogs().await.unwrap().journal, 0);
+    assert!(
+        app.store
+            .inbox(ConversationStatus::Open, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        app.post_message(&message("after", "k-2", "Nu wel"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+}
+
+#[tokio::test]
+async fn forged_credentials_are_refused_on_every_endpoint() {
+    let app = spawn_app().await;
+    let mut altered = app.token.clone().into_bytes();
+    let last = altered.len() - 1;
+    altered[last] = if altered[last] == b'a' { b'b' } else { b'a' };
+    let altered = String::from_utf8(altered).unwrap();
+    let forged = [
+        None,
+        Some(String::new()),
+        Some("Bearer ".to_string()),
+        Some(format!("Bearer {altered}")),
+        Some(format!("Basic {}", app.token)),
+        Some(format!("Bearer{}", app.token)),
+        Some(format!("Bearer {}x", app.token)),
+        Some(format!("Bearer {}", &app.token[..app.token.len() / 2])),
+    ];
+    for auth in &forged {
+        let resp = post_raw(&app, good_body("m-1"), auth.as_deref()).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
+        for path in ["/api/v1/conversations", "/events"] {
+            let mut req = app.http.get(format!("{}{path}", app.base));
+            if let Some(value) = auth {
+                req = req.header("authorization", value.as_str());
+            }
+            let status = req.send().await.unwrap().status();
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} with {auth:?}");
+        }
+    }
+    // A forged session cookie cannot reply or change anything.
+    let web = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (path, form) in [
+        (
+            "/conversations/1/reply",
+            vec![("text", "hoi"), ("key", "k")],
+        ),
+        ("/conversations/1/status", vec![("status", "closed")]),
+        (
+            "/customers/1",
+            vec![("display_name", "x"), ("notes", ""), ("back", "1")],
+        ),
+    ] {
+        let status = web
+            .post(format!("{}{path}", app.base))
+            .header("cookie", "balie_session=forged-session-token")
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(
+            status == StatusCode::UNAUTHORIZED || status.is_redirection(),
+            "{path}: {status}"
+        );
+    }
+    assert_nothing_stored_and_still_serving(&app).await;
+}
+
+#[tokio::test]
+async fn a_replayed_message_is_stored_once_however_often_it_comes() {
+    let app = spawn_app().await;
+    let auth = format!("Bearer {}", app.token);
+    let sends = (0..40).map(|_| post_raw(&app, good_body("replayed"), Some(&auth)));
+    let responses = futures_util::future::join_all(sends).await;
+    let mut new = 0;
+    for resp in responses {
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        if body["duplicate"] == false {
+            new += 1;
+        }
+    }
+    assert_eq!(new, 1, "exactly one of the copies is new");
+    let conversations = app.conversations().await;
+    let list = conversations.as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["messages"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn truncated_bodies_are_refused_at_every_length() {
+    let app = spawn_app().await;
+    let auth = format!("Bearer {}", app.token);
+    let body = good_body("whole");
+    for cut in (0..body.len()).step_by(3) {
+        let resp = post_raw(&app, body[..cut].to_vec(), Some(&auth)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "cut at {cut}");
+    }
+    assert_nothing_stored_and_still_serving(&app).await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_and_fields_are_refused() {
+    let app = spawn_app().await;
+    let auth = format!("Bearer {}", app.token);
+    let long = |n: usize| "x".repeat(n);
+    let cases = [
+        (
+            json!({"channel":"web","external_id":"a","author":{"id":"k"},"text":long(64 * 1024 + 1)}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"channel":"web","external_id":long(513),"author":{"id":"k"},"text":"hoi"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"channel":long(101),"external_id":"a","author":{"id":"k"},"text":"hoi"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"channel":"web","external_id":"a","author":{"id":"k","name":long(201)},"text":"hoi"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"channel":"web","external_id":"a","author":{"id":"k"},"text":"hoi","padding":long(2 * 1024 * 1024)}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ];
+    for (body, expected) in cases {
+        let resp = post_raw(&app, body.to_string().into_bytes(), Some(&auth)).await;
+        assert_eq!(resp.status(), expected);
+    }
+    assert_nothing_stored_and_still_serving(&app).await;
+}
+
+#[tokio::test]
+async fn wrongly_encoded_bodies_are_refused() {
+    let app = spawn_app().await;
+    let auth = format!("Bearer {}", app.token);
+    let text = String::from_utf8(good_body("enc")).unwrap();
+    let utf16: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let mut bom = vec![0xEF, 0xBB, 0xBF];
+    bom.extend_from_slice(text.as_bytes());
+    let latin1 = b"{\"channel\":\"web\",\"external_id\":\"e\",\"author\":{\"id\":\"k\"},\"text\":\"caf\xe9\"}"
+        .to_vec();
+    let lone_surrogate =
+        br#"{"channel":"web","external_id":"e","author":{"id":"k"},"text":"\ud800"}"#.to_vec();
+    let nul_in_text = b"{\"channel\":\"web\",\"external_id\":\"e\",\"author\":{\"id\":\"k\"},\"text\":\"a\x00b\"}"
+        .to_vec();
+    let form = b"channel=web&external_id=e&author=k&text=hoi".to_vec();
+    for (name, body) in [
+        ("utf-16", utf16),
+        ("byte order mark", bom),
+        ("latin-1", latin1),
+        ("lone surrogate", lone_surrogate),
+        ("raw control character", nul_in_text),
+        ("form encoding", form),
+    ] {
+        let resp = post_raw(&app, body, Some(&auth)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{name}");
+    }
+    assert_nothing_stored_and_still_serving(&app).await;
+}
+
+#[tokio::test]
+async fn deeply_nested_bodies_are_refused_without_harm() {
+    let app = spawn_app().await;
+    let auth = format!("Bearer {}", app.token);
+    let depth = 100_000;
+    let arrays = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let in_field = format!(
+        r#"{{"channel":"web","external_id":"n","author":{{"id":"k"}},"text":"hoi","extra":{}{}}}"#,
+        "{\"a\":".repeat(depth),
+        "1".to_string() + &"}".repeat(depth)
+    );
+    let as_author = format!(
+        r#"{{"channel":"web","external_id":"n","text":"hoi","author":{}}}"#,
+        "[".repeat(5_000) + &"]".repeat(5_000)
+    );
+    for (name, body) in [
+        ("nested arrays", arrays),
+        ("nested extra field", in_field),
+        ("nested author", as_author),
+    ] {
+        let resp = post_raw(&app, body.into_bytes(), Some(&auth)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{name}");
+    }
+    assert_nothing_stored_and_still_serving(&app).await;
+}
+
+#[tokio::test]
+async fn bad_query_parameters_and_paths_are_refused() {
+    let app = spawn_app().await;
+    for query in [
+        "status=everything",
+        "limit=lots",
+        "limit=99999999999999999999",
+    ] {
+        let status = app
+            .http
+            .get(format!("{}/api/v1/conversations?{query}", app.base))
+            .bearer_auth(&app.token)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+    }
+    let cookie = app.login().await;
+    let web = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (path, status) in [
+        ("/conversations/not-a-number/reply", StatusCode::BAD_REQUEST),
+        ("/conversations/999999/reply", StatusCode::NOT_FOUND),
+    ] {
+        let got = web
+            .post(format!("{}{path}", app.base))
+            .header("cookie", &cookie)
+            .form(&[("text", "hoi"), ("key", "k-1")])
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(got, status, "{path}");
+    }
+    let long_key = "k".repeat(129);
+    let got = web
+        .post(format!("{}/conversations/1/reply", app.base))
+        .header("cookie", &cookie)
+        .form(&[("text", "hoi"), ("key", long_key.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(got, StatusCode::BAD_REQUEST, "an oversized reply key");
+    assert_nothing_stored_and_still_serving(&app).await;
+}
