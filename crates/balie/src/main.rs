@@ -1,5 +1,6 @@
 //! The `balie` command: serve, demo, users, tokens, text analysis and benchmarks.
 
+mod channel_cmd;
 mod demo;
 mod text_cmd;
 
@@ -51,6 +52,9 @@ enum Command {
     /// Manage API tokens for the generic channel.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Configure platform channels (Facebook, Instagram, WhatsApp, X, Telegram).
+    #[command(subcommand)]
+    Channel(channel_cmd::ChannelCommand),
     /// Analyse messages (JSON lines on stdin) or evaluate the models.
     Analyze(text_cmd::AnalyzeArgs),
     /// Rebuild the embedded triage models from labelled data.
@@ -208,6 +212,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
             println!("Created API token `{name}`. It is shown once; store it safely:\n{token}");
             Ok(())
+        }
+        Command::Channel(command) => {
+            let config = load_config(&cli.global)?;
+            let store = open_store(&config).await?;
+            let result = channel_cmd::run(command, &config, &store).await;
+            store.close().await;
+            result
         }
         Command::Analyze(_) | Command::Train(_) | Command::Bench(_) => Ok(()),
     }

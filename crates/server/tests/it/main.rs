@@ -5,3 +5,4 @@ mod badinput;
 mod browser;
 mod spine;
 mod support;
+mod webhooks;

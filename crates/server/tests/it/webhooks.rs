@@ -1,0 +1,732 @@
+//! Platform webhooks and replies end to end: signed fixtures in, stored once and listed;
+//! forged requests out; handshakes; replies to a local fake platform with exact requests,
+//! sent once through a 429 and never twice across a crash.
+
+use std::time::Duration;
+
+use balie_core::{ChannelKind, ConversationId, DeliveryState, Direction, Message};
+use balie_server::channel_keys::ChannelKeys;
+use balie_server::outbox::DELIVERY_UNKNOWN;
+use balie_server::platform_channels::{self, PlatformSettings, SecretName};
+use balie_store::{SqliteStore, Store};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use wiremock::matchers::{body_json, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{EMAIL, TestApp, eventually, spawn_app, spawn_app_in};
+
+const APP_SECRET: &str = "meta-app-secret-not-for-logs";
+const VERIFY_TOKEN: &str = "meta-verify-token";
+const PAGE_TOKEN: &str = "EAAG-page-token-not-for-logs";
+const CONSUMER_SECRET: &str = "x-consumer-secret-not-for-logs";
+const X_TOKEN: &str = "x-user-token-not-for-logs";
+const BOT_TOKEN: &str = "123456:AA-bot-token-not-for-logs";
+const TELEGRAM_SECRET: &str = "telegram-secret-token";
+
+const PAGE_ID: &str = "104512345678901";
+const PHONE_NUMBER_ID: &str = "106540352242922";
+const X_USER_ID: &str = "1500000000000000001";
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/../channels/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn now_ms() -> i64 {
+    balie_server::outbox::now_ms()
+}
+
+/// Adds (or updates) a platform channel the way `balie channel add` does.
+async fn channel(
+    app: &TestApp,
+    kind: ChannelKind,
+    name: &str,
+    settings: PlatformSettings,
+    secrets: &[(SecretName, &str)],
+) {
+    let keys = ChannelKeys::open_or_create(app.dir.path()).unwrap();
+    let brand = app.store.ensure_brand("Balie").await.unwrap();
+    let secrets: Vec<(SecretName, String)> =
+        secrets.iter().map(|(n, v)| (*n, (*v).to_owned())).collect();
+    platform_channels::configure(
+        app.store.as_ref(),
+        &keys,
+        brand,
+        kind,
+        name,
+        &settings,
+        &secrets,
+    )
+    .await
+    .unwrap();
+}
+
+fn meta_secrets() -> Vec<(SecretName, &'static str)> {
+    vec![
+        (SecretName::AppSecret, APP_SECRET),
+        (SecretName::VerifyToken, VERIFY_TOKEN),
+        (SecretName::AccessToken, PAGE_TOKEN),
+    ]
+}
+
+/// Facebook page (Messenger and feed), WhatsApp, X and Telegram channels; Graph, X and
+/// Telegram calls go to `api_base`.
+async fn platforms(app: &TestApp, api_base: Option<String>) {
+    let page = PlatformSettings {
+        page_id: Some(PAGE_ID.to_owned()),
+        api_base: api_base.clone(),
+        ..PlatformSettings::default()
+    };
+    channel(
+        app,
+        ChannelKind::Messenger,
+        "fb-dm",
+        page.clone(),
+        &meta_secrets(),
+    )
+    .await;
+    channel(
+        app,
+        ChannelKind::FacebookPage,
+        "fb-page",
+        page,
+        &meta_secrets(),
+    )
+    .await;
+    let whatsapp = PlatformSettings {
+        phone_number_id: Some(PHONE_NUMBER_ID.to_owned()),
+        api_base: api_base.clone(),
+        ..PlatformSettings::default()
+    };
+    channel(
+        app,
+        ChannelKind::Whatsapp,
+        "whatsapp",
+        whatsapp,
+        &meta_secrets(),
+    )
+    .await;
+    let x = PlatformSettings {
+        x_user_id: Some(X_USER_ID.to_owned()),
+        api_base: api_base.clone(),
+        ..PlatformSettings::default()
+    };
+    channel(
+        app,
+        ChannelKind::X,
+        "x",
+        x,
+        &[
+            (SecretName::ConsumerSecret, CONSUMER_SECRET),
+            (SecretName::AccessToken, X_TOKEN),
+        ],
+    )
+    .await;
+    let telegram = PlatformSettings {
+        api_base,
+        ..PlatformSettings::default()
+    };
+    channel(
+        app,
+        ChannelKind::Telegram,
+        "telegram",
+        telegram,
+        &[
+            (SecretName::BotToken, BOT_TOKEN),
+            (SecretName::SecretToken, TELEGRAM_SECRET),
+        ],
+    )
+    .await;
+}
+
+async fn post_meta(app: &TestApp, channel: &str, body: &[u8]) -> reqwest::Response {
+    let signature = balie_channels::signature::sha256_header(APP_SECRET.as_bytes(), body);
+    app.http
+        .post(format!("{}/webhooks/meta/{channel}", app.base))
+        .header("x-hub-signature-256", signature)
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn post_x(app: &TestApp, body: &[u8]) -> reqwest::Response {
+    app.http
+        .post(format!("{}/webhooks/x/x", app.base))
+        .header(
+            "x-twitter-webhooks-signature",
+            balie_channels::x::signature_header(CONSUMER_SECRET, body),
+        )
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn post_telegram(app: &TestApp, body: &[u8]) -> reqwest::Response {
+    app.http
+        .post(format!("{}/webhooks/telegram/telegram", app.base))
+        .header("x-telegram-bot-api-secret-token", TELEGRAM_SECRET)
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn accepted(resp: reqwest::Response) -> Value {
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.json().await.unwrap()
+}
+
+/// (channel kind, message texts) of every open conversation.
+async fn listed(app: &TestApp) -> Vec<(String, Vec<String>)> {
+    let conversations = app.conversations().await;
+    conversations
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let texts = c["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["text"].as_str().unwrap_or("").to_owned())
+                .collect();
+            (c["channel_kind"].as_str().unwrap().to_owned(), texts)
+        })
+        .collect()
+}
+
+async fn metric(app: &TestApp, name: &str) -> u64 {
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[tokio::test]
+async fn signed_fixtures_from_every_platform_are_stored_and_listed() {
+    let app = spawn_app().await;
+    platforms(&app, None).await;
+    let dm =
+        accepted(post_meta(&app, "fb-dm", &fixture("meta/messenger_message.json")).await).await;
+    assert_eq!(dm["stored"], 1, "{dm}");
+    // The page's feed arrives on the same Meta app endpoint and is routed by kind and page.
+    let feed =
+        accepted(post_meta(&app, "fb-dm", &fixture("meta/page_feed_comments.json")).await).await;
+    assert!(feed["stored"].as_u64().unwrap() >= 2, "{feed}");
+    let wa = accepted(post_meta(&app, "whatsapp", &fixture("meta/whatsapp_text_reply.json")).await)
+        .await;
+    assert_eq!(wa["stored"], 1, "{wa}");
+    let x = accepted(post_x(&app, &fixture("x/tweet_create_events.json")).await).await;
+    assert!(x["stored"].as_u64().unwrap() >= 2, "{x}");
+    let tg = accepted(post_telegram(&app, &fixture("telegram/private_message.json")).await).await;
+    assert_eq!(tg["stored"], 1, "{tg}");
+
+    let listed = listed(&app).await;
+    let has = |kind: &str, text: &str| {
+        listed
+            .iter()
+            .any(|(k, texts)| k == kind && texts.iter().any(|t| t.contains(text)))
+    };
+    assert!(has("messenger", "niet bezorgd"), "{listed:?}");
+    assert!(has("facebook_page", "winkel in Utrecht"), "{listed:?}");
+    assert!(has("whatsapp", "ordernummer 5512"), "{listed:?}");
+    assert!(has("x", "een week onderweg"), "{listed:?}");
+    assert!(has("telegram", "afspraak verzetten"), "{listed:?}");
+}
+
+#[tokio::test]
+async fn the_same_delivery_twice_is_stored_once() {
+    let app = spawn_app().await;
+    platforms(&app, None).await;
+    let deliveries: [(&str, Vec<u8>); 3] = [
+        ("meta", fixture("meta/messenger_message.json")),
+        ("x", fixture("x/tweet_create_events.json")),
+        ("telegram", fixture("telegram/private_message.json")),
+    ];
+    let mut duplicates = 0;
+    for (platform, body) in &deliveries {
+        let post = || async {
+            match *platform {
+                "meta" => post_meta(&app, "fb-dm", body).await,
+                "x" => post_x(&app, body).await,
+                _ => post_telegram(&app, body).await,
+            }
+        };
+        let first = accepted(post().await).await;
+        let messages_before: usize = listed(&app).await.iter().map(|(_, t)| t.len()).sum();
+        let again = accepted(post().await).await;
+        assert!(
+            first["stored"].as_u64().unwrap() >= 1,
+            "{platform}: {first}"
+        );
+        assert_eq!(again["stored"], 0, "{platform}: {again}");
+        assert_eq!(again["duplicates"], first["stored"], "{platform}: {again}");
+        duplicates += again["duplicates"].as_u64().unwrap();
+        let messages_after: usize = listed(&app).await.iter().map(|(_, t)| t.len()).sum();
+        assert_eq!(messages_before, messages_after, "{platform}");
+    }
+    assert_eq!(
+        metric(&app, "balie_messages_deduplicated_total").await,
+        duplicates
+    );
+}
+
+#[tokio::test]
+async fn forged_or_unsigned_deliveries_are_refused_and_counted() {
+    let app = spawn_app().await;
+    platforms(&app, None).await;
+    let body = fixture("meta/messenger_message.json");
+    let forged = balie_channels::signature::sha256_header(b"not-the-app-secret", &body);
+    let meta_forged = app
+        .http
+        .post(format!("{}/webhooks/meta/fb-dm", app.base))
+        .header("x-hub-signature-256", forged)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(meta_forged.status(), StatusCode::UNAUTHORIZED);
+    let meta_unsigned = app
+        .http
+        .post(format!("{}/webhooks/meta/fb-dm", app.base))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(meta_unsigned.status(), StatusCode::UNAUTHORIZED);
+    let tweets = fixture("x/tweet_create_events.json");
+    let x_forged = app
+        .http
+        .post(format!("{}/webhooks/x/x", app.base))
+        .header(
+            "x-twitter-webhooks-signature",
+            balie_channels::x::signature_header("wrong", &tweets),
+        )
+        .body(tweets)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(x_forged.status(), StatusCode::UNAUTHORIZED);
+    let telegram_forged = app
+        .http
+        .post(format!("{}/webhooks/telegram/telegram", app.base))
+        .header("x-telegram-bot-api-secret-token", "guessed")
+        .body(fixture("telegram/private_message.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(telegram_forged.status(), StatusCode::UNAUTHORIZED);
+    let unknown_channel = post_meta(&app, "no-such-channel", b"{}").await;
+    assert_eq!(unknown_channel.status(), StatusCode::NOT_FOUND);
+
+    assert_eq!(
+        metric(&app, "balie_webhook_signature_rejected_total").await,
+        4
+    );
+    assert_eq!(metric(&app, "balie_messages_received_total").await, 0);
+    assert!(listed(&app).await.is_empty(), "nothing is stored");
+    assert_eq!(app.store.backlogs().await.unwrap().journal, 0);
+}
+
+#[tokio::test]
+async fn the_meta_handshake_answers_only_the_configured_token() {
+    let app = spawn_app().await;
+    platforms(&app, None).await;
+    let handshake = |token: &'static str, channel: &'static str| {
+        let url = format!("{}/webhooks/meta/{channel}", app.base);
+        let http = app.http.clone();
+        async move {
+            http.get(format!(
+                "{url}?hub.mode=subscribe&hub.verify_token={token}&hub.challenge=1158201444"
+            ))
+            .send()
+            .await
+            .unwrap()
+        }
+    };
+    let ok = handshake(VERIFY_TOKEN, "fb-dm").await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.text().await.unwrap(), "1158201444");
+    let wrong = handshake("guess", "fb-dm").await;
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    let body = wrong.text().await.unwrap();
+    assert!(!body.contains(VERIFY_TOKEN), "{body}");
+    // A Meta channel without a verify token refuses every handshake.
+    channel(
+        &app,
+        ChannelKind::Instagram,
+        "ig-untokened",
+        PlatformSettings::default(),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        handshake("", "ig-untokened").await.status(),
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn the_x_crc_is_answered_with_the_consumer_secret() {
+    let app = spawn_app().await;
+    platforms(&app, None).await;
+    let resp = app
+        .http
+        .get(format!("{}/webhooks/x/x?crc_token=challenge-123", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    let body: Value = resp.json().await.unwrap();
+    let expected: Value = serde_json::from_str(&balie_channels::x::crc_response(
+        CONSUMER_SECRET,
+        "challenge-123",
+    ))
+    .unwrap();
+    assert_eq!(body, expected);
+    assert!(
+        body["response_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256=")
+    );
+}
+
+// ---- Replies ----------------------------------------------------------------------------------
+
+/// A Messenger DM written just now by `psid`.
+fn messenger_dm(psid: &str, mid: &str, text: &str) -> Vec<u8> {
+    json!({"object": "page", "entry": [{"id": PAGE_ID, "time": now_ms(), "messaging": [{
+        "sender": {"id": psid}, "recipient": {"id": PAGE_ID}, "timestamp": now_ms(),
+        "message": {"mid": mid, "text": text}
+    }]}]})
+    .to_string()
+    .into_bytes()
+}
+
+/// Sends `text` as the test agent from the conversation page; returns the outbox key.
+async fn reply(app: &TestApp, conversation: i64, text: &str) -> String {
+    let cookie = app.login().await;
+    let resp = app
+        .http
+        .post(format!("{}/conversations/{conversation}/reply", app.base))
+        .header("cookie", &cookie)
+        .form(&[("text", text), ("key", "form-1")])
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success() || resp.status().is_redirection());
+    let (user, _) = app.store.user_credentials(EMAIL).await.unwrap().unwrap();
+    format!("web:{}:form-1", user.id)
+}
+
+async fn only_conversation(app: &TestApp) -> i64 {
+    let conversations = app.conversations().await;
+    assert_eq!(
+        conversations.as_array().unwrap().len(),
+        1,
+        "{conversations}"
+    );
+    conversations[0]["id"].as_i64().unwrap()
+}
+
+async fn outbound(store: &dyn Store, conversation: i64) -> Vec<Message> {
+    store
+        .conversation_messages(ConversationId(conversation))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.direction == Direction::Out)
+        .collect()
+}
+
+async fn settled(store: &dyn Store, conversation: i64) -> Message {
+    eventually(15, || async {
+        outbound(store, conversation)
+            .await
+            .into_iter()
+            .find(|m| m.delivery != DeliveryState::Queued)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_messenger_reply_goes_to_the_send_api_exactly_as_documented() {
+    let fake = MockServer::start().await;
+    let app = spawn_app().await;
+    platforms(&app, Some(fake.uri())).await;
+    accepted(
+        post_meta(
+            &app,
+            "fb-dm",
+            &messenger_dm("7012345678901234", "m_in_1", "Hallo?"),
+        )
+        .await,
+    )
+    .await;
+    let conversation = only_conversation(&app).await;
+    let text = "Hoi! We kijken het meteen na.";
+    let (user, _) = app.store.user_credentials(EMAIL).await.unwrap().unwrap();
+    let key = format!("web:{}:form-1", user.id);
+    Mock::given(method("POST"))
+        .and(path(format!("/v23.0/{PAGE_ID}/messages")))
+        .and(header(
+            "authorization",
+            format!("Bearer {PAGE_TOKEN}").as_str(),
+        ))
+        .and(body_json(json!({
+            "recipient": {"id": "7012345678901234"},
+            "messaging_type": "RESPONSE",
+            "message": {"text": text, "metadata": key},
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "recipient_id": "7012345678901234", "message_id": "m_out_1"
+        })))
+        .expect(1)
+        .mount(&fake)
+        .await;
+    assert_eq!(reply(&app, conversation, text).await, key);
+    let sent = settled(app.store.as_ref(), conversation).await;
+    assert_eq!(
+        sent.delivery,
+        DeliveryState::Sent,
+        "{:?}",
+        sent.delivery_error
+    );
+    assert_eq!(sent.external_id.as_deref(), Some("m_out_1"));
+    fake.verify().await;
+}
+
+#[tokio::test]
+async fn an_x_direct_message_is_answered_in_its_dm_thread() {
+    let fake = MockServer::start().await;
+    let app = spawn_app().await;
+    platforms(&app, Some(fake.uri())).await;
+    accepted(post_x(&app, &fixture("x/direct_message_events.json")).await).await;
+    let conversation = only_conversation(&app).await;
+    let participant = app
+        .store
+        .conversation(ConversationId(conversation))
+        .await
+        .unwrap()
+        .unwrap()
+        .customer
+        .identities[0]
+        .external_id
+        .clone();
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/2/dm_conversations/with/{participant}/messages"
+        )))
+        .and(header(
+            "authorization",
+            format!("Bearer {X_TOKEN}").as_str(),
+        ))
+        .and(body_json(json!({ "text": "Stuur ons je ordernummer?" })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "data": {"dm_conversation_id": "c-1", "dm_event_id": "dm-out-1"}
+        })))
+        .expect(1)
+        .mount(&fake)
+        .await;
+    reply(&app, conversation, "Stuur ons je ordernummer?").await;
+    let sent = settled(app.store.as_ref(), conversation).await;
+    assert_eq!(
+        sent.delivery,
+        DeliveryState::Sent,
+        "{:?}",
+        sent.delivery_error
+    );
+    assert_eq!(sent.external_id.as_deref(), Some("dm-out-1"));
+    fake.verify().await;
+}
+
+#[tokio::test]
+async fn a_telegram_reply_waits_out_a_429_and_is_sent_once() {
+    let fake = MockServer::start().await;
+    let app = spawn_app().await;
+    platforms(&app, Some(fake.uri())).await;
+    accepted(post_telegram(&app, &fixture("telegram/private_message.json")).await).await;
+    let conversation = only_conversation(&app).await;
+    let expected = json!({
+        "chat_id": 5550001111_i64,
+        "text": "Natuurlijk, welke dag past je?",
+        "reply_parameters": {"message_id": 42, "allow_sending_without_reply": true},
+    });
+    let send_path = format!("/bot{BOT_TOKEN}/sendMessage");
+    Mock::given(method("POST"))
+        .and(path(send_path.as_str()))
+        .and(body_json(expected.clone()))
+        .respond_with(ResponseTemplate::new(429).set_body_json(json!({
+            "ok": false, "error_code": 429,
+            "description": "Too Many Requests: retry after 1",
+            "parameters": {"retry_after": 1}
+        })))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&fake)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(send_path.as_str()))
+        .and(body_json(expected))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "ok": true, "result": {"message_id": 43, "chat": {"id": 5550001111_i64}, "date": 1}
+        })))
+        .expect(1)
+        .mount(&fake)
+        .await;
+    reply(&app, conversation, "Natuurlijk, welke dag past je?").await;
+    let sent = settled(app.store.as_ref(), conversation).await;
+    assert_eq!(
+        sent.delivery,
+        DeliveryState::Sent,
+        "{:?}",
+        sent.delivery_error
+    );
+    assert_eq!(sent.external_id.as_deref(), Some("5550001111:43"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(fake.received_requests().await.unwrap().len(), 2);
+    fake.verify().await;
+}
+
+#[tokio::test]
+async fn a_reply_whose_outcome_is_unknown_is_parked_not_resent() {
+    let fake = MockServer::start().await;
+    let app = spawn_app().await;
+    platforms(&app, Some(fake.uri())).await;
+    accepted(post_x(&app, &fixture("x/tweet_create_events.json")).await).await;
+    let conversations = app.conversations().await;
+    let conversation = conversations[0]["id"].as_i64().unwrap();
+    // A 2xx without the new tweet's id: X may have posted it.
+    Mock::given(method("POST"))
+        .and(path("/2/tweets"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("<html>proxy</html>"))
+        .expect(1)
+        .mount(&fake)
+        .await;
+    reply(&app, conversation, "We zoeken het uit!").await;
+    let parked = settled(app.store.as_ref(), conversation).await;
+    assert_eq!(parked.delivery, DeliveryState::Failed);
+    let reason = parked.delivery_error.unwrap();
+    assert!(reason.starts_with(DELIVERY_UNKNOWN), "{reason}");
+    assert!(!reason.contains(X_TOKEN));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    fake.verify().await;
+}
+
+#[tokio::test]
+async fn a_platform_reply_interrupted_by_a_crash_is_not_sent_again() {
+    let fake = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": {"id": "1992000000000000999", "text": "x"}
+        })))
+        .expect(0)
+        .mount(&fake)
+        .await;
+    let app = spawn_app().await;
+    platforms(&app, Some(fake.uri())).await;
+    accepted(post_x(&app, &fixture("x/tweet_create_events.json")).await).await;
+    let conversation = app.conversations().await[0]["id"].as_i64().unwrap();
+    let (user, _) = app.store.user_credentials(EMAIL).await.unwrap().unwrap();
+    let dir = app.stop().await;
+    // The crash: the reply was claimed (marked `sending`) and the process died before the
+    // platform's answer was recorded.
+    {
+        let store = SqliteStore::open(&dir.path().join("balie.db"))
+            .await
+            .unwrap();
+        store
+            .queue_reply(ConversationId(conversation), user.id, "Sorry!", "k-crash")
+            .await
+            .unwrap();
+        let claimed = store.claim_outbox(now_ms() + 1_000, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        store.close().await;
+    }
+    let app = spawn_app_in(dir, |_| {}).await;
+    let parked = settled(app.store.as_ref(), conversation).await;
+    assert_eq!(parked.delivery, DeliveryState::Failed);
+    assert!(
+        parked
+            .delivery_error
+            .as_deref()
+            .unwrap()
+            .starts_with(DELIVERY_UNKNOWN)
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(fake.received_requests().await.unwrap().is_empty());
+    assert_eq!(outbound(app.store.as_ref(), conversation).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_whatsapp_reply_outside_the_window_is_refused_with_a_reason() {
+    let fake = MockServer::start().await;
+    let app = spawn_app().await;
+    platforms(&app, Some(fake.uri())).await;
+    // The fixture's message is from 2025: long outside WhatsApp's 24-hour window.
+    accepted(post_meta(&app, "whatsapp", &fixture("meta/whatsapp_text_reply.json")).await).await;
+    let conversation = only_conversation(&app).await;
+    reply(&app, conversation, "Hoi!").await;
+    let refused = settled(app.store.as_ref(), conversation).await;
+    assert_eq!(refused.delivery, DeliveryState::Failed);
+    assert!(
+        refused
+            .delivery_error
+            .as_deref()
+            .unwrap()
+            .contains("template"),
+        "{:?}",
+        refused.delivery_error
+    );
+    assert!(fake.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn channel_secrets_are_sealed_at_rest() {
+    let app = spawn_app().await;
+    platforms(&app, None).await;
+    let fb = app.store.channel_by_name("fb-dm").await.unwrap().unwrap();
+    let stored = app.store.channel_secrets(fb.id).await.unwrap();
+    assert_eq!(stored.len(), 3);
+    for (name, sealed) in &stored {
+        for secret in [APP_SECRET, VERIFY_TOKEN, PAGE_TOKEN] {
+            assert!(
+                !sealed
+                    .ciphertext
+                    .windows(secret.len())
+                    .any(|w| w == secret.as_bytes()),
+                "{name} is stored in the clear"
+            );
+        }
+    }
+    assert!(!fb.settings.contains(APP_SECRET) && !fb.settings.contains(PAGE_TOKEN));
+    for file in ["balie.db", "balie.db-wal"] {
+        let bytes = std::fs::read(app.dir.path().join(file)).unwrap_or_default();
+        assert!(
+            !bytes
+                .windows(PAGE_TOKEN.len())
+                .any(|w| w == PAGE_TOKEN.as_bytes()),
+            "{file} holds a token in the clear"
+        );
+    }
+}
