@@ -65,6 +65,15 @@
       tr.appendChild(el("td", "customer", row.customer_name));
       tr.appendChild(el("td", "channel", row.channel_name));
       var td = el("td", "first-line");
+      var an = null;
+      try { an = row.last_analysis ? JSON.parse(row.last_analysis) : null; } catch (err) { an = null; }
+      if (an) {
+        if (an.escalation) { td.appendChild(el("span", "badge escalation", T.escalation)); td.appendChild(document.createTextNode(" ")); }
+        td.appendChild(el("span", "badge intent", T[an.intent] || an.intent));
+        td.appendChild(document.createTextNode(" "));
+        td.appendChild(el("span", "badge sentiment", T[an.sentiment] || an.sentiment));
+        td.appendChild(document.createTextNode(" "));
+      }
       var a = el("a", null, row.first_line);
       a.href = "/conversations/" + c.id;
       td.appendChild(a);

@@ -147,6 +147,9 @@ struct RowView {
     waiting_flag: i64,
     due_ms: i64,
     since_ms: i64,
+    sentiment: String,
+    intent: String,
+    escalation: bool,
 }
 
 fn row_view(t: &Texts, r: &InboxRow, now: Millis) -> RowView {
@@ -176,7 +179,38 @@ fn row_view(t: &Texts, r: &InboxRow, now: Millis) -> RowView {
         waiting_flag: i64::from(c.waiting_since.is_none()),
         due_ms: c.reply_due.unwrap_or(i64::MAX),
         since_ms: c.waiting_since.unwrap_or(0),
+        sentiment: analysis_word(t, r.last_analysis.as_deref(), "sentiment"),
+        intent: analysis_word(t, r.last_analysis.as_deref(), "intent"),
+        escalation: analysis_flag(r.last_analysis.as_deref(), "escalation"),
     }
+}
+
+fn analysis_value(analysis: Option<&str>) -> serde_json::Value {
+    analysis
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The UI word for an analysis label (`sentiment`, `intent`), or empty.
+fn analysis_word(t: &Texts, analysis: Option<&str>, key: &str) -> String {
+    let word = match analysis_value(analysis).get(key).and_then(|v| v.as_str()) {
+        Some("negative") => t.negative,
+        Some("neutral") => t.neutral,
+        Some("positive") => t.positive,
+        Some("complaint") => t.complaint,
+        Some("question") => t.question,
+        Some("praise") => t.praise,
+        Some("other") => t.other,
+        _ => "",
+    };
+    word.to_string()
+}
+
+fn analysis_flag(analysis: Option<&str>, key: &str) -> bool {
+    analysis_value(analysis)
+        .get(key)
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
 }
 
 struct MessageView {
@@ -197,24 +231,8 @@ struct MessageView {
 }
 
 fn message_view(t: &Texts, m: &TimelineMessage) -> MessageView {
-    let a: serde_json::Value = m
-        .message
-        .analysis
-        .as_deref()
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or(serde_json::Value::Null);
-    let word = |key: &str| -> String {
-        match a.get(key).and_then(|v| v.as_str()) {
-            Some("negative") => t.negative.into(),
-            Some("neutral") => t.neutral.into(),
-            Some("positive") => t.positive.into(),
-            Some("complaint") => t.complaint.into(),
-            Some("question") => t.question.into(),
-            Some("praise") => t.praise.into(),
-            Some("other") => t.other.into(),
-            _ => String::new(),
-        }
-    };
+    let analysis = m.message.analysis.as_deref();
+    let a = analysis_value(analysis);
     let signals = a
         .get("escalation_signals")
         .and_then(|v| v.as_array())
@@ -242,12 +260,9 @@ fn message_view(t: &Texts, m: &TimelineMessage) -> MessageView {
         delivery_class: class,
         error: m.message.delivery_error.clone().unwrap_or_default(),
         removed: m.message.removed,
-        sentiment: word("sentiment"),
-        intent: word("intent"),
-        escalation: a
-            .get("escalation")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false),
+        sentiment: analysis_word(t, analysis, "sentiment"),
+        intent: analysis_word(t, analysis, "intent"),
+        escalation: analysis_flag(analysis, "escalation"),
         signals,
     }
 }

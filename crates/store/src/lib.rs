@@ -106,6 +106,8 @@ pub struct InboxRow {
     pub channel_kind: ChannelKind,
     pub first_line: String,
     pub last_message_at: Millis,
+    /// The text analysis (JSON) of the customer's newest message, for inbox badges.
+    pub last_analysis: Option<String>,
 }
 
 /// A message with what the timeline shows about its author.

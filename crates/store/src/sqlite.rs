@@ -125,6 +125,8 @@ macro_rules! conv_cols {
         "c.id, c.brand_id, c.channel_id, c.customer_id, c.status, c.queue, c.assignee, c.priority, \
          c.waiting_since, c.reply_due, c.created_at, c.updated_at, c.thread_key, c.first_line, \
          c.last_message_at, cu.display_name AS customer_name, ch.name AS channel_name, \
+         (SELECT la.analysis FROM messages la WHERE la.conversation_id = c.id \
+            AND la.direction = 'in' ORDER BY la.id DESC LIMIT 1) AS last_analysis, \
          ch.kind AS channel_kind"
     };
 }
@@ -203,6 +205,7 @@ fn inbox_row_from_row(r: &SqliteRow) -> Result<InboxRow> {
         channel_kind: ChannelKind::parse(&kind).ok_or_else(|| corrupt("channel kind", &kind))?,
         first_line: r.try_get("first_line")?,
         last_message_at: r.try_get("last_message_at")?,
+        last_analysis: r.try_get("last_analysis")?,
     })
 }
 

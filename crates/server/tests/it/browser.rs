@@ -72,6 +72,26 @@ async fn start_driver() -> Option<(Driver, String)> {
     Some((Driver { child, url }, chromium))
 }
 
+/// Clicks what `locator` finds, looking it up again if the page replaced it meanwhile.
+async fn click_fresh(
+    client: &fantoccini::Client,
+    locator: Locator<'_>,
+) -> Result<(), fantoccini::error::CmdError> {
+    let mut tries = 0;
+    loop {
+        let attempt = async { client.find(locator).await?.click().await };
+        match attempt.await {
+            Err(fantoccini::error::CmdError::Standard(e))
+                if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+                    && tries < 5 =>
+            {
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_agent_sees_a_message_arrive_live_and_replies() {
     let Some((driver, chromium)) = start_driver().await else {
@@ -110,27 +130,35 @@ async fn an_agent_sees_a_message_arrive_live_and_replies() {
 
         let evil = "Pakket kwijt <script>window.pwned=1</script><img src=x onerror=\"window.pwned=2\">";
         app.post_message(&message("m-1", "kim", evil)).await;
-        let row = client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::XPath("//tr[contains(@class,'conv')]//td[contains(@class,'customer')][text()='Klant kim']/.."))
+        // The live script replaces rows and messages as events arrive, so elements are
+        // looked up fresh (or read through the page) instead of held across events.
+        let kim_link = Locator::XPath(
+            "//tr[contains(@class,'conv')][td[contains(@class,'customer')][text()='Klant kim']]//td[contains(@class,'first-line')]/a",
+        );
+        client.wait().at_most(Duration::from_secs(10)).for_element(kim_link).await?;
+        let line = client
+            .execute(
+                "return Array.from(document.querySelectorAll('#inbox-rows tr.conv'))
+                   .filter(r => r.querySelector('td.customer').textContent === 'Klant kim')
+                   .map(r => r.querySelector('td.first-line a').textContent)[0]",
+                vec![],
+            )
             .await?;
-        let line = row.find(Locator::Css("td.first-line a")).await?.text().await?;
-        assert_eq!(line, evil, "customer HTML is shown as text");
+        assert_eq!(line, json!(evil), "customer HTML is shown as text");
         let pwned = client.execute("return [window.pwned === undefined, document.querySelectorAll('#inbox-rows script, #inbox-rows img').length]", vec![]).await?;
         assert_eq!(pwned, json!([true, 0]), "customer HTML must stay inert");
 
-        row.find(Locator::Css("td.first-line a")).await?.click().await?;
+        click_fresh(&client, kim_link).await?;
         client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Id("reply-text")).await?;
-        let timeline_text = client.find(Locator::Css("#timeline li.msg.in .text")).await?.text().await?;
-        assert_eq!(timeline_text, evil);
+        let timeline_text = client.execute("return document.querySelector('#timeline li.msg.in .text').textContent", vec![]).await?;
+        assert_eq!(timeline_text, json!(evil));
         let reply = "Hoi Kim, wat vervelend! Ik zoek het direct voor je uit en laat vandaag nog iets weten.";
         client.find(Locator::Id("reply-text")).await?.send_keys(reply).await?;
         client.find(Locator::Id("reply-send")).await?.click().await?;
-        let out = client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#timeline li.msg.out")).await?;
-        assert_eq!(out.find(Locator::Css(".text")).await?.text().await?, reply);
-        // The delivery state turns to "sent" live, without a reload.
+        // The reply is on the timeline, and its delivery state turns to "sent" live.
         client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#timeline li.msg.out .delivery.sent")).await?;
+        let out_text = client.execute("return Array.from(document.querySelectorAll('#timeline li.msg.out .text')).map(e => e.textContent)", vec![]).await?;
+        assert_eq!(out_text, json!([reply]), "exactly one reply on the timeline");
         let pwned = client.execute("return window.pwned === undefined", vec![]).await?;
         assert_eq!(pwned, json!(true));
         Ok::<_, fantoccini::error::CmdError>(())
