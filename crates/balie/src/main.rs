@@ -1,6 +1,7 @@
 //! The `balie` command: serve, demo, users, tokens, text analysis and benchmarks.
 
 mod channel_cmd;
+mod bench_cmd;
 mod demo;
 mod text_cmd;
 
@@ -94,6 +95,10 @@ enum TokenCommand {
 enum BenchCommand {
     /// Text analysis throughput on one core.
     Analyze(text_cmd::BenchAnalyzeArgs),
+    /// Inbound messages over HTTP to a fresh server, against the raw insert limit.
+    Ingest(bench_cmd::IngestArgs),
+    /// Inbox, conversation and search latency over many stored messages.
+    Query(bench_cmd::QueryArgs),
 }
 
 fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
@@ -220,7 +225,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
             result
         }
-        Command::Analyze(_) | Command::Train(_) | Command::Bench(_) => Ok(()),
+        Command::Bench(BenchCommand::Ingest(args)) => bench_cmd::ingest(args).await,
+        Command::Bench(BenchCommand::Query(args)) => bench_cmd::query(args).await,
+        Command::Analyze(_) | Command::Train(_) | Command::Bench(BenchCommand::Analyze(_)) => {
+            Ok(())
+        }
     }
 }
 
