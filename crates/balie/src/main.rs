@@ -1,7 +1,7 @@
 //! The `balie` command: serve, demo, users, tokens, text analysis and benchmarks.
 
-mod channel_cmd;
 mod bench_cmd;
+mod channel_cmd;
 mod demo;
 mod text_cmd;
 
