@@ -15,6 +15,8 @@ pub enum ApiError {
     },
     #[error("missing or invalid credentials")]
     Unauthorized,
+    #[error("this needs a role you do not have")]
+    Forbidden,
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{0}")]
@@ -62,6 +64,7 @@ impl IntoResponse for ApiError {
                 StatusCode::UNAUTHORIZED,
                 json!({ "error": self.to_string() }),
             ),
+            Self::Forbidden => (StatusCode::FORBIDDEN, json!({ "error": self.to_string() })),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, json!({ "error": self.to_string() })),
             Self::Conflict(_) => (StatusCode::CONFLICT, json!({ "error": self.to_string() })),
             Self::TooLarge(_) => (

@@ -116,6 +116,15 @@ pub struct Texts {
     pub question: &'static str,
     pub praise: &'static str,
     pub other: &'static str,
+    pub channels: &'static str,
+    pub platform: &'static str,
+    pub account: &'static str,
+    pub webhook_url: &'static str,
+    pub credentials: &'static str,
+    pub set: &'static str,
+    pub not_set: &'static str,
+    pub add_or_update_channel: &'static str,
+    pub secrets_note: &'static str,
 }
 
 pub static NL: Texts = Texts {
@@ -176,6 +185,15 @@ pub static NL: Texts = Texts {
     question: "vraag",
     praise: "lof",
     other: "overig",
+    channels: "Kanalen",
+    platform: "Platform",
+    account: "Account-id",
+    webhook_url: "Webhook-URL",
+    credentials: "Sleutels",
+    set: "ingesteld",
+    not_set: "niet ingesteld",
+    add_or_update_channel: "Kanaal toevoegen of wijzigen",
+    secrets_note: "Sleutels worden versleuteld opgeslagen en nooit meer getoond. Laat een veld leeg om de opgeslagen waarde te houden.",
 };
 
 pub static EN: Texts = Texts {
@@ -236,6 +254,15 @@ pub static EN: Texts = Texts {
     question: "question",
     praise: "praise",
     other: "other",
+    channels: "Channels",
+    platform: "Platform",
+    account: "Account id",
+    webhook_url: "Webhook URL",
+    credentials: "Credentials",
+    set: "set",
+    not_set: "not set",
+    add_or_update_channel: "Add or update a channel",
+    secrets_note: "Credentials are stored encrypted and never shown again. Leave a field empty to keep the stored value.",
 };
 
 #[cfg(test)]

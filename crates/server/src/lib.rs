@@ -1,6 +1,7 @@
 //! Balie's server: the HTTP API, the agent UI with its live stream, and the background
 //! workers (journal writer, pipeline, outbox), all in one process over one [`Store`].
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod channel_keys;
@@ -207,6 +208,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api::routes())
         .merge(web::routes())
+        .merge(admin::routes())
         .merge(live::routes())
         .merge(webhooks::routes())
         .route_layer(middleware::from_fn_with_state(

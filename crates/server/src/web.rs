@@ -58,7 +58,7 @@ pub async fn session_user(state: &AppState, headers: &HeaderMap) -> Result<Optio
 }
 
 /// An HTML page response, or a redirect to the login page.
-enum Page {
+pub enum Page {
     Html(String),
     Login,
 }
@@ -86,7 +86,7 @@ impl IntoResponse for Page {
     }
 }
 
-fn render(t: impl Template) -> Result<Page, ApiError> {
+pub fn render(t: impl Template) -> Result<Page, ApiError> {
     t.render()
         .map(Page::Html)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("template: {e}")))
@@ -267,7 +267,7 @@ fn message_view(t: &Texts, m: &TimelineMessage) -> MessageView {
     }
 }
 
-fn texts_json(t: &Texts) -> String {
+pub fn texts_json(t: &Texts) -> String {
     serde_json::to_string(t).unwrap_or_else(|_| "{}".into())
 }
 

@@ -1,6 +1,7 @@
 //! Balie server integration tests: one binary, each test on its own app and fresh database.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod badinput;
 mod browser;
 mod spine;

@@ -1,0 +1,221 @@
+//! The admin pages: platform channels are added and edited here as well as from the CLI.
+//! Credentials are sealed before they reach the store and are never shown back: a page
+//! only says whether each one is set.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use balie_core::{ChannelKind, Role, User};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::i18n::{Lang, Texts};
+use crate::platform_channels::{self, PLATFORM_KINDS, PlatformSettings, SecretName};
+use crate::web::{Page, render, session_user, texts_json};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/admin/channels", get(channels_page).post(save_channel))
+}
+
+struct ChannelRow {
+    name: String,
+    kind: &'static str,
+    account: String,
+    webhook: String,
+    secrets: Vec<(&'static str, bool)>,
+}
+
+#[derive(Template)]
+#[template(path = "channels.html")]
+struct ChannelsPage {
+    t: &'static Texts,
+    texts: String,
+    user: User,
+    rows: Vec<ChannelRow>,
+    kinds: Vec<&'static str>,
+    error: String,
+}
+
+async fn admin(state: &AppState, headers: &HeaderMap) -> Result<Option<User>, ApiError> {
+    match session_user(state, headers).await? {
+        Some(u) if u.role == Role::Admin => Ok(Some(u)),
+        Some(_) => Err(ApiError::Forbidden),
+        None => Ok(None),
+    }
+}
+
+fn public_url(state: &AppState, headers: &HeaderMap) -> String {
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".:-[]".contains(c))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| state.config.listen.to_string());
+    let scheme = if state.config.secure_cookies {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}")
+}
+
+async fn render_channels(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: User,
+    error: String,
+) -> Result<Page, ApiError> {
+    let t = Lang::from_headers(headers).texts();
+    let base = public_url(state, headers);
+    let mut rows = Vec::new();
+    for channel in state.store.channels().await? {
+        let stored = platform_channels::secret_names(state.store.as_ref(), &channel).await?;
+        let settings = PlatformSettings::parse(&channel.settings).unwrap_or_default();
+        rows.push(ChannelRow {
+            name: channel.name.clone(),
+            kind: channel.kind.as_str(),
+            account: settings.account_id(channel.kind).unwrap_or("").to_string(),
+            webhook: platform_channels::webhook_url(&base, &channel)
+                .unwrap_or_else(|| format!("{base}/api/v1/messages")),
+            secrets: SecretName::needed_by(channel.kind)
+                .iter()
+                .map(|n| (n.as_str(), stored.iter().any(|s| s == n.as_str())))
+                .collect(),
+        });
+    }
+    render(ChannelsPage {
+        t,
+        texts: texts_json(t),
+        user,
+        rows,
+        kinds: PLATFORM_KINDS.iter().map(|k| k.as_str()).collect(),
+        error,
+    })
+}
+
+async fn channels_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Page, ApiError> {
+    let Some(user) = admin(&state, &headers).await? else {
+        return Ok(Page::Login);
+    };
+    render_channels(&state, &headers, user, String::new()).await
+}
+
+#[derive(Deserialize)]
+struct ChannelForm {
+    kind: String,
+    name: String,
+    #[serde(default)]
+    account_id: String,
+    #[serde(default)]
+    api_base: String,
+    #[serde(default)]
+    app_secret: String,
+    #[serde(default)]
+    verify_token: String,
+    #[serde(default)]
+    access_token: String,
+    #[serde(default)]
+    consumer_secret: String,
+    #[serde(default)]
+    bot_token: String,
+    #[serde(default)]
+    secret_token: String,
+}
+
+fn settings_from(kind: ChannelKind, form: &ChannelForm) -> PlatformSettings {
+    let account = Some(form.account_id.trim().to_string()).filter(|s| !s.is_empty());
+    let mut s = PlatformSettings {
+        api_base: Some(form.api_base.trim().to_string()).filter(|s| !s.is_empty()),
+        ..PlatformSettings::default()
+    };
+    match kind {
+        ChannelKind::Messenger | ChannelKind::FacebookPage => s.page_id = account,
+        ChannelKind::Instagram => s.ig_account_id = account,
+        ChannelKind::Whatsapp => s.phone_number_id = account,
+        ChannelKind::X => s.x_user_id = account,
+        _ => {}
+    }
+    s
+}
+
+async fn save_channel(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<ChannelForm>,
+) -> Result<Response, ApiError> {
+    let Some(user) = admin(&state, &headers).await? else {
+        return Err(ApiError::Unauthorized);
+    };
+    let kind = ChannelKind::parse(form.kind.trim()).filter(|k| PLATFORM_KINDS.contains(k));
+    let name = form.name.trim();
+    let valid_name = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let (Some(kind), true) = (kind, valid_name) else {
+        let error = "Kies een platform en een naam van letters, cijfers, - of _ / Choose a platform and a name of letters, digits, - or _".to_string();
+        return Ok(render_channels(&state, &headers, user, error)
+            .await?
+            .into_response());
+    };
+    if !form.api_base.trim().is_empty()
+        && !(form.api_base.starts_with("http://") || form.api_base.starts_with("https://"))
+    {
+        return Ok(render_channels(
+            &state,
+            &headers,
+            user,
+            "API base URL must start with http:// or https://".into(),
+        )
+        .await?
+        .into_response());
+    }
+    let given = [
+        (SecretName::AppSecret, &form.app_secret),
+        (SecretName::VerifyToken, &form.verify_token),
+        (SecretName::AccessToken, &form.access_token),
+        (SecretName::ConsumerSecret, &form.consumer_secret),
+        (SecretName::BotToken, &form.bot_token),
+        (SecretName::SecretToken, &form.secret_token),
+    ];
+    // Empty fields keep what is stored: a secret is never echoed back into the form.
+    let secrets: Vec<(SecretName, String)> = given
+        .iter()
+        .filter(|(n, v)| !v.trim().is_empty() && SecretName::needed_by(kind).contains(n))
+        .map(|(n, v)| (*n, v.trim().to_string()))
+        .collect();
+    let brand = state
+        .store
+        .ensure_brand(&state.config.default_brand)
+        .await?;
+    match platform_channels::configure(
+        state.store.as_ref(),
+        &state.channel_keys,
+        brand,
+        kind,
+        name,
+        &settings_from(kind, &form),
+        &secrets,
+    )
+    .await
+    {
+        Ok(channel) => {
+            tracing::info!(channel = %channel.name, kind = channel.kind.as_str(), by = %user.email, "channel configured");
+            Ok(Redirect::to("/admin/channels").into_response())
+        }
+        Err(e) => Ok(render_channels(&state, &headers, user, format!("{e:#}"))
+            .await?
+            .into_response()),
+    }
+}
