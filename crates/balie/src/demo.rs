@@ -312,6 +312,17 @@ pub async fn run(args: DemoArgs, mut config: Config, keep_data_dir: bool) -> any
         args.messages,
         seed,
     ));
+    let platforms =
+        crate::demo_platforms::setup(store.as_ref(), &config.data_dir, &config.default_brand)
+            .await
+            .context("setting up the demo's platform channels")?;
+    tokio::spawn(crate::demo_platforms::simulate(
+        format!("http://{addr}"),
+        platforms,
+        args.rate,
+        args.messages,
+        seed,
+    ));
     println!();
     println!("  Balie demo is running: http://{addr}/");
     println!("  Log in as {email} with password {password}");
@@ -322,6 +333,10 @@ pub async fn run(args: DemoArgs, mut config: Config, keep_data_dir: bool) -> any
     println!(
         "  Simulated customers write {} messages a minute; replies go to a local stand-in webhook.",
         args.rate
+    );
+    println!(
+        "  Facebook, Instagram, WhatsApp, X and Telegram customers write as many through Balie's \
+         signed webhooks; replies arrive at a local fake platform (see the log)."
     );
     println!("  Stop with Ctrl-C.");
     println!();

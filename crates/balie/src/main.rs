@@ -3,6 +3,7 @@
 mod bench_cmd;
 mod channel_cmd;
 mod demo;
+mod demo_platforms;
 mod text_cmd;
 
 use std::io::{BufRead, IsTerminal, Write};
