@@ -4,6 +4,7 @@
 mod admin;
 mod badinput;
 mod browser;
+mod fuzz;
 mod spine;
 mod support;
 mod webhooks;
