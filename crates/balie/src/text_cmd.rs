@@ -444,6 +444,15 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {} ({} bytes)", path.display(), bytes.len());
     }
+    if args.folds >= 2 {
+        println!("\n== the same folds through the full analyzer (language routing and rules)");
+        for task in tasks
+            .iter()
+            .filter(|t| !t.main.is_empty() && t.name != "lang-nl-en")
+        {
+            print!("{}: {}", task.name, pipeline_cv(task, &fresh, args.folds));
+        }
+    }
     let lex_path = args.out.join("lexicon.tsv");
     std::fs::write(&lex_path, lexicon.to_tsv())
         .with_context(|| format!("writing {}", lex_path.display()))?;
@@ -472,6 +481,43 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// k-fold CV of `task` as `balie analyze` reports it: the fold's model inside an [`Analyzer`]
+/// with the other models of `base`, so language routing and rules count too.
+fn pipeline_cv(task: &Task, base: &Models, folds: usize) -> Report {
+    let labels: Vec<&str> = task.labels.iter().map(String::as_str).collect();
+    let mut report = Report::new(&labels);
+    let gold: Vec<usize> = task.main.iter().map(|l| l.label).collect();
+    let fold = train::fold_assignment(&gold, folds, task.config.seed);
+    for k in 0..folds {
+        let mut fold_task = task.clone();
+        fold_task.main = task
+            .main
+            .iter()
+            .zip(&fold)
+            .filter(|(_, f)| **f != k)
+            .map(|(l, _)| l.clone())
+            .collect();
+        let model = train::fit(&fold_task, &base.lexicon);
+        let mut models = base.clone();
+        match task.name.as_str() {
+            "sentiment-nl" => models.sentiment_nl = model,
+            "sentiment-en" => models.sentiment_en = model,
+            _ => models.complaint_en = model,
+        }
+        let analyzer = Analyzer::new(models);
+        for (l, _) in task.main.iter().zip(&fold).filter(|(_, f)| **f == k) {
+            let a = analyzer.analyze(&l.text);
+            let predicted = if task.name.starts_with("complaint") {
+                usize::from(a.complaint)
+            } else {
+                a.sentiment.index()
+            };
+            report.add(l.label, predicted);
+        }
+    }
+    report
 }
 
 /// Realistic, handle-free sample traffic for the benchmark (Dutch and English, short and long).
