@@ -649,7 +649,7 @@ pub fn topics(tokens: &[Token], is_sentiment_word: impl Fn(&str) -> bool) -> Vec
         .iter()
         .map(|t| {
             t.kind == TokenKind::Word
-                && t.text.len() >= 3
+                && (3..=40).contains(&t.text.len())
                 && t.text.chars().nth(2).is_some()
                 && t.text.chars().any(|c| c.is_alphabetic())
                 && !FILLER_SET.contains_key(t.text.as_str())
@@ -664,6 +664,7 @@ pub fn topics(tokens: &[Token], is_sentiment_word: impl Fn(&str) -> bool) -> Vec
     };
     for t in tokens {
         if t.kind == TokenKind::Hashtag
+            && t.text.len() <= 40
             && !SHAME.iter().any(|s| t.text.contains(s))
             && fits(&out, &t.text)
         {

@@ -128,3 +128,34 @@ fn topics_never_contain_handles_or_urls() {
         );
     }
 }
+
+#[test]
+fn arbitrary_text_never_panics_and_stays_in_range() {
+    // Deterministic pseudo-random strings mixing ASCII, Dutch accents, emoji, RTL, CJK,
+    // combining marks, control characters, very long words and very long messages.
+    let alphabet: Vec<char> = "aeiouxyzAEIOU ij@#?!.,:;()'’-_0123456789éëïöüçßñ😡👍🤬☀️\u{200d}\u{301}\u{0}\t\nабвгдαβγمرحباשלום你好こんにちは한국어"
+        .chars()
+        .collect();
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..400 {
+        let len = (next() % if round % 50 == 0 { 5_000 } else { 160 }) as usize;
+        let text: String = (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect();
+        let a = analyze(&text);
+        assert!(a.urgency <= 100);
+        assert!((-1.0..=1.0).contains(&a.sentiment_score), "{text:?}");
+        assert!(a.topics.len() <= 3);
+        assert!(!a.lang.is_empty());
+    }
+    let long_word = "abcdefghij".repeat(1_000);
+    let a = analyze(&format!("{long_word} wifi router"));
+    assert_eq!(a.topics, ["wifi router"]);
+    assert_eq!(analyze("").lang, "und");
+}
