@@ -730,3 +730,71 @@ async fn channel_secrets_are_sealed_at_rest() {
         );
     }
 }
+
+/// A WhatsApp text written just now by `wa_id`.
+fn whatsapp_text(wa_id: &str, wamid: &str, text: &str) -> Vec<u8> {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
+        "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
+            "contacts": [{"profile": {"name": "Test Klant"}, "wa_id": wa_id}],
+            "messages": [{"from": wa_id, "id": wamid, "timestamp": (now_ms() / 1000).to_string(),
+                "type": "text", "text": {"body": text}}]}}]}]})
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_whatsapp_delivery_report_confirms_a_reply_whose_answer_was_lost() {
+    let fake = MockServer::start().await;
+    let app = spawn_app().await;
+    platforms(&app, Some(fake.uri())).await;
+    accepted(
+        post_meta(
+            &app,
+            "whatsapp",
+            &whatsapp_text("31612345678", "wamid.IN1", "Waar blijft mijn pakket?"),
+        )
+        .await,
+    )
+    .await;
+    let conversation = only_conversation(&app).await;
+    let (user, _) = app.store.user_credentials(EMAIL).await.unwrap().unwrap();
+    let key = format!("web:{}:form-1", user.id);
+    Mock::given(method("POST"))
+        .and(path(format!("/v23.0/{PHONE_NUMBER_ID}/messages")))
+        .and(header(
+            "authorization",
+            format!("Bearer {PAGE_TOKEN}").as_str(),
+        ))
+        .and(body_json(json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": "31612345678",
+            "type": "text",
+            "text": {"preview_url": false, "body": "Hij komt vandaag!"},
+            "context": {"message_id": "wamid.IN1"},
+            "biz_opaque_callback_data": key,
+        })))
+        // Accepted, but the answer is not what WhatsApp documents: delivery unknown.
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"messages": []})))
+        .expect(1)
+        .mount(&fake)
+        .await;
+    reply(&app, conversation, "Hij komt vandaag!").await;
+    let parked = settled(app.store.as_ref(), conversation).await;
+    assert_eq!(parked.delivery, DeliveryState::Failed);
+    assert!(parked.delivery_error.unwrap().starts_with(DELIVERY_UNKNOWN));
+    let status = json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
+        "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
+            "statuses": [{"id": "wamid.OUT1", "status": "delivered",
+                "timestamp": (now_ms() / 1000).to_string(), "recipient_id": "31612345678",
+                "biz_opaque_callback_data": key}]}}]}]});
+    accepted(post_meta(&app, "whatsapp", status.to_string().as_bytes()).await).await;
+    let confirmed = outbound(app.store.as_ref(), conversation).await.remove(0);
+    assert_eq!(confirmed.delivery, DeliveryState::Sent);
+    assert_eq!(confirmed.external_id.as_deref(), Some("wamid.OUT1"));
+    fake.verify().await;
+}
