@@ -183,7 +183,7 @@ fn fill(template: &str, rng: &mut Rng) -> String {
         .replace("{code}", &code)
         .replace("{day_en}", day_en)
         .replace("{day}", day)
-        .replace("{place}", *rng.pick(PLACES))
+        .replace("{place}", rng.pick::<&str>(PLACES))
         .replace("{hours}", &(2 + rng.below(30)).to_string())
 }
 
@@ -207,7 +207,7 @@ async fn simulate(base: String, token: String, rate: f64, limit: u64, seed: u64)
             let (who, last_id, _) = sent[rng.below(sent.len())].clone();
             let p = persona(who);
             let text = fill(
-                *rng.pick(if p.dutch { NL_FOLLOWUPS } else { EN_FOLLOWUPS }),
+                rng.pick::<&str>(if p.dutch { NL_FOLLOWUPS } else { EN_FOLLOWUPS }),
                 &mut rng,
             );
             let id = format!("demo-{seed:x}-{n}");
@@ -218,7 +218,7 @@ async fn simulate(base: String, token: String, rate: f64, limit: u64, seed: u64)
             let who = rng.below(CUSTOMERS);
             let p = persona(who);
             let text = fill(
-                *rng.pick(if p.dutch { NL_OPENERS } else { EN_OPENERS }),
+                rng.pick::<&str>(if p.dutch { NL_OPENERS } else { EN_OPENERS }),
                 &mut rng,
             );
             let id = format!("demo-{seed:x}-{n}");
