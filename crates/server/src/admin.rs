@@ -169,8 +169,8 @@ async fn save_channel(
             .await?
             .into_response());
     };
-    if !form.api_base.trim().is_empty()
-        && !(form.api_base.starts_with("http://") || form.api_base.starts_with("https://"))
+    let api_base = form.api_base.trim();
+    if !(api_base.is_empty() || api_base.starts_with("http://") || api_base.starts_with("https://"))
     {
         return Ok(render_channels(
             &state,
