@@ -287,7 +287,7 @@ pub async fn run(args: DemoArgs, mut config: Config, keep_data_dir: bool) -> any
         .create_user(
             email,
             "Demo Agent",
-            Role::Supervisor,
+            Role::Admin,
             &auth::hash_password(&password)?,
         )
         .await
