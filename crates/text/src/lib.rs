@@ -255,7 +255,8 @@ impl Analyzer {
             && (complaint
                 || escalation
                 || (question && (addressed || rules::is_request(&phrase)))
-                || (praise && (addressed || thanks)));
+                || (praise && (addressed || thanks))
+                || (sentiment == Sentiment::Negative && addressed));
 
         let urgency = urgency(&UrgencyInput {
             intent,
