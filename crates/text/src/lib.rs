@@ -233,6 +233,9 @@ impl Analyzer {
         // A Youpie-style escalation is negative whatever the (political-tweet-trained) model says.
         let (sentiment, sentiment_score) = if strong_signal && complaint && !positive {
             (Sentiment::Negative, sentiment_score.min(-0.5))
+        } else if lang == "nl" && complaint && sentiment == Sentiment::Neutral {
+            // The Dutch model learnt from political tweets; a webcare complaint is negative.
+            (Sentiment::Negative, sentiment_score.min(-0.3))
         } else {
             (sentiment, sentiment_score)
         };
