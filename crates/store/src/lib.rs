@@ -242,9 +242,9 @@ pub trait Store: Send + Sync + 'static {
     async fn apply_journal(&self, batch: &[Prepared], sla: &SlaPolicy) -> Result<Vec<Applied>>;
     async fn backlogs(&self) -> Result<Backlogs>;
     /// Writes whole conversations (customer, identity, conversation, messages, search terms)
-    /// on `channel` in large transactions: the fast path for imports and benchmarks. Each
-    /// author must be new on the channel's platform and each external id new on the channel.
-    /// Returns how many messages were written.
+    /// on `channel` in one transaction of multi-row inserts: the fast path for imports and
+    /// benchmarks. Each author must be new on the channel's platform and each external id new
+    /// on the channel. Returns how many messages were written.
     async fn bulk_load(
         &self,
         channel: ChannelId,

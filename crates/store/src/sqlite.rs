@@ -18,9 +18,9 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use crate::search::{search_terms, stem_query};
 use crate::{
-    Appended, Applied, Backlogs, BulkConversation, ConversationView, InboxRow, JournalEntry,
-    LiveEvent, NewJournalEntry, OutboxItem, Prepared, Result, SealedSecret, SearchHit, Store,
-    StoreError, TimelineMessage, dedupe_key,
+    Appended, Applied, Backlogs, BulkConversation, BulkMessage, ConversationView, InboxRow,
+    JournalEntry, LiveEvent, NewJournalEntry, OutboxItem, Prepared, Result, SealedSecret,
+    SearchHit, Store, StoreError, TimelineMessage, dedupe_key,
 };
 
 /// Migrations in order. Released ones are never edited: add a new entry instead.
@@ -326,15 +326,25 @@ async fn identify(
                 .execute(&mut **tx)
                 .await?;
             }
-            sqlx::query(
-                "UPDATE identities SET handle = COALESCE(?, handle), name = COALESCE(?, name) \
-                 WHERE id = ?",
-            )
-            .bind(&author.handle)
-            .bind(&author.name)
-            .bind(identity)
-            .execute(&mut **tx)
-            .await?;
+            let changed = author
+                .handle
+                .as_ref()
+                .is_some_and(|h| Some(h) != old_handle.as_ref())
+                || author
+                    .name
+                    .as_ref()
+                    .is_some_and(|n| Some(n) != old_name.as_ref());
+            if changed {
+                sqlx::query(
+                    "UPDATE identities SET handle = COALESCE(?, handle), name = COALESCE(?, name) \
+                     WHERE id = ?",
+                )
+                .bind(&author.handle)
+                .bind(&author.name)
+                .bind(identity)
+                .execute(&mut **tx)
+                .await?;
+            }
         }
         return Ok((identity, customer));
     }
@@ -936,22 +946,50 @@ impl Store for SqliteStore {
     }
 
     async fn append_journal(&self, entries: &[NewJournalEntry]) -> Result<Vec<Appended>> {
-        let mut tx = self.writer.begin().await?;
-        let mut out = Vec::with_capacity(entries.len());
+        /// Rows per INSERT: 4 parameters each, well under SQLite's 32,766.
+        const ROWS_PER_INSERT: usize = 1000;
+        let mut rows = Vec::with_capacity(entries.len());
         for e in entries {
             let payload = serde_json::to_string(&e.inbound)
                 .map_err(|err| StoreError::Corrupt(format!("unserialisable inbound: {err}")))?;
-            let id: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO journal (channel_id, dedupe_key, payload, received_at) \
-                 VALUES (?, ?, ?, ?) ON CONFLICT(channel_id, dedupe_key) DO NOTHING RETURNING id",
-            )
-            .bind(e.channel_id.0)
-            .bind(dedupe_key(&e.inbound))
-            .bind(payload)
-            .bind(e.received_at)
-            .fetch_optional(&mut *tx)
-            .await?;
-            out.push(id.map_or(Appended::Duplicate, Appended::New));
+            rows.push((
+                e.channel_id.0,
+                dedupe_key(&e.inbound),
+                payload,
+                e.received_at,
+            ));
+        }
+        let mut out = Vec::with_capacity(entries.len());
+        let mut tx = self.writer.begin().await?;
+        // One statement per chunk, not per entry: every statement is a round trip to
+        // SQLite's worker thread, which costs more than the insert itself.
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+                "INSERT INTO journal (channel_id, dedupe_key, payload, received_at) ",
+            );
+            q.push_values(chunk, |mut b, (channel, key, payload, received_at)| {
+                b.push_bind(*channel)
+                    .push_bind(key.as_str())
+                    .push_bind(payload.as_str())
+                    .push_bind(*received_at);
+            });
+            q.push(" ON CONFLICT(channel_id, dedupe_key) DO NOTHING RETURNING id, channel_id, dedupe_key");
+            let inserted: Vec<(i64, i64, String)> = q
+                .build_query_as()
+                .persistent(true)
+                .fetch_all(&mut *tx)
+                .await?;
+            // Only new rows come back; within a chunk the first of equal keys is the new one.
+            let mut new: std::collections::HashMap<(i64, &str), i64> = inserted
+                .iter()
+                .map(|(id, channel, key)| ((*channel, key.as_str()), *id))
+                .collect();
+            for (channel, key, _, _) in chunk {
+                out.push(
+                    new.remove(&(*channel, key.as_str()))
+                        .map_or(Appended::Duplicate, Appended::New),
+                );
+            }
         }
         tx.commit().await?;
         Ok(out)
@@ -983,13 +1021,26 @@ impl Store for SqliteStore {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
         let mut out = Vec::with_capacity(batch.len());
+        // Which entries an earlier run already applied: one query for the batch.
+        let (lo, hi) = batch.iter().fold((i64::MAX, i64::MIN), |(lo, hi), p| {
+            (lo.min(p.entry.id), hi.max(p.entry.id))
+        });
+        let done: std::collections::HashSet<i64> = if batch.is_empty() {
+            Default::default()
+        } else {
+            sqlx::query_scalar(
+                "SELECT id FROM journal WHERE id BETWEEN ? AND ? AND processed_at IS NOT NULL",
+            )
+            .bind(lo)
+            .bind(hi)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect()
+        };
+        let mut applied_ids = Vec::with_capacity(batch.len());
         for p in batch {
-            let done: Option<Option<i64>> =
-                sqlx::query_scalar("SELECT processed_at FROM journal WHERE id = ?")
-                    .bind(p.entry.id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if matches!(done, Some(Some(_))) {
+            if done.contains(&p.entry.id) || applied_ids.contains(&p.entry.id) {
                 continue;
             }
             let (conv, msg) = match p.entry.inbound.kind {
@@ -997,16 +1048,22 @@ impl Store for SqliteStore {
                 InboundKind::Echo => apply_echo(&mut tx, p, now).await?,
                 InboundKind::Edited | InboundKind::Removed => apply_change(&mut tx, p, now).await?,
             };
-            sqlx::query("UPDATE journal SET processed_at = ? WHERE id = ?")
-                .bind(now)
-                .bind(p.entry.id)
-                .execute(&mut *tx)
-                .await?;
+            applied_ids.push(p.entry.id);
             out.push(Applied {
                 journal_id: p.entry.id,
                 conversation_id: conv.map(ConversationId),
                 message_id: msg.map(MessageId),
             });
+        }
+        for chunk in applied_ids.chunks(5000) {
+            let mut q = sqlx::QueryBuilder::<Sqlite>::new("UPDATE journal SET processed_at = ");
+            q.push_bind(now).push(" WHERE id IN (");
+            let mut ids = q.separated(", ");
+            for id in chunk {
+                ids.push_bind(*id);
+            }
+            q.push(")");
+            q.build().persistent(true).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(out)
@@ -1017,9 +1074,8 @@ impl Store for SqliteStore {
         channel: ChannelId,
         conversations: &[BulkConversation],
     ) -> Result<u64> {
-        /// Messages per transaction: large enough that commits cost little, small enough
-        /// that readers are not held off for long.
-        const MESSAGES_PER_TX: usize = 20_000;
+        /// Rows per multi-row INSERT (at most 11 parameters a row, under SQLite's 32,766).
+        const ROWS: usize = 2_000;
         let now = now_ms();
         let (brand, kind): (i64, String) =
             sqlx::query_as("SELECT brand_id, kind FROM channels WHERE id = ?")
@@ -1027,83 +1083,115 @@ impl Store for SqliteStore {
                 .fetch_optional(&self.writer)
                 .await?
                 .ok_or(StoreError::NotFound("channel"))?;
-        let mut written = 0u64;
-        let mut in_tx = 0usize;
+        let conversations: Vec<&BulkConversation> = conversations
+            .iter()
+            .filter(|c| !c.messages.is_empty())
+            .collect();
         let mut tx = self.writer.begin().await?;
-        for c in conversations {
-            let Some(last) = c.messages.last() else {
-                continue;
-            };
-            let display = display_name(
-                &c.author.platform_id,
-                c.author.handle.as_ref(),
-                c.author.name.as_ref(),
+        // Ids are handed out here, so one statement writes thousands of rows (the single
+        // writer connection means nobody else takes ids meanwhile).
+        let (customer0, conversation0, message0): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COALESCE(MAX(id), 0) FROM customers), \
+             (SELECT COALESCE(MAX(id), 0) FROM conversations), \
+             (SELECT COALESCE(MAX(id), 0) FROM messages)",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut written = 0u64;
+        let mut next_message = message0;
+        for (chunk_no, chunk) in conversations.chunks(ROWS).enumerate() {
+            let base = i64::try_from(chunk_no * ROWS).unwrap_or(i64::MAX);
+            let id = |i: usize| base + i64::try_from(i).unwrap_or(i64::MAX) + 1;
+            let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+                "INSERT INTO customers (id, display_name, created_at) ",
             );
-            let customer: i64 = sqlx::query_scalar(
-                "INSERT INTO customers (display_name, created_at) VALUES (?, ?) RETURNING id",
-            )
-            .bind(&display)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO identities (customer_id, platform, external_id, handle, name) \
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(customer)
-            .bind(&kind)
-            .bind(&c.author.platform_id)
-            .bind(&c.author.handle)
-            .bind(&c.author.name)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| conflict_or(e, "identity"))?;
-            let created = c.messages.first().map_or(last.created_at, |m| m.created_at);
-            let conv: i64 = sqlx::query_scalar(
-                "INSERT INTO conversations (brand_id, channel_id, customer_id, status, priority, \
-                 waiting_since, reply_due, first_line, last_message_at, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(brand)
-            .bind(channel.0)
-            .bind(customer)
-            .bind(c.status.as_str())
-            .bind(c.priority.rank())
-            .bind(c.waiting_since)
-            .bind(c.reply_due)
-            .bind(first_line(&last.text))
-            .bind(last.created_at)
-            .bind(created)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            for m in &c.messages {
-                let msg: i64 = sqlx::query_scalar(
-                    "INSERT INTO messages (conversation_id, channel_id, direction, external_id, \
-                     text, created_at, received_at, delivery) \
-                     VALUES (?, ?, 'in', ?, ?, ?, ?, 'received') RETURNING id",
-                )
-                .bind(conv)
-                .bind(channel.0)
-                .bind(&m.external_id)
-                .bind(&m.text)
-                .bind(m.created_at)
-                .bind(m.created_at)
-                .fetch_one(&mut *tx)
+            q.push_values(chunk.iter().enumerate(), |mut b, (i, c)| {
+                b.push_bind(customer0 + id(i))
+                    .push_bind(display_name(
+                        &c.author.platform_id,
+                        c.author.handle.as_ref(),
+                        c.author.name.as_ref(),
+                    ))
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *tx).await?;
+            let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+                "INSERT INTO identities (customer_id, platform, external_id, handle, name) ",
+            );
+            q.push_values(chunk.iter().enumerate(), |mut b, (i, c)| {
+                b.push_bind(customer0 + id(i))
+                    .push_bind(kind.as_str())
+                    .push_bind(c.author.platform_id.as_str())
+                    .push_bind(c.author.handle.as_deref())
+                    .push_bind(c.author.name.as_deref());
+            });
+            q.build()
+                .execute(&mut *tx)
                 .await
-                .map_err(|e| conflict_or(e, "message"))?;
-                sqlx::query("INSERT INTO message_search (rowid, terms) VALUES (?, ?)")
-                    .bind(msg)
-                    .bind(search_terms(&m.text))
+                .map_err(|e| conflict_or(e, "identity"))?;
+            let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+                "INSERT INTO conversations (id, brand_id, channel_id, customer_id, status, \
+                 priority, waiting_since, reply_due, first_line, last_message_at, created_at, \
+                 updated_at) ",
+            );
+            q.push_values(chunk.iter().enumerate(), |mut b, (i, c)| {
+                let first = c.messages.first().map_or(0, |m| m.created_at);
+                let last = c.messages.last().map_or(first, |m| m.created_at);
+                let line = c
+                    .messages
+                    .last()
+                    .map(|m| first_line(&m.text))
+                    .unwrap_or_default();
+                b.push_bind(conversation0 + id(i))
+                    .push_bind(brand)
+                    .push_bind(channel.0)
+                    .push_bind(customer0 + id(i))
+                    .push_bind(c.status.as_str())
+                    .push_bind(c.priority.rank())
+                    .push_bind(c.waiting_since)
+                    .push_bind(c.reply_due)
+                    .push_bind(line)
+                    .push_bind(last)
+                    .push_bind(first)
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *tx).await?;
+            let rows: Vec<(i64, i64, &BulkMessage)> = chunk
+                .iter()
+                .enumerate()
+                .flat_map(|(i, c)| c.messages.iter().map(move |m| (conversation0 + id(i), m)))
+                .map(|(conv, m)| {
+                    next_message += 1;
+                    (next_message, conv, m)
+                })
+                .collect();
+            for part in rows.chunks(ROWS) {
+                let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO messages (id, conversation_id, channel_id, direction, \
+                     external_id, text, created_at, received_at, delivery) ",
+                );
+                q.push_values(part, |mut b, (msg, conv, m)| {
+                    b.push_bind(*msg)
+                        .push_bind(*conv)
+                        .push_bind(channel.0)
+                        .push_bind("in")
+                        .push_bind(m.external_id.as_str())
+                        .push_bind(m.text.as_str())
+                        .push_bind(m.created_at)
+                        .push_bind(m.created_at)
+                        .push_bind("received");
+                });
+                q.build()
                     .execute(&mut *tx)
-                    .await?;
-                written += 1;
-                in_tx += 1;
-            }
-            if in_tx >= MESSAGES_PER_TX {
-                tx.commit().await?;
-                tx = self.writer.begin().await?;
-                in_tx = 0;
+                    .await
+                    .map_err(|e| conflict_or(e, "message"))?;
+                let mut q =
+                    sqlx::QueryBuilder::<Sqlite>::new("INSERT INTO message_search (rowid, terms) ");
+                q.push_values(part, |mut b, (msg, _, m)| {
+                    b.push_bind(*msg).push_bind(search_terms(&m.text));
+                });
+                q.build().execute(&mut *tx).await?;
+                written += part.len() as u64;
             }
         }
         tx.commit().await?;
@@ -1283,9 +1371,12 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         };
         let rows: Vec<(i64, i64, String)> = sqlx::query_as(
-            "SELECT m.id, m.conversation_id, m.text FROM message_search s \
-             JOIN messages m ON m.id = s.rowid WHERE message_search MATCH ? \
-             ORDER BY m.id DESC LIMIT ?",
+            // Newest hits straight off the index (FTS5 walks its doclist backwards for
+            // `ORDER BY rowid DESC`), then only those rows are joined: a common word in
+            // millions of messages costs no more than a rare one.
+            "SELECT m.id, m.conversation_id, m.text FROM (SELECT rowid FROM message_search \
+             WHERE message_search MATCH ? ORDER BY rowid DESC LIMIT ?) s \
+             JOIN messages m ON m.id = s.rowid ORDER BY m.id DESC",
         )
         .bind(q)
         .bind(limit)
