@@ -243,7 +243,13 @@ impl Analyzer {
             strong_signal || (!escalation_signals.is_empty() && (complaint || negative));
 
         let thanks = rules::has_thanks(&phrase);
-        let praise = !complaint && (thanks || sentiment == Sentiment::Positive);
+        // Praise needs thanks or a positive word, not just a friendly tone ("see you tonight").
+        let praise = !complaint
+            && (thanks
+                || (sentiment == Sentiment::Positive
+                    && tokens
+                        .iter()
+                        .any(|t| m.lexicon.score(&t.text).is_some_and(|s| s >= 0.3))));
         let intent = if complaint {
             Intent::Complaint
         } else if question {

@@ -275,6 +275,40 @@ const COUNTS: &[&str] = &[
 ];
 
 const REPEAT: &[&str] = &[
+    " second time ",
+    " third time ",
+    " fourth time ",
+    " fifth time ",
+    " 2nd time ",
+    " 3rd time ",
+    " 4th time ",
+    " 5th time ",
+    " my second ",
+    " my third ",
+    " my fourth ",
+    " my 2nd ",
+    " my 3rd ",
+    " my 4th ",
+    " my 5th ",
+    " i've called",
+    " i have called",
+    " i've emailed",
+    " i have emailed",
+    " i've messaged",
+    " hung up on me",
+    " keeps hanging up",
+    " kept hanging up",
+    " tweede keer ",
+    " derde keer ",
+    " vierde keer ",
+    " 3e keer ",
+    " 4e keer ",
+    " al twee weken",
+    " al 2 weken",
+    " al drie weken",
+    " al 3 weken",
+    " al dagen",
+    " al maanden",
     " for the second time",
     " for the third time",
     " for the fourth time",
@@ -503,6 +537,11 @@ const TIME: &[&str] = &[
     " need it today",
     " need this today",
     " by tonight",
+    " fixed today",
+    " sorted today",
+    " resolved today",
+    " by today",
+    " today or ",
     " before tomorrow",
     " my flight leaves",
     " flight leaves in",
@@ -670,6 +709,7 @@ pub fn topics(tokens: &[Token], is_sentiment_word: impl Fn(&str) -> bool) -> Vec
         .map(|t| {
             t.kind == TokenKind::Word
                 && (3..=40).contains(&t.text.len())
+                && !t.text.contains('\'')
                 && t.text.chars().nth(2).is_some()
                 && t.text.chars().any(|c| c.is_alphabetic())
                 && !FILLER_SET.contains_key(t.text.as_str())
@@ -718,6 +758,17 @@ pub fn topics(tokens: &[Token], is_sentiment_word: impl Fn(&str) -> bool) -> Vec
 }
 
 const FILLER: &[&str] = &[
+    "second",
+    "third",
+    "fourth",
+    "2nd",
+    "3rd",
+    "4th",
+    "5th",
+    "tweede",
+    "derde",
+    "vierde",
+    "asking",
     "twee",
     "drie",
     "vier",
