@@ -912,6 +912,20 @@ mod tests {
             ["repeat_contact", "going_public"]
         );
         assert!(signals("Lovely flight today, thanks crew!").is_empty());
+        for repeat in [
+            "this is my 4th email about the same issue",
+            "3rd time asking where my refund is",
+            "I've called 5 times this week",
+            "Ik wacht al twee weken op mijn pakket",
+            "nu al voor de derde keer een verkeerde rekening",
+            "DM'd you twice already",
+        ] {
+            assert_eq!(signals(repeat), ["repeat_contact"], "{repeat}");
+        }
+        assert_eq!(
+            signals("Cancelling my subscription if this isn't fixed today"),
+            ["threat_to_leave", "time_pressure"]
+        );
     }
 
     #[test]
