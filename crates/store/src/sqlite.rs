@@ -766,19 +766,6 @@ impl SqliteStore {
         .await?;
         row.as_ref().map(inbox_row_from_row).transpose()
     }
-
-    async fn timeline_message(&self, id: i64) -> Result<Option<TimelineMessage>> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            msg_cols!(),
-            msg_from!(),
-            "WHERE m.id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.as_ref().map(message_from_row).transpose()
-    }
 }
 
 /// Ends a claimed (`sending`) outbox row in `state` (`failed`, or `unknown` when the platform
@@ -1400,21 +1387,59 @@ impl Store for SqliteStore {
         .bind(limit)
         .fetch_all(&self.reader)
         .await?;
+        // The page's conversations and messages in one query each, not two per event: every
+        // connected agent reads every event, so this is paid once per agent per message.
+        let mut conv_ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        conv_ids.sort_unstable();
+        conv_ids.dedup();
+        let msg_ids: Vec<i64> = rows.iter().filter_map(|r| r.3).collect();
+        let mut conversations = std::collections::HashMap::with_capacity(conv_ids.len());
+        for chunk in conv_ids.chunks(500) {
+            let mut q = sqlx::QueryBuilder::<Sqlite>::new(concat!(
+                "SELECT ",
+                conv_cols!(),
+                conv_from!(),
+                "WHERE c.id IN ("
+            ));
+            let mut ids = q.separated(", ");
+            for id in chunk {
+                ids.push_bind(*id);
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&self.reader).await? {
+                let row = inbox_row_from_row(&row)?;
+                conversations.insert(row.conversation.id.0, row);
+            }
+        }
+        let mut messages = std::collections::HashMap::with_capacity(msg_ids.len());
+        for chunk in msg_ids.chunks(500) {
+            let mut q = sqlx::QueryBuilder::<Sqlite>::new(concat!(
+                "SELECT ",
+                msg_cols!(),
+                msg_from!(),
+                "WHERE m.id IN ("
+            ));
+            let mut ids = q.separated(", ");
+            for id in chunk {
+                ids.push_bind(*id);
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&self.reader).await? {
+                let m = message_from_row(&row)?;
+                messages.insert(m.message.id.0, m);
+            }
+        }
         let mut out = Vec::with_capacity(rows.len());
         for (id, conv, kind, msg) in rows {
             let kind = EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?;
-            let Some(conversation) = self.inbox_row(conv).await? else {
+            let Some(conversation) = conversations.get(&conv).cloned() else {
                 continue;
-            };
-            let message = match msg {
-                Some(m) => self.timeline_message(m).await?,
-                None => None,
             };
             out.push(LiveEvent {
                 id: EventId(id),
                 kind,
                 conversation,
-                message,
+                message: msg.and_then(|m| messages.get(&m).cloned()),
             });
         }
         Ok(out)
