@@ -276,3 +276,154 @@ async fn bad_query_parameters_and_paths_are_refused() {
     assert_eq!(got, StatusCode::BAD_REQUEST, "an oversized reply key");
     assert_nothing_stored_and_still_serving(&app).await;
 }
+
+mod webhooks {
+    //! The same hostility on the platform webhooks, correctly signed, so each bad body gets
+    //! past the signature check and must be refused by parsing.
+
+    use axum::http::StatusCode;
+    use balie_core::ChannelKind;
+    use balie_server::channel_keys::ChannelKeys;
+    use balie_server::platform_channels::{self, PlatformSettings, SecretName};
+
+    use super::assert_nothing_stored_and_still_serving;
+    use crate::support::{TestApp, spawn_app};
+
+    const APP_SECRET: &str = "badinput-meta-app-secret";
+    const CONSUMER_SECRET: &str = "badinput-x-consumer-secret";
+    const TELEGRAM_SECRET: &str = "badinput-telegram-secret";
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/../channels/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    async fn configure(app: &TestApp) {
+        let keys = ChannelKeys::open_or_create(app.dir.path()).unwrap();
+        let brand = app.store.ensure_brand("Balie").await.unwrap();
+        let channels = [
+            (
+                ChannelKind::Messenger,
+                "fb-dm",
+                PlatformSettings {
+                    page_id: Some("104512345678901".to_owned()),
+                    ..PlatformSettings::default()
+                },
+                vec![
+                    (SecretName::AppSecret, APP_SECRET.to_owned()),
+                    (SecretName::VerifyToken, "verify".to_owned()),
+                    (SecretName::AccessToken, "page-token".to_owned()),
+                ],
+            ),
+            (
+                ChannelKind::X,
+                "x",
+                PlatformSettings {
+                    x_user_id: Some("1500000000000000001".to_owned()),
+                    ..PlatformSettings::default()
+                },
+                vec![
+                    (SecretName::ConsumerSecret, CONSUMER_SECRET.to_owned()),
+                    (SecretName::AccessToken, "x-token".to_owned()),
+                ],
+            ),
+            (
+                ChannelKind::Telegram,
+                "telegram",
+                PlatformSettings::default(),
+                vec![
+                    (SecretName::BotToken, "123:bot".to_owned()),
+                    (SecretName::SecretToken, TELEGRAM_SECRET.to_owned()),
+                ],
+            ),
+        ];
+        for (kind, name, settings, secrets) in channels {
+            platform_channels::configure(
+                app.store.as_ref(),
+                &keys,
+                brand,
+                kind,
+                name,
+                &settings,
+                &secrets,
+            )
+            .await
+            .unwrap();
+        }
+    }
+
+    /// Posts `body` to a platform's webhook with a valid signature for it.
+    async fn post_signed(app: &TestApp, platform: &str, body: Vec<u8>) -> StatusCode {
+        let req = match platform {
+            "meta" => app
+                .http
+                .post(format!("{}/webhooks/meta/fb-dm", app.base))
+                .header(
+                    "x-hub-signature-256",
+                    balie_channels::signature::sha256_header(APP_SECRET.as_bytes(), &body),
+                ),
+            "x" => app.http.post(format!("{}/webhooks/x/x", app.base)).header(
+                "x-twitter-webhooks-signature",
+                balie_channels::x::signature_header(CONSUMER_SECRET, &body),
+            ),
+            _ => app
+                .http
+                .post(format!("{}/webhooks/telegram/telegram", app.base))
+                .header("x-telegram-bot-api-secret-token", TELEGRAM_SECRET),
+        };
+        req.header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn signed_but_broken_webhook_bodies_are_refused_and_store_nothing() {
+        let app = spawn_app().await;
+        configure(&app).await;
+        let depth = 100_000;
+        for (platform, good) in [
+            ("meta", fixture("meta/messenger_message.json")),
+            ("x", fixture("x/direct_message_events.json")),
+            ("telegram", fixture("telegram/private_message.json")),
+        ] {
+            let text = String::from_utf8(good.clone()).unwrap();
+            let mut bad: Vec<(String, Vec<u8>, StatusCode)> = vec![
+                (
+                    "utf-16".into(),
+                    text.encode_utf16().flat_map(u16::to_le_bytes).collect(),
+                    StatusCode::BAD_REQUEST,
+                ),
+                (
+                    "nested arrays".into(),
+                    format!("{}{}", "[".repeat(depth), "]".repeat(depth)).into_bytes(),
+                    StatusCode::BAD_REQUEST,
+                ),
+                (
+                    "garbage".into(),
+                    (0..=255u8).cycle().take(4096).collect(),
+                    StatusCode::BAD_REQUEST,
+                ),
+                (
+                    "oversized".into(),
+                    vec![b' '; 2 * 1024 * 1024],
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                ),
+            ];
+            for cut in [1, good.len() / 3, good.len() / 2, good.len() - 2] {
+                bad.push((
+                    format!("truncated at {cut}"),
+                    good[..cut].to_vec(),
+                    StatusCode::BAD_REQUEST,
+                ));
+            }
+            for (name, body, expected) in bad {
+                let status = post_signed(&app, platform, body).await;
+                assert_eq!(status, expected, "{platform}: {name}");
+            }
+        }
+        assert_nothing_stored_and_still_serving(&app).await;
+    }
+}
