@@ -21,6 +21,10 @@ pub struct IngestArgs {
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Send at this many messages per second instead of as fast as possible (latency under
+    /// a steady background load).
+    #[arg(long)]
+    rate: Option<f64>,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     json: bool,
@@ -364,6 +368,10 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let next = Arc::new(AtomicUsize::new(0));
     let url = format!("{}/api/v1/messages", server.base);
     let start = Instant::now();
+    let interval = args
+        .rate
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .map(|r| Duration::from_secs_f64(1.0 / r));
     let mut senders = Vec::with_capacity(args.concurrency);
     for _ in 0..args.concurrency {
         let (plan, next, sent_at, http, url, token) = (
@@ -381,6 +389,10 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                 let Some(p) = plan.get(i) else {
                     return Ok::<_, anyhow::Error>(acks);
                 };
+                if let Some(interval) = interval {
+                    let due = start + interval.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
+                    tokio::time::sleep_until(due.into()).await;
+                }
                 let t0 = Instant::now();
                 if let Ok(mut s) = sent_at.lock()
                     && s[p.message].is_none()
@@ -443,6 +455,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         "messages": args.messages,
         "distinct_messages": distinct,
         "concurrency": args.concurrency,
+        "rate_limit_per_s": args.rate,
         "seconds": round2(seconds),
         "messages_per_s": rate.round(),
         "ack_messages_per_s": (args.messages as f64 / acked_in.as_secs_f64()).round(),
