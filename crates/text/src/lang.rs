@@ -306,11 +306,11 @@ mod tests {
     #[test]
     fn detects_dutch_english_and_others() {
         check(
-            "@KPN al drie keer gebeld en nog steeds geen internet #schande",
+            "@brand al drie keer gebeld en nog steeds geen internet #schande",
             "nl",
         );
         check(
-            "@united still no answer about my lost bag, this is the third time",
+            "@brand still no answer about my lost bag, this is the third time",
             "en",
         );
         check("Bedankt voor de snelle hulp!", "nl");
@@ -324,6 +324,6 @@ mod tests {
     fn short_or_empty_text_is_undetermined() {
         check("", "und");
         check("ok", "und");
-        check("😡😡 @KLM https://t.co/x", "und");
+        check("😡😡 @brand https://t.co/x", "und");
     }
 }

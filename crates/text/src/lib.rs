@@ -353,7 +353,7 @@ mod tests {
     #[test]
     fn youpie_escalation_is_urgent() {
         let a = analyze(
-            "@KPN al drie keer gebeld en nog steeds geen internet. Ik ga overstappen! #schande",
+            "@brand al drie keer gebeld en nog steeds geen internet. Ik ga overstappen! #schande",
         );
         assert_eq!(a.lang, "nl");
         assert!(a.escalation);

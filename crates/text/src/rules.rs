@@ -942,7 +942,7 @@ mod tests {
 
     #[test]
     fn topics_skip_handles_stopwords_and_sentiment() {
-        let t = tokenize("@KLM my checked luggage is lost again, terrible #AMS");
+        let t = tokenize("@brand my checked luggage is lost again, terrible #AMS");
         assert_eq!(
             topics(&t, |w| w == "terrible"),
             ["ams", "checked luggage", "lost"]

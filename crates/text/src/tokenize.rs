@@ -204,7 +204,7 @@ mod tests {
     #[test]
     fn handles_urls_and_hashtags_are_typed() {
         check(
-            "@KLM Waarom is mijn vlucht NIET doorgegaan?? https://t.co/x #fail",
+            "@brand Waarom is mijn vlucht NIET doorgegaan?? https://t.co/x #fail",
             "@ waarom is mijn vlucht niet doorgegaan ? <url> #fail",
         );
     }
