@@ -100,3 +100,29 @@ pub enum PlaceKind {
     Email,
     Api,
 }
+
+impl PlaceKind {
+    pub const ALL: [PlaceKind; 6] = [
+        Self::Direct,
+        Self::Comment,
+        Self::Post,
+        Self::Mention,
+        Self::Email,
+        Self::Api,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Comment => "comment",
+            Self::Post => "post",
+            Self::Mention => "mention",
+            Self::Email => "email",
+            Self::Api => "api",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}

@@ -233,6 +233,8 @@ pub struct Message {
     pub removed: bool,
     /// Text analysis as JSON (language, sentiment, intent, urgency, ...), if analysed.
     pub analysis: Option<String>,
+    /// Where on the platform it was written, with a link when the platform gives one.
+    pub place: Option<crate::inbound::Place>,
 }
 
 /// Something that happened on a conversation's timeline. Events have one global, increasing

@@ -102,6 +102,18 @@
     meta.appendChild(el("span", "author", m.author_name));
     meta.appendChild(document.createTextNode(" · "));
     meta.appendChild(el("span", "chan", m.channel_name));
+    if (m.place) {
+      meta.appendChild(document.createTextNode(" · "));
+      meta.appendChild(el("span", "place", T["place_" + m.place.kind] || m.place.kind));
+      if (m.place.url && /^https?:\/\//.test(m.place.url)) {
+        var link = el("a", "place-link", T.open_on_platform);
+        link.href = m.place.url;
+        link.target = "_blank";
+        link.rel = "noopener noreferrer";
+        meta.appendChild(document.createTextNode(" "));
+        meta.appendChild(link);
+      }
+    }
     meta.appendChild(document.createTextNode(" · "));
     meta.appendChild(el("time", null, new Date(m.created_at).toISOString().slice(5, 16).replace("T", " ") + " UTC"));
     if (m.direction === "out") meta.appendChild(el("span", "delivery " + m.delivery, T[m.delivery] || m.delivery));

@@ -290,6 +290,7 @@ async fn list_conversations(
                 "created_at": rfc3339(Some(m.created_at)),
                 "delivery": m.delivery,
                 "removed": m.removed,
+                "place": m.place,
             })).collect::<Vec<_>>(),
         }));
     }

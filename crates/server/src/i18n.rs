@@ -125,6 +125,13 @@ pub struct Texts {
     pub not_set: &'static str,
     pub add_or_update_channel: &'static str,
     pub secrets_note: &'static str,
+    pub place_direct: &'static str,
+    pub place_comment: &'static str,
+    pub place_post: &'static str,
+    pub place_mention: &'static str,
+    pub place_email: &'static str,
+    pub place_api: &'static str,
+    pub open_on_platform: &'static str,
 }
 
 pub static NL: Texts = Texts {
@@ -194,6 +201,13 @@ pub static NL: Texts = Texts {
     not_set: "niet ingesteld",
     add_or_update_channel: "Kanaal toevoegen of wijzigen",
     secrets_note: "Sleutels worden versleuteld opgeslagen en nooit meer getoond. Laat een veld leeg om de opgeslagen waarde te houden.",
+    place_direct: "privébericht",
+    place_comment: "reactie",
+    place_post: "bericht",
+    place_mention: "vermelding",
+    place_email: "e-mail",
+    place_api: "API",
+    open_on_platform: "bekijk op platform",
 };
 
 pub static EN: Texts = Texts {
@@ -263,6 +277,13 @@ pub static EN: Texts = Texts {
     not_set: "not set",
     add_or_update_channel: "Add or update a channel",
     secrets_note: "Credentials are stored encrypted and never shown again. Leave a field empty to keep the stored value.",
+    place_direct: "direct message",
+    place_comment: "comment",
+    place_post: "post",
+    place_mention: "mention",
+    place_email: "e-mail",
+    place_api: "API",
+    open_on_platform: "open on platform",
 };
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use balie_core::{
-    ConversationId, ConversationStatus, CustomerId, Direction, Millis, Priority, User,
+    ConversationId, ConversationStatus, CustomerId, Direction, Millis, PlaceKind, Priority, User,
 };
 use balie_store::{InboxRow, TimelineMessage};
 use serde::Deserialize;
@@ -228,6 +228,29 @@ struct MessageView {
     intent: String,
     escalation: bool,
     signals: String,
+    place: &'static str,
+    place_url: String,
+}
+
+fn place_word(t: &Texts, kind: PlaceKind) -> &'static str {
+    match kind {
+        PlaceKind::Direct => t.place_direct,
+        PlaceKind::Comment => t.place_comment,
+        PlaceKind::Post => t.place_post,
+        PlaceKind::Mention => t.place_mention,
+        PlaceKind::Email => t.place_email,
+        PlaceKind::Api => t.place_api,
+    }
+}
+
+/// A platform link is only offered when it is plainly http(s): never `javascript:` or data.
+fn safe_link(url: Option<&str>) -> String {
+    match url {
+        Some(u) if (u.starts_with("https://") || u.starts_with("http://")) && u.len() <= 2048 => {
+            u.to_string()
+        }
+        _ => String::new(),
+    }
 }
 
 fn message_view(t: &Texts, m: &TimelineMessage) -> MessageView {
@@ -264,6 +287,12 @@ fn message_view(t: &Texts, m: &TimelineMessage) -> MessageView {
         intent: analysis_word(t, analysis, "intent"),
         escalation: analysis_flag(analysis, "escalation"),
         signals,
+        place: m
+            .message
+            .place
+            .as_ref()
+            .map_or("", |p| place_word(t, p.kind)),
+        place_url: safe_link(m.message.place.as_ref().and_then(|p| p.url.as_deref())),
     }
 }
 

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use balie_core::{
     BrandId, Channel, ChannelId, ChannelKind, Conversation, ConversationId, ConversationStatus,
     Customer, CustomerId, DeliveryState, Direction, Event, EventId, EventKind, Identity,
-    IdentityId, InboundKind, Message, MessageId, Millis, PlaceKind, Priority, Role, SlaPolicy,
-    User, UserId,
+    IdentityId, InboundKind, Message, MessageId, Millis, Place, PlaceKind, Priority, Role,
+    SlaPolicy, User, UserId,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_channel_secrets.sql")),
     (3, include_str!("../migrations/0003_inbox_order_index.sql")),
+    (4, include_str!("../migrations/0004_message_place.sql")),
 ];
 
 /// Applies the migrations not yet recorded in `schema_migrations`, each in a transaction.
@@ -142,7 +143,7 @@ macro_rules! msg_cols {
     () => {
         "m.id, m.conversation_id, m.channel_id, m.direction, m.external_id, m.author_identity, \
          m.author_user, m.text, m.in_reply_to, m.created_at, m.received_at, m.delivery, \
-         m.delivery_error, m.removed, m.analysis, \
+         m.delivery_error, m.removed, m.analysis, m.place_kind, m.place_url, \
          COALESCE(u.name, i.name, i.handle, i.external_id, '') AS author_name, \
          ch.name AS channel_name"
     };
@@ -236,6 +237,13 @@ fn message_from_row(r: &SqliteRow) -> Result<TimelineMessage> {
             delivery_error: r.try_get("delivery_error")?,
             removed: r.try_get::<i64, _>("removed")? != 0,
             analysis: r.try_get("analysis")?,
+            place: r
+                .try_get::<Option<String>, _>("place_kind")?
+                .and_then(|k| PlaceKind::parse(&k))
+                .map(|kind| Place {
+                    kind,
+                    url: r.try_get("place_url").ok().flatten(),
+                }),
         },
         author_name: r.try_get("author_name")?,
         channel_name: r.try_get("channel_name")?,
@@ -530,8 +538,9 @@ async fn apply_message(
         };
     let msg: i64 = sqlx::query_scalar(
         "INSERT INTO messages (conversation_id, channel_id, direction, external_id, \
-         author_identity, text, in_reply_to, created_at, received_at, delivery, analysis) \
-         VALUES (?, ?, 'in', ?, ?, ?, ?, ?, ?, 'received', ?) RETURNING id",
+         author_identity, text, in_reply_to, created_at, received_at, delivery, analysis, \
+         place_kind, place_url) \
+         VALUES (?, ?, 'in', ?, ?, ?, ?, ?, ?, 'received', ?, ?, ?) RETURNING id",
     )
     .bind(conv)
     .bind(channel)
@@ -542,6 +551,8 @@ async fn apply_message(
     .bind(inb.created_at)
     .bind(e.received_at)
     .bind(&p.analysis)
+    .bind(inb.place.as_ref().map(|pl| pl.kind.as_str()))
+    .bind(inb.place.as_ref().and_then(|pl| pl.url.as_deref()))
     .fetch_one(&mut **tx)
     .await?;
     sqlx::query("INSERT INTO message_search (rowid, terms) VALUES (?, ?)")

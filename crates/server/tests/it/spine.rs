@@ -85,6 +85,7 @@ async fn a_reply_to_a_known_message_joins_its_conversation() {
         .collect();
     assert_eq!(texts, ["Mijn pakket is kwijt", "Hallo? Nog nieuws?"]);
     assert!(kim["customer"]["id"].is_number());
+    assert_eq!(kim["messages"][0]["place"]["kind"], "api");
     assert_eq!(kim["status"], "open");
     assert!(kim["priority"].is_string());
     assert!(kim["deadlines"]["reply_due"].is_string());

@@ -247,6 +247,62 @@ async fn signed_fixtures_from_every_platform_are_stored_and_listed() {
     assert!(has("whatsapp", "ordernummer 5512"), "{listed:?}");
     assert!(has("x", "een week onderweg"), "{listed:?}");
     assert!(has("telegram", "afspraak verzetten"), "{listed:?}");
+
+    // The conversation says where it happened on the platform, with a link to it.
+    let all: serde_json::Value = app
+        .http
+        .get(format!("{}/api/v1/conversations?status=open", app.base))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let places: Vec<(String, String)> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["messages"].as_array().unwrap().clone())
+        .map(|m| {
+            (
+                m["place"]["kind"].as_str().unwrap_or("").to_string(),
+                m["place"]["url"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(places.iter().any(|(k, _)| k == "direct"), "{places:?}");
+    assert!(
+        places
+            .iter()
+            .any(|(k, u)| k == "comment" && u.starts_with("https://www.facebook.com/")),
+        "{places:?}"
+    );
+    let comment_conversation = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel_kind"] == "facebook_page")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let cookie = app.login().await;
+    let page = app
+        .http
+        .get(format!("{}/conversations/{comment_conversation}", app.base))
+        .header("cookie", &cookie)
+        .header("accept-language", "en")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("class=\"place\">comment</span>"), "{page}");
+    assert!(
+        page.contains("href=\"https://www.facebook.com/"),
+        "a link to the comment"
+    );
 }
 
 #[tokio::test]
