@@ -34,6 +34,18 @@
     });
   }
 
+  // Times show in the agent's own time zone and language.
+  function localTime(ms) {
+    try {
+      return new Date(Number(ms)).toLocaleString(T.lang === "en" ? "en-GB" : "nl-NL",
+        { day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit" });
+    } catch (err) { return ""; }
+  }
+  document.querySelectorAll("time[data-ms]").forEach(function (t) {
+    var s = localTime(t.dataset.ms);
+    if (s) t.textContent = s;
+  });
+
   function sortInbox(tbody) {
     var rows = Array.prototype.slice.call(tbody.children);
     rows.sort(function (a, b) {
@@ -115,7 +127,9 @@
       }
     }
     meta.appendChild(document.createTextNode(" · "));
-    meta.appendChild(el("time", null, new Date(m.created_at).toISOString().slice(5, 16).replace("T", " ") + " UTC"));
+    var time = el("time", null, localTime(m.created_at));
+    time.dataset.ms = m.created_at;
+    meta.appendChild(time);
     if (m.direction === "out") meta.appendChild(el("span", "delivery " + m.delivery, T[m.delivery] || m.delivery));
     var a = null;
     try { a = m.analysis ? JSON.parse(m.analysis) : null; } catch (err) { a = null; }

@@ -230,6 +230,8 @@ struct MessageView {
     signals: String,
     place: &'static str,
     place_url: String,
+    /// Epoch ms, for the script to show the time in the agent's own time zone.
+    at_ms: i64,
 }
 
 fn place_word(t: &Texts, kind: PlaceKind) -> &'static str {
@@ -279,6 +281,7 @@ fn message_view(t: &Texts, m: &TimelineMessage) -> MessageView {
         channel: m.channel_name.clone(),
         text: m.message.text.clone(),
         at: clock(m.message.created_at),
+        at_ms: m.message.created_at,
         delivery: delivery.to_string(),
         delivery_class: class,
         error: m.message.delivery_error.clone().unwrap_or_default(),
