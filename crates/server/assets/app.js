@@ -92,6 +92,7 @@
       tr.appendChild(td);
       tr.appendChild(el("td", "waiting", c.waiting_since === null ? T.answered : ""));
       tr.appendChild(el("td", "due", ""));
+      tr.appendChild(el("td", "assignee", row.assignee_name || ""));
       if (old) old.replaceWith(tr); else tbody.appendChild(tr);
       if (e.kind === "message_received") {
         tr.classList.add("fresh");
@@ -104,6 +105,10 @@
   }
 
   function onConversation(e) {
+    if (String(e.conversation.conversation.id) === body.dataset.conversation) {
+      var who = document.getElementById("assignee");
+      if (who) who.textContent = e.conversation.assignee_name || "—";
+    }
     var m = e.message;
     if (!m) return;
     if (String(e.conversation.conversation.customer_id) !== body.dataset.customer) return;

@@ -132,6 +132,9 @@ pub struct Texts {
     pub place_email: &'static str,
     pub place_api: &'static str,
     pub open_on_platform: &'static str,
+    pub assignee: &'static str,
+    pub take: &'static str,
+    pub release: &'static str,
 }
 
 pub static NL: Texts = Texts {
@@ -208,6 +211,9 @@ pub static NL: Texts = Texts {
     place_email: "e-mail",
     place_api: "API",
     open_on_platform: "bekijk op platform",
+    assignee: "Behandelaar",
+    take: "Oppakken",
+    release: "Vrijgeven",
 };
 
 pub static EN: Texts = Texts {
@@ -284,6 +290,9 @@ pub static EN: Texts = Texts {
     place_email: "e-mail",
     place_api: "API",
     open_on_platform: "open on platform",
+    assignee: "Assignee",
+    take: "Take it",
+    release: "Release",
 };
 
 #[cfg(test)]

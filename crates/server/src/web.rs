@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/conversations/{id}", get(conversation))
         .route("/conversations/{id}/reply", post(reply))
         .route("/conversations/{id}/status", post(set_status))
+        .route("/conversations/{id}/assign", post(assign))
         .route("/customers/{id}", post(update_customer))
         .route("/search", get(search))
         .route("/assets/app.js", get(app_js))
@@ -150,6 +151,7 @@ struct RowView {
     sentiment: String,
     intent: String,
     escalation: bool,
+    assignee: String,
 }
 
 fn row_view(t: &Texts, r: &InboxRow, now: Millis) -> RowView {
@@ -182,6 +184,7 @@ fn row_view(t: &Texts, r: &InboxRow, now: Millis) -> RowView {
         sentiment: analysis_word(t, r.last_analysis.as_deref(), "sentiment"),
         intent: analysis_word(t, r.last_analysis.as_deref(), "intent"),
         escalation: analysis_flag(r.last_analysis.as_deref(), "escalation"),
+        assignee: r.assignee_name.clone().unwrap_or_default(),
     }
 }
 
@@ -335,6 +338,8 @@ struct ConversationPage {
     status: &'static str,
     closed: bool,
     priority: &'static str,
+    assignee: String,
+    mine: bool,
     messages: Vec<MessageView>,
     reply_key: String,
     last_event: i64,
@@ -480,6 +485,7 @@ async fn conversation(
         .await?
         .ok_or(ApiError::NotFound("conversation"))?;
     let c = &view.row.conversation;
+    let mine = c.assignee == Some(user.id);
     render(ConversationPage {
         t,
         texts: texts_json(t),
@@ -505,6 +511,8 @@ async fn conversation(
         status: status_word(t, c.status),
         closed: c.status == ConversationStatus::Closed,
         priority: priority_word(t, c.priority),
+        assignee: view.row.assignee_name.clone().unwrap_or_default(),
+        mine,
         messages: view.timeline.iter().map(|m| message_view(t, m)).collect(),
         reply_key: auth::random_hex(16).map_err(|e| ApiError::Internal(e.into()))?,
         last_event,
@@ -567,6 +575,34 @@ async fn set_status(
     state
         .store
         .set_status(ConversationId(id), status, Some(user.id))
+        .await?;
+    state.live_tx.send_modify(|v| *v += 1);
+    Ok(Redirect::to(&format!("/conversations/{id}")).into_response())
+}
+
+#[derive(Deserialize)]
+struct AssignForm {
+    /// `me` takes the conversation, `nobody` releases it.
+    to: String,
+}
+
+async fn assign(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<AssignForm>,
+) -> Result<Response, ApiError> {
+    let Some(user) = session_user(&state, &headers).await? else {
+        return Err(ApiError::Unauthorized);
+    };
+    let assignee = match form.to.as_str() {
+        "me" => Some(user.id),
+        "nobody" => None,
+        _ => return Err(ApiError::field("to", "`to` must be `me` or `nobody`")),
+    };
+    state
+        .store
+        .assign(ConversationId(id), assignee, Some(user.id))
         .await?;
     state.live_tx.send_modify(|v| *v += 1);
     Ok(Redirect::to(&format!("/conversations/{id}")).into_response())

@@ -108,6 +108,8 @@ pub struct InboxRow {
     pub last_message_at: Millis,
     /// The text analysis (JSON) of the customer's newest message, for inbox badges.
     pub last_analysis: Option<String>,
+    /// The assigned agent's name, if the conversation is assigned.
+    pub assignee_name: Option<String>,
 }
 
 /// A message with what the timeline shows about its author.
@@ -263,6 +265,13 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: ConversationId,
         status: ConversationStatus,
+        by: Option<UserId>,
+    ) -> Result<()>;
+    /// Gives the conversation to `assignee` (or to nobody), recording who did it.
+    async fn assign(
+        &self,
+        id: ConversationId,
+        assignee: Option<UserId>,
         by: Option<UserId>,
     ) -> Result<()>;
     async fn update_customer(&self, id: CustomerId, display_name: &str, notes: &str) -> Result<()>;

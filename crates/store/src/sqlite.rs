@@ -128,6 +128,7 @@ macro_rules! conv_cols {
          c.last_message_at, cu.display_name AS customer_name, ch.name AS channel_name, \
          (SELECT la.analysis FROM messages la WHERE la.conversation_id = c.id \
             AND la.direction = 'in' ORDER BY la.id DESC LIMIT 1) AS last_analysis, \
+         (SELECT au.name FROM users au WHERE au.id = c.assignee) AS assignee_name, \
          ch.kind AS channel_kind"
     };
 }
@@ -207,6 +208,7 @@ fn inbox_row_from_row(r: &SqliteRow) -> Result<InboxRow> {
         first_line: r.try_get("first_line")?,
         last_message_at: r.try_get("last_message_at")?,
         last_analysis: r.try_get("last_analysis")?,
+        assignee_name: r.try_get("assignee_name")?,
     })
 }
 
@@ -1342,6 +1344,57 @@ impl Store for SqliteStore {
                 None,
                 by.map(|u| u.0),
                 status.as_str(),
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn assign(
+        &self,
+        id: ConversationId,
+        assignee: Option<UserId>,
+        by: Option<UserId>,
+    ) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let old: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT assignee FROM conversations WHERE id = ?")
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(old) = old else {
+            return Err(StoreError::NotFound("conversation"));
+        };
+        let name: Option<String> = match assignee {
+            Some(u) => {
+                let name = sqlx::query_scalar("SELECT name FROM users WHERE id = ?")
+                    .bind(u.0)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if name.is_none() {
+                    return Err(StoreError::NotFound("user"));
+                }
+                name
+            }
+            None => None,
+        };
+        if old != assignee.map(|u| u.0) {
+            sqlx::query("UPDATE conversations SET assignee = ?, updated_at = ? WHERE id = ?")
+                .bind(assignee.map(|u| u.0))
+                .bind(now)
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+            insert_event(
+                &mut tx,
+                id.0,
+                EventKind::Assigned,
+                None,
+                by.map(|u| u.0),
+                name.as_deref().unwrap_or(""),
                 now,
             )
             .await?;

@@ -408,6 +408,48 @@ mod contract {
         assert_eq!(texts, ["Hallo", "Weer ik"]);
     }
 
+    pub async fn a_conversation_is_assigned_and_released_with_a_trail(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
+        let agent = store
+            .create_user("bert@jansen.nl", "Bert", Role::Agent, "hash")
+            .await
+            .unwrap();
+        store
+            .assign(conv, Some(agent.id), Some(agent.id))
+            .await
+            .unwrap();
+        let r = row(store, conv).await;
+        assert_eq!(r.conversation.assignee, Some(agent.id));
+        assert_eq!(r.assignee_name.as_deref(), Some("Bert"));
+        // Assigning to the same person again records nothing new.
+        store
+            .assign(conv, Some(agent.id), Some(agent.id))
+            .await
+            .unwrap();
+        store.assign(conv, None, Some(agent.id)).await.unwrap();
+        let r = row(store, conv).await;
+        assert_eq!(r.conversation.assignee, None);
+        assert_eq!(r.assignee_name, None);
+        let assigned: Vec<_> = store
+            .conversation_events(conv)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == EventKind::Assigned)
+            .map(|e| e.detail)
+            .collect();
+        assert_eq!(assigned, ["Bert", ""]);
+        assert!(matches!(
+            store.assign(conv, Some(UserId(999)), None).await,
+            Err(StoreError::NotFound("user"))
+        ));
+        assert!(matches!(
+            store.assign(ConversationId(999), None, None).await,
+            Err(StoreError::NotFound("conversation"))
+        ));
+    }
+
     pub async fn a_pending_conversation_reopens_on_a_new_message(store: &dyn Store) {
         let w = world(store).await;
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
@@ -1864,6 +1906,7 @@ sqlite_contract!(
     a_message_in_a_closed_thread_reopens_it,
     a_plain_message_after_closing_reopens_the_conversation,
     a_pending_conversation_reopens_on_a_new_message,
+    a_conversation_is_assigned_and_released_with_a_trail,
     thread_key_groups_comments_of_one_customer_on_one_post,
     applying_the_same_batch_twice_changes_nothing,
     an_edit_updates_the_text_and_keeps_the_old_one,

@@ -554,3 +554,70 @@ async fn the_inbox_page_lists_waiting_conversations() {
         .unwrap();
     assert!(nl.contains("Antwoord uiterlijk"), "Dutch UI");
 }
+
+#[tokio::test]
+async fn an_agent_takes_a_conversation_and_the_inbox_shows_who_has_it() {
+    let app = spawn_app().await;
+    app.post_message(&message("m-1", "kim", "Wie helpt mij?"))
+        .await;
+    let id = app.conversations().await[0]["id"].as_i64().unwrap();
+    let cookie = app.login().await;
+    let take = app
+        .http
+        .post(format!("{}/conversations/{id}/assign", app.base))
+        .header("cookie", &cookie)
+        .form(&[("to", "me")])
+        .send()
+        .await
+        .unwrap();
+    assert!(take.status().is_success());
+    let inbox = app
+        .http
+        .get(format!("{}/", app.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        inbox.contains("<td class=\"assignee\">Agent Smit</td>"),
+        "{inbox}"
+    );
+    let bad = app
+        .http
+        .post(format!("{}/conversations/{id}/assign", app.base))
+        .header("cookie", &cookie)
+        .form(&[("to", "someone-else")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    app.http
+        .post(format!("{}/conversations/{id}/assign", app.base))
+        .header("cookie", &cookie)
+        .form(&[("to", "nobody")])
+        .send()
+        .await
+        .unwrap();
+    let inbox = app
+        .http
+        .get(format!("{}/", app.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(inbox.contains("<td class=\"assignee\"></td>"), "released");
+    let anon = app
+        .http
+        .post(format!("{}/conversations/{id}/assign", app.base))
+        .form(&[("to", "me")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
+}
