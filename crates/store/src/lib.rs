@@ -1,9 +1,11 @@
-//! Balie's storage: the [`Store`] interface every backend implements, and the SQLite backend.
+//! Balie's storage: the [`Store`] interface every backend implements, and its SQLite and
+//! PostgreSQL backends.
 //!
 //! Only this crate knows SQL. The journal (durable, deduplicated intake), the pipeline's
 //! write step (identify, thread, store, index), the inbox queries, full-text search, the
 //! live event log and the outbox all live behind [`Store`].
 
+mod postgres;
 mod search;
 mod sqlite;
 
@@ -15,7 +17,8 @@ use balie_core::{
 };
 use serde::Serialize;
 
-pub use search::{search_terms, stem_query};
+pub use postgres::PgStore;
+pub use search::{search_lexemes, search_terms, stem_query, stem_tsquery};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

@@ -69,6 +69,50 @@ pub fn stem_query(query: &str) -> Option<String> {
     }
 }
 
+/// The indexed form of a message as single lexemes (PostgreSQL's `tsvector`): the same
+/// stems as [`search_terms`], each word's Dutch and English one.
+pub fn search_lexemes(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for w in words(text) {
+        let (a, b) = stems(&w);
+        out.push(a);
+        out.extend(b);
+    }
+    out
+}
+
+/// One lexeme as a `tsquery` literal: quoted, with quotes and backslashes escaped, so it is
+/// read as that exact lexeme and never as query syntax.
+fn tsquery_lexeme(lexeme: &str) -> String {
+    let mut out = String::with_capacity(lexeme.len() + 2);
+    out.push('\'');
+    for c in lexeme.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            other => out.push(other),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// PostgreSQL's counterpart of [`stem_query`], as `tsquery` input (cast with `::tsquery`, no
+/// parser or dictionary involved): every word must match, by either of its stems.
+pub fn stem_tsquery(query: &str) -> Option<String> {
+    let clauses: Vec<String> = words(query)
+        .map(|w| match stems(&w) {
+            (a, None) => tsquery_lexeme(&a),
+            (a, Some(b)) => format!("({} | {})", tsquery_lexeme(&a), tsquery_lexeme(&b)),
+        })
+        .collect();
+    if clauses.is_empty() {
+        None
+    } else {
+        Some(clauses.join(" & "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +137,16 @@ mod tests {
     #[test]
     fn diacritics_fold() {
         assert_eq!(search_terms("Café"), search_terms("cafe"));
+    }
+
+    #[test]
+    fn tsquery_lexemes_are_quoted_and_escaped() {
+        assert_eq!(tsquery_lexeme("it's"), "'it''s'");
+        assert_eq!(tsquery_lexeme("a\\b"), "'a\\\\b'");
+        let q = stem_tsquery("klachten vertraagd").expect("query");
+        assert!(q.contains(" & "), "{q}");
+        assert_eq!(stem_tsquery("!!! &|"), None);
+        let doc = search_lexemes("Drie klachten");
+        assert!(doc.iter().any(|l| l == "klacht"), "{doc:?}");
     }
 }

@@ -1,8 +1,12 @@
 //! The store contract: what every `Store` backend must do, written once against `&dyn Store`
-//! and run here against SQLite, each test on a fresh database.
+//! and run here against SQLite and PostgreSQL, each test on a fresh database.
 //!
-//! A new backend (PostgreSQL) adds its own thin `#[tokio::test]` wrappers calling the same
-//! `contract::*` checks; nothing in `contract` knows which backend it is talking to.
+//! Each backend has its own thin `#[tokio::test]` wrappers calling the same `contract::*`
+//! checks; nothing in `contract` knows which backend it is talking to. PostgreSQL runs when
+//! `BALIE_TEST_POSTGRES_URL` names a server (an admin connection, such as
+//! `postgres://postgres@127.0.0.1:5432/postgres`): each test creates a database of its own
+//! there and drops it afterwards. Without it the PostgreSQL tests say so and pass, except in
+//! CI (`CI=true`), where they fail.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -1893,62 +1897,69 @@ macro_rules! sqlite_contract {
     )*};
 }
 
-sqlite_contract!(
-    channels_have_unique_names,
-    same_inbound_twice_is_journalled_once,
-    duplicates_within_one_batch_are_journalled_once,
-    same_external_id_on_two_channels_makes_two_messages,
-    pending_journal_is_oldest_first_and_limited,
-    a_reply_to_a_known_message_joins_its_conversation,
-    a_reply_to_another_customers_message_is_their_own_conversation,
-    a_second_message_joins_the_customers_open_conversation,
-    a_different_customer_gets_a_new_conversation,
-    a_message_in_a_closed_thread_reopens_it,
-    a_plain_message_after_closing_reopens_the_conversation,
-    a_pending_conversation_reopens_on_a_new_message,
-    a_conversation_is_assigned_and_released_with_a_trail,
-    thread_key_groups_comments_of_one_customer_on_one_post,
-    applying_the_same_batch_twice_changes_nothing,
-    an_edit_updates_the_text_and_keeps_the_old_one,
-    an_edit_back_to_earlier_wording_is_not_a_duplicate,
-    a_removed_message_is_marked_and_kept,
-    a_change_to_an_unknown_message_is_recorded_as_done,
-    an_echo_from_another_tool_is_recorded_as_sent,
-    the_same_author_is_the_same_customer,
-    the_customer_name_follows_the_platform_until_someone_sets_one,
-    the_same_platform_id_on_another_platform_is_another_customer,
-    customer_details_can_be_edited,
-    urgency_sets_priority_and_the_reply_deadline,
-    deadlines_ignore_who_the_author_is,
-    a_more_urgent_message_escalates_a_waiting_conversation,
-    after_a_reply_priority_follows_the_next_message,
-    the_inbox_puts_waiting_first_then_priority_then_deadline,
-    an_inbox_row_says_who_where_and_what,
-    search_finds_dutch_and_english_inflections,
-    search_input_is_never_query_syntax,
-    an_empty_search_finds_nothing,
-    search_finds_replies_too_and_respects_the_limit,
-    events_stream_in_order_from_any_point,
-    a_status_change_is_an_event_on_the_stream,
-    a_queued_reply_is_an_outbound_message_and_an_outbox_row,
-    the_same_idempotency_key_twice_is_one_reply,
-    a_claimed_reply_carries_what_delivery_needs,
-    a_claimed_reply_says_where_the_answered_message_was,
-    channel_secrets_are_kept_sealed_and_replaced_by_name,
-    interrupted_platform_replies_are_parked_not_resent,
-    a_reply_in_doubt_is_parked_and_a_delivery_report_confirms_it,
-    a_reply_is_not_claimed_before_it_is_due,
-    a_retried_reply_comes_back_when_due,
-    a_sent_reply_is_marked_with_the_platform_id,
-    a_failed_reply_keeps_the_reason,
-    replies_left_sending_by_a_crash_are_recovered,
-    an_echo_of_our_own_reply_confirms_it,
-    a_send_confirmed_after_its_echo_still_succeeds,
-    a_user_email_is_unique,
-    a_session_is_valid_until_it_expires_or_is_deleted,
-    only_stored_api_tokens_are_valid,
-    bulk_loaded_conversations_are_listed_viewed_and_searchable,
-);
+/// Every contract check, run against each backend.
+macro_rules! all_checks {
+    ($backend:ident) => {
+        $backend!(
+            channels_have_unique_names,
+            same_inbound_twice_is_journalled_once,
+            duplicates_within_one_batch_are_journalled_once,
+            same_external_id_on_two_channels_makes_two_messages,
+            pending_journal_is_oldest_first_and_limited,
+            a_reply_to_a_known_message_joins_its_conversation,
+            a_reply_to_another_customers_message_is_their_own_conversation,
+            a_second_message_joins_the_customers_open_conversation,
+            a_different_customer_gets_a_new_conversation,
+            a_message_in_a_closed_thread_reopens_it,
+            a_plain_message_after_closing_reopens_the_conversation,
+            a_pending_conversation_reopens_on_a_new_message,
+            a_conversation_is_assigned_and_released_with_a_trail,
+            thread_key_groups_comments_of_one_customer_on_one_post,
+            applying_the_same_batch_twice_changes_nothing,
+            an_edit_updates_the_text_and_keeps_the_old_one,
+            an_edit_back_to_earlier_wording_is_not_a_duplicate,
+            a_removed_message_is_marked_and_kept,
+            a_change_to_an_unknown_message_is_recorded_as_done,
+            an_echo_from_another_tool_is_recorded_as_sent,
+            the_same_author_is_the_same_customer,
+            the_customer_name_follows_the_platform_until_someone_sets_one,
+            the_same_platform_id_on_another_platform_is_another_customer,
+            customer_details_can_be_edited,
+            urgency_sets_priority_and_the_reply_deadline,
+            deadlines_ignore_who_the_author_is,
+            a_more_urgent_message_escalates_a_waiting_conversation,
+            after_a_reply_priority_follows_the_next_message,
+            the_inbox_puts_waiting_first_then_priority_then_deadline,
+            an_inbox_row_says_who_where_and_what,
+            search_finds_dutch_and_english_inflections,
+            search_input_is_never_query_syntax,
+            an_empty_search_finds_nothing,
+            search_finds_replies_too_and_respects_the_limit,
+            events_stream_in_order_from_any_point,
+            a_status_change_is_an_event_on_the_stream,
+            a_queued_reply_is_an_outbound_message_and_an_outbox_row,
+            the_same_idempotency_key_twice_is_one_reply,
+            a_claimed_reply_carries_what_delivery_needs,
+            a_claimed_reply_says_where_the_answered_message_was,
+            channel_secrets_are_kept_sealed_and_replaced_by_name,
+            interrupted_platform_replies_are_parked_not_resent,
+            a_reply_in_doubt_is_parked_and_a_delivery_report_confirms_it,
+            a_reply_is_not_claimed_before_it_is_due,
+            a_retried_reply_comes_back_when_due,
+            a_sent_reply_is_marked_with_the_platform_id,
+            a_failed_reply_keeps_the_reason,
+            replies_left_sending_by_a_crash_are_recovered,
+            an_echo_of_our_own_reply_confirms_it,
+            a_send_confirmed_after_its_echo_still_succeeds,
+            a_user_email_is_unique,
+            a_session_is_valid_until_it_expires_or_is_deleted,
+            only_stored_api_tokens_are_valid,
+            bulk_loaded_conversations_are_listed_viewed_and_searchable,
+        );
+    };
+}
+
+all_checks!(sqlite_contract);
 
 /// Closing and reopening the same file keeps everything; migrations run again harmlessly.
 #[tokio::test]
@@ -1961,4 +1972,207 @@ async fn a_reopened_store_keeps_its_journal_and_messages() {
         .expect("reopen");
     contract::durable_after_reopen(&reopened).await;
     reopened.close().await;
+}
+
+/// The PostgreSQL contract: the same checks, each on a fresh database of its own.
+mod postgres {
+    use std::io::Write as _;
+    use std::sync::Once;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use balie_store::PgStore;
+    use sqlx::Connection as _;
+
+    use super::contract;
+
+    const URL_VAR: &str = "BALIE_TEST_POSTGRES_URL";
+
+    /// The admin URL, or `None` (said once on the terminal) when no server was given. In CI
+    /// a missing server is a failure, so the PostgreSQL contract cannot silently stop running.
+    fn admin_url() -> Option<String> {
+        match std::env::var(URL_VAR) {
+            Ok(url) if !url.trim().is_empty() => Some(url),
+            _ => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "{URL_VAR} is not set: the PostgreSQL contract tests must run in CI"
+                );
+                static SAID: Once = Once::new();
+                SAID.call_once(|| {
+                    // Straight to the terminal, past the test harness's output capture.
+                    if let Ok(mut tty) = std::fs::OpenOptions::new().write(true).open("/dev/stderr")
+                    {
+                        let _ = writeln!(
+                            tty,
+                            "note: the PostgreSQL store contract tests did not run: {URL_VAR} \
+                             is not set (e.g. postgres://postgres@127.0.0.1:5432/postgres)"
+                        );
+                    }
+                });
+                None
+            }
+        }
+    }
+
+    /// `url` with its database replaced by `database`.
+    fn with_database(url: &str, database: &str) -> String {
+        let (base, query) = match url.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (url, None),
+        };
+        let authority_start = base.find("://").map_or(0, |i| i + 3);
+        let base = match base[authority_start..].find('/') {
+            Some(slash) => &base[..authority_start + slash],
+            None => base,
+        };
+        match query {
+            Some(query) => format!("{base}/{database}?{query}"),
+            None => format!("{base}/{database}"),
+        }
+    }
+
+    /// A uniquely named database, created on the server and dropped by [`TestDb::drop`].
+    pub struct TestDb {
+        admin: String,
+        name: String,
+        pub url: String,
+    }
+
+    impl TestDb {
+        pub async fn create() -> Option<Self> {
+            static COUNTER: AtomicU32 = AtomicU32::new(0);
+            let admin = admin_url()?;
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos();
+            let name = format!(
+                "balie_test_{}_{nanos}_{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            );
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("connect to BALIE_TEST_POSTGRES_URL");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            conn.close().await.expect("close admin connection");
+            let url = with_database(&admin, &name);
+            Some(Self { admin, name, url })
+        }
+
+        pub async fn open(&self) -> PgStore {
+            PgStore::open(&self.url)
+                .await
+                .expect("open PostgreSQL store")
+        }
+
+        pub async fn drop(self) {
+            let mut conn = sqlx::PgConnection::connect(&self.admin)
+                .await
+                .expect("connect to BALIE_TEST_POSTGRES_URL");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut conn)
+            .await
+            .expect("drop test database");
+            conn.close().await.expect("close admin connection");
+        }
+    }
+
+    /// Runs `check` on a fresh store in its own database; the database is dropped whether the
+    /// check passes or panics.
+    pub async fn run<F, Fut>(check: F)
+    where
+        F: FnOnce(PgStore) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let store = db.open().await;
+        let outcome = tokio::spawn(check(store)).await;
+        db.drop().await;
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+
+    /// One `#[tokio::test]` per contract check, each on a fresh PostgreSQL database.
+    macro_rules! postgres_contract {
+        ($($check:ident),* $(,)?) => {$(
+            #[tokio::test]
+            async fn $check() {
+                run(|store| async move {
+                    contract::$check(&store).await;
+                    store.close().await;
+                })
+                .await;
+            }
+        )*};
+    }
+
+    all_checks!(postgres_contract);
+
+    /// Closing and reopening the same database keeps everything; migrations run again
+    /// harmlessly.
+    #[tokio::test]
+    async fn a_reopened_store_keeps_its_journal_and_messages() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let url = db.url.clone();
+        let outcome = tokio::spawn(async move {
+            let store = PgStore::open(&url).await.expect("open");
+            contract::durable_before_reopen(&store).await;
+            store.close().await;
+            let reopened = PgStore::open(&url).await.expect("reopen");
+            contract::durable_after_reopen(&reopened).await;
+            reopened.close().await;
+        })
+        .await;
+        db.drop().await;
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+
+    /// Two processes starting together both migrate safely (the advisory lock).
+    #[tokio::test]
+    async fn two_stores_opening_at_once_migrate_once() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let (a, b) = tokio::join!(PgStore::open(&db.url), PgStore::open(&db.url));
+        let (a, b) = (a.expect("first"), b.expect("second"));
+        let versions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM schema_migrations")
+            .fetch_one(a.pool())
+            .await
+            .expect("count");
+        a.close().await;
+        b.close().await;
+        db.drop().await;
+        assert_eq!(versions, 1);
+    }
+
+    #[test]
+    fn the_database_is_replaced_in_the_url() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "x"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://h:5432", "x"),
+            "postgres://h:5432/x"
+        );
+    }
 }
