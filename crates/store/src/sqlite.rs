@@ -394,13 +394,13 @@ async fn thread(
     customer: i64,
     in_reply_to: Option<&str>,
     thread_key: Option<&str>,
-) -> Result<(Option<i64>, Option<i64>)> {
+) -> Result<(Option<Threaded>, Option<i64>)> {
     let mut reply_to_msg = None;
     if let Some(ext) = in_reply_to {
         // Someone answering another customer's comment (or our reply to them) is a customer
         // of their own: the link is kept, the conversation is not shared.
-        let found: Option<(i64, i64, i64)> = sqlx::query_as(
-            "SELECT m.id, m.conversation_id, c.customer_id FROM messages m \
+        let found: Option<(i64, i64, i64, String)> = sqlx::query_as(
+            "SELECT m.id, m.conversation_id, c.customer_id, c.status FROM messages m \
              JOIN conversations c ON c.id = m.conversation_id \
              WHERE m.channel_id = ? AND m.external_id = ?",
         )
@@ -408,16 +408,16 @@ async fn thread(
         .bind(ext)
         .fetch_optional(&mut **tx)
         .await?;
-        if let Some((msg, conv, owner)) = found {
+        if let Some((msg, conv, owner, status)) = found {
             if owner == customer {
-                return Ok((Some(conv), Some(msg)));
+                return Ok((Some(Threaded { id: conv, status }), Some(msg)));
             }
             reply_to_msg = Some(msg);
         }
     }
     if let Some(key) = thread_key {
-        let conv: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM conversations WHERE channel_id = ? AND thread_key = ? \
+        let conv: Option<(i64, String)> = sqlx::query_as(
+            "SELECT id, status FROM conversations WHERE channel_id = ? AND thread_key = ? \
              AND customer_id = ? ORDER BY id DESC LIMIT 1",
         )
         .bind(channel)
@@ -425,26 +425,39 @@ async fn thread(
         .bind(customer)
         .fetch_optional(&mut **tx)
         .await?;
-        if conv.is_some() {
-            return Ok((conv, reply_to_msg));
+        if let Some((id, status)) = conv {
+            return Ok((Some(Threaded { id, status }), reply_to_msg));
         }
     }
-    let conv: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM conversations WHERE customer_id = ? AND channel_id = ? \
+    let conv: Option<(i64, String)> = sqlx::query_as(
+        "SELECT id, status FROM conversations WHERE customer_id = ? AND channel_id = ? \
          ORDER BY (status = 'closed'), id DESC LIMIT 1",
     )
     .bind(customer)
     .bind(channel)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok((conv, reply_to_msg))
+    Ok((
+        conv.map(|(id, status)| Threaded { id, status }),
+        reply_to_msg,
+    ))
 }
+
+/// The conversation a message threads into, with its status as it was read.
+struct Threaded {
+    id: i64,
+    status: String,
+}
+
+/// Channels' brand and kind by id, read once per pipeline batch.
+type ChannelCache = std::collections::HashMap<i64, (i64, String)>;
 
 async fn apply_message(
     tx: &mut Transaction<'_, Sqlite>,
     p: &Prepared,
     sla: &SlaPolicy,
     now: Millis,
+    channels: &mut ChannelCache,
 ) -> Result<(Option<i64>, Option<i64>)> {
     let e = &p.entry;
     let inb = &e.inbound;
@@ -459,11 +472,18 @@ async fn apply_message(
     if let Some((msg, conv)) = existing {
         return Ok((Some(conv), Some(msg)));
     }
-    let (brand, kind): (i64, String) =
-        sqlx::query_as("SELECT brand_id, kind FROM channels WHERE id = ?")
-            .bind(channel)
-            .fetch_one(&mut **tx)
-            .await?;
+    let (brand, kind) = match channels.get(&channel) {
+        Some(known) => known.clone(),
+        None => {
+            let found: (i64, String) =
+                sqlx::query_as("SELECT brand_id, kind FROM channels WHERE id = ?")
+                    .bind(channel)
+                    .fetch_one(&mut **tx)
+                    .await?;
+            channels.insert(channel, found.clone());
+            found
+        }
+    };
     let (identity, customer) = identify(tx, &kind, &inb.author, now).await?;
     let (conv, reply_to) = thread(
         tx,
@@ -478,12 +498,7 @@ async fn apply_message(
     let line = first_line(&inb.text);
     let conv =
         match conv {
-            Some(id) => {
-                let status: String =
-                    sqlx::query_scalar("SELECT status FROM conversations WHERE id = ?")
-                        .bind(id)
-                        .fetch_one(&mut **tx)
-                        .await?;
+            Some(Threaded { id, status }) => {
                 if status != ConversationStatus::Open.as_str() {
                     sqlx::query("UPDATE conversations SET status = 'open' WHERE id = ?")
                         .bind(id)
@@ -724,7 +739,7 @@ async fn apply_echo(
         inb.thread_key.as_deref(),
     )
     .await?;
-    let Some(conv) = conv else {
+    let Some(Threaded { id: conv, .. }) = conv else {
         return Ok((None, None));
     };
     let msg: i64 = sqlx::query_scalar(
@@ -1039,12 +1054,13 @@ impl Store for SqliteStore {
             .collect()
         };
         let mut applied_ids = Vec::with_capacity(batch.len());
+        let mut channels = ChannelCache::new();
         for p in batch {
             if done.contains(&p.entry.id) || applied_ids.contains(&p.entry.id) {
                 continue;
             }
             let (conv, msg) = match p.entry.inbound.kind {
-                InboundKind::Message => apply_message(&mut tx, p, sla, now).await?,
+                InboundKind::Message => apply_message(&mut tx, p, sla, now, &mut channels).await?,
                 InboundKind::Echo => apply_echo(&mut tx, p, now).await?,
                 InboundKind::Edited | InboundKind::Removed => apply_change(&mut tx, p, now).await?,
             };
