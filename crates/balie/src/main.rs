@@ -8,11 +8,12 @@ mod text_cmd;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use balie_core::Role;
 use balie_server::{App, Config, auth};
-use balie_store::{SqliteStore, Store, StoreError};
+use balie_store::{Store, StoreError};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -110,12 +111,9 @@ fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    SqliteStore::open(&config.database_path())
-        .await
-        .with_context(|| format!("opening {}", config.database_path().display()))
+/// The store `config` names (SQLite in the data dir, or PostgreSQL), as the server opens it.
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    balie_server::open_store(config).await
 }
 
 fn init_tracing() {
@@ -201,7 +199,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Err(StoreError::Conflict(_)) => bail!("a user with e-mail {email} already exists"),
                 Err(e) => return Err(e.into()),
             }
-            store.close().await;
             Ok(())
         }
         Command::Token(TokenCommand::Create { name }) => {
@@ -215,16 +212,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store
                 .create_api_token(&name, &auth::token_hash(&token))
                 .await?;
-            store.close().await;
             println!("Created API token `{name}`. It is shown once; store it safely:\n{token}");
             Ok(())
         }
         Command::Channel(command) => {
             let config = load_config(&cli.global)?;
             let store = open_store(&config).await?;
-            let result = channel_cmd::run(command, &config, &store).await;
-            store.close().await;
-            result
+            channel_cmd::run(command, &config, &*store).await
         }
         Command::Bench(BenchCommand::Ingest(args)) => bench_cmd::ingest(args).await,
         Command::Bench(BenchCommand::Query(args)) => bench_cmd::query(args).await,

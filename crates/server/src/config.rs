@@ -43,6 +43,10 @@ pub struct OutboundWebhook {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// The database: empty for SQLite at `<data_dir>/balie.db`, or a `postgres://` URL for
+    /// PostgreSQL (the database must exist; Balie creates its tables). A secret, as the URL
+    /// may hold a password.
+    pub database_url: Secret,
     pub listen: SocketAddr,
     /// Largest accepted request body, in bytes (bigger gets 413).
     pub max_body_bytes: usize,
@@ -61,6 +65,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("balie-data"),
+            database_url: Secret::default(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 1024 * 1024,
             session_hours: 12,
@@ -113,6 +118,9 @@ impl Config {
         if let Some(v) = get("BALIE_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
         }
+        if let Some(v) = get("BALIE_DATABASE_URL") {
+            self.database_url = Secret::new(v);
+        }
         if let Some(v) = get("BALIE_LISTEN") {
             self.listen = v
                 .parse()
@@ -141,6 +149,12 @@ impl Config {
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("balie.db")
     }
+
+    /// Whether `database_url` names a PostgreSQL server.
+    pub fn uses_postgres(&self) -> bool {
+        let url = self.database_url.expose();
+        url.starts_with("postgres://") || url.starts_with("postgresql://")
+    }
 }
 
 #[cfg(test)]
@@ -153,6 +167,11 @@ mod tests {
         let parsed: Config = toml::from_str(text).expect("balie.example.toml must parse");
         assert_eq!(parsed.listen, Config::default().listen);
         assert_eq!(parsed.sla, Config::default().sla);
+        assert_eq!(parsed.database_url, Config::default().database_url);
+        assert!(
+            text.contains("# database_url = \"postgres://"),
+            "the example shows how to choose PostgreSQL"
+        );
     }
 
     #[test]
@@ -161,10 +180,13 @@ mod tests {
         c.apply_env(|k| match k {
             "BALIE_DATA_DIR" => Some("/tmp/x".into()),
             "BALIE_LISTEN" => Some("0.0.0.0:9000".into()),
+            "BALIE_DATABASE_URL" => Some("postgres://balie@db/balie".into()),
             _ => None,
         })
         .expect("valid env");
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert!(c.uses_postgres());
+        assert!(!Config::default().uses_postgres());
         assert_eq!(c.listen.port(), 9000);
         let err = c.apply_env(|k| (k == "BALIE_LISTEN").then(|| "nonsense".into()));
         assert!(err.is_err());
@@ -174,6 +196,8 @@ mod tests {
     fn secrets_never_show_in_debug_output() {
         let mut c = Config::default();
         c.outbound.secret = Secret::new("hunter2-very-secret");
+        c.database_url = Secret::new("postgres://balie:swordfish@db/balie");
         assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!format!("{c:?}").contains("swordfish"));
     }
 }

@@ -26,7 +26,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use balie_store::{SqliteStore, Store};
+use balie_store::{PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
@@ -53,6 +53,28 @@ pub struct AppState {
     pub channel_keys: Arc<channel_keys::ChannelKeys>,
 }
 
+/// Opens the store `config` names: PostgreSQL when `database_url` is a `postgres://` or
+/// `postgresql://` URL, else SQLite at `<data_dir>/balie.db` (creating the directory).
+/// Pending migrations are applied either way.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if config.uses_postgres() {
+        let store = PgStore::open(config.database_url.expose())
+            .await
+            .context("opening the PostgreSQL database (database_url)")?;
+        return Ok(Arc::new(store));
+    }
+    anyhow::ensure!(
+        config.database_url.is_empty(),
+        "database_url must be empty (SQLite in data_dir) or a postgres:// URL"
+    );
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let store = SqliteStore::open(&config.database_path())
+        .await
+        .with_context(|| format!("opening {}", config.database_path().display()))?;
+    Ok(Arc::new(store))
+}
+
 /// A built application: bound listener, opened store, workers ready to start.
 pub struct App {
     listener: TcpListener,
@@ -63,17 +85,15 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the store under `config.data_dir` (creating it) and binds `config.listen`.
+    /// Opens the store `config` names (see [`open_store`]) and binds `config.listen`.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-        let store = SqliteStore::open(&config.database_path())
-            .await
-            .with_context(|| format!("opening {}", config.database_path().display()))?;
+        let store = open_store(&config).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
-        Self::with_store(config, Arc::new(store), listener).await
+        Self::with_store(config, store, listener).await
     }
 
     pub async fn with_store(
