@@ -307,6 +307,7 @@ pub fn load_tasks(
         seed: 42,
         balance: 0.5,
         nb: 0.5,
+        one_vs_rest: false,
     };
     let mut tasks = vec![
         Task {
@@ -327,7 +328,13 @@ pub fn load_tasks(
             labels: sentiment_labels(),
             main: en_main,
             extra: en_extra,
-            config: sentiment_cfg.clone(),
+            // One-vs-rest NBSVM with fully balanced binary problems: 5-fold macro-F1 0.767
+            // against 0.761 for the softmax model (neutral vs negative improves most).
+            config: TrainConfig {
+                one_vs_rest: true,
+                balance: 1.0,
+                ..sentiment_cfg.clone()
+            },
             threshold: 0.5,
             features: FeatureKind::Message,
         },

@@ -174,6 +174,8 @@ pub struct TrainConfig {
     pub balance: f32,
     /// Strength of NB log-count-ratio feature scaling (0 = plain logistic regression).
     pub nb: f32,
+    /// For more than two classes: one-vs-rest NBSVM (see [`train_one_vs_rest`]) instead of softmax.
+    pub one_vs_rest: bool,
 }
 
 impl Default for TrainConfig {
@@ -186,6 +188,7 @@ impl Default for TrainConfig {
             seed: 42,
             balance: 0.5,
             nb: 0.0,
+            one_vs_rest: false,
         }
     }
 }
@@ -214,8 +217,114 @@ impl Rng {
 }
 
 /// Train a multinomial logistic regression with L2-regularised SGD (Bottou's scaled-weight trick), then quantize.
+/// With `cfg.one_vs_rest` and more than two classes, trains [`train_one_vs_rest`] instead.
 pub fn train(examples: &[Example], classes: usize, cfg: &TrainConfig) -> LinearModel {
     let k = classes.max(1);
+    let (w, bias) = if cfg.one_vs_rest && k > 2 {
+        one_vs_rest_weights(examples, k, cfg)
+    } else {
+        softmax_weights(examples, k, cfg)
+    };
+    quantize(&w, bias, k, cfg.bits)
+}
+
+/// Interpolation between the NB weights and the learned ones (Wang & Manning's beta).
+const OVR_BETA: f32 = 0.85;
+/// Signed log-count ratios are compressed to `sign(r) * |r|^OVR_POWER` before scaling features.
+const OVR_POWER: f32 = 0.5;
+
+/// One-vs-rest NBSVM (Wang & Manning 2012) with logistic loss: for each class, features are
+/// scaled by that class's (compressed) signed log-count ratio, a binary L2 logistic regression
+/// is trained on them, and its weights are interpolated towards their mean magnitude (the NB
+/// direction). The ratios are folded into the weights, so prediction is a plain
+/// `[bucket][class]` table whose argmax picks the class with the highest one-vs-rest score.
+pub fn train_one_vs_rest(examples: &[Example], classes: usize, cfg: &TrainConfig) -> LinearModel {
+    let k = classes.max(1);
+    let (w, bias) = one_vs_rest_weights(examples, k, cfg);
+    quantize(&w, bias, k, cfg.bits)
+}
+
+fn one_vs_rest_weights(examples: &[Example], k: usize, cfg: &TrainConfig) -> (Vec<f32>, Vec<f32>) {
+    let buckets = 1usize << cfg.bits;
+    let mask = buckets - 1;
+    // Presence counts per bucket and class (add-one smoothed below).
+    let mut counts = vec![0f32; buckets * k];
+    let mut totals = vec![0f32; k];
+    for e in examples.iter().filter(|e| e.label < k) {
+        for &(h, x) in &e.features {
+            if x > 0.0 {
+                counts[(h as usize & mask) * k + e.label] += 1.0;
+                totals[e.label] += 1.0;
+            }
+        }
+    }
+    let all: f32 = totals.iter().sum();
+    let binary = TrainConfig {
+        nb: 0.0,
+        one_vs_rest: false,
+        ..cfg.clone()
+    };
+    let mut w = vec![0f32; buckets * k];
+    let mut bias = vec![0f32; k];
+    for c in 0..k {
+        let ratio: Vec<f32> = (0..buckets)
+            .map(|b| {
+                let row = &counts[b * k..b * k + k];
+                let n: f32 = row.iter().sum();
+                let p = (row[c] + 1.0) / (totals[c] + buckets as f32);
+                let q = (n - row[c] + 1.0) / (all - totals[c] + buckets as f32);
+                let r = (p / q).ln();
+                r.signum() * r.abs().powf(OVR_POWER)
+            })
+            .collect();
+        let scaled: Vec<Example> = examples
+            .iter()
+            .map(|e| Example {
+                features: e
+                    .features
+                    .iter()
+                    .map(|&(h, x)| (h, x * ratio[h as usize & mask]))
+                    .collect(),
+                label: usize::from(e.label == c),
+                weight: e.weight,
+            })
+            .collect();
+        let (v, b) = softmax_weights(&scaled, 2, &binary);
+        let d: Vec<f32> = (0..buckets).map(|i| v[i * 2 + 1] - v[i * 2]).collect();
+        let mean = d.iter().map(|x| x.abs()).sum::<f32>() / buckets as f32;
+        for (i, (&di, &ri)) in d.iter().zip(&ratio).enumerate() {
+            w[i * k + c] = ((1.0 - OVR_BETA) * mean + OVR_BETA * di) * ri;
+        }
+        bias[c] = b[1] - b[0];
+    }
+    (w, bias)
+}
+
+/// 8-bit quantisation of float weights `[bucket][class]` with one scale.
+fn quantize(w: &[f32], bias: Vec<f32>, k: usize, bits: u8) -> LinearModel {
+    let max = w.iter().fold(0f32, |m, &x| m.max(x.abs()));
+    let q = if max > 0.0 { max / 127.0 } else { 0.0 };
+    let weights = w
+        .iter()
+        .map(|&x| {
+            if q > 0.0 {
+                (x / q).round().clamp(-127.0, 127.0) as i8
+            } else {
+                0
+            }
+        })
+        .collect();
+    LinearModel {
+        classes: k,
+        bits,
+        scale: q,
+        bias,
+        weights,
+    }
+}
+
+/// Float weights `[bucket][class]` and biases of a softmax regression trained by SGD.
+fn softmax_weights(examples: &[Example], k: usize, cfg: &TrainConfig) -> (Vec<f32>, Vec<f32>) {
     let buckets = 1usize << cfg.bits;
     let mask = buckets - 1;
     // NB-style feature scaling (as in NBSVM): features whose presence is skewed across classes
@@ -356,25 +465,10 @@ pub fn train(examples: &[Example], classes: usize, cfg: &TrainConfig) -> LinearM
             }
         }
     }
-    let max = v.iter().fold(0f32, |m, &w| m.max((w * scale).abs()));
-    let q = if max > 0.0 { max / 127.0 } else { 0.0 };
-    let weights = v
-        .iter()
-        .map(|&w| {
-            if q > 0.0 {
-                (w * scale / q).round().clamp(-127.0, 127.0) as i8
-            } else {
-                0
-            }
-        })
-        .collect();
-    LinearModel {
-        classes: k,
-        bits: cfg.bits,
-        scale: q,
-        bias,
-        weights,
+    for w in v.iter_mut() {
+        *w *= scale;
     }
+    (v, bias)
 }
 
 #[cfg(test)]
@@ -402,5 +496,29 @@ mod tests {
             LinearModel::from_bytes(b"nonsense"),
             Err(ModelError::Truncated)
         );
+    }
+
+    #[test]
+    fn one_vs_rest_learns_three_classes() {
+        let ex = |f: u32, label| Example {
+            features: vec![(f, 1.0), (99, 0.5)],
+            label,
+            weight: 1.0,
+        };
+        let data: Vec<Example> = (0..4)
+            .flat_map(|_| [ex(1, 0), ex(2, 1), ex(3, 2)])
+            .collect();
+        let cfg = TrainConfig {
+            bits: 8,
+            one_vs_rest: true,
+            ..TrainConfig::default()
+        };
+        let m = train(&data, 3, &cfg);
+        assert_eq!(m, train(&data, 3, &cfg), "deterministic");
+        for (f, want) in [(1, 0), (2, 1), (3, 2)] {
+            let p = m.probabilities(&[(f, 1.0), (99, 0.5)]);
+            let best = (0..3).max_by(|&a, &b| p[a].total_cmp(&p[b]));
+            assert_eq!(best, Some(want), "{p:?}");
+        }
     }
 }
