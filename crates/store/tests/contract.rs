@@ -1711,6 +1711,96 @@ mod contract {
         assert!(!store.api_token_valid("").await.unwrap());
     }
 
+    // Several workers on one store (PostgreSQL: several processes on one database).
+
+    pub async fn workers_claiming_at_once_share_out_the_replies(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
+        let user = agent(store).await;
+        for i in 0..6 {
+            store
+                .queue_reply(conv, user, &format!("Antwoord {i}"), &format!("key-{i}"))
+                .await
+                .unwrap();
+        }
+        let due = now() + 1_000;
+        let (a, b, c) = tokio::join!(
+            store.claim_outbox(due, 4),
+            store.claim_outbox(due, 4),
+            store.claim_outbox(due, 4)
+        );
+        let mut ids: Vec<i64> = [a.unwrap(), b.unwrap(), c.unwrap()]
+            .into_iter()
+            .flatten()
+            .map(|item| item.id)
+            .collect();
+        assert_eq!(ids.len(), 6, "every reply claimed once: {ids:?}");
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 6, "no reply claimed twice: {ids:?}");
+        assert!(store.claim_outbox(due, 10).await.unwrap().is_empty());
+    }
+
+    pub async fn workers_applying_one_batch_at_once_apply_it_once(store: &dyn Store) {
+        let w = world(store).await;
+        store
+            .append_journal(&[
+                entry(&w.api, message("m1", "anna", "Een"), T0),
+                entry(&w.api, message("m2", "anna", "Twee"), T0 + 1),
+                entry(&w.api, message("m3", "anna", "Drie"), T0 + 2),
+            ])
+            .await
+            .unwrap();
+        let batch: Vec<Prepared> = store
+            .pending_journal(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|entry| Prepared {
+                entry,
+                analysis: None,
+                urgency: NORMAL,
+            })
+            .collect();
+        let sla = SlaPolicy::default();
+        let (a, b) = tokio::join!(
+            store.apply_journal(&batch, &sla),
+            store.apply_journal(&batch, &sla)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let mut journal_ids: Vec<i64> = a.iter().chain(&b).map(|x| x.journal_id).collect();
+        journal_ids.sort_unstable();
+        assert_eq!(
+            journal_ids,
+            batch.iter().map(|p| p.entry.id).collect::<Vec<_>>(),
+            "each entry applied by exactly one worker"
+        );
+        let inbox = store.inbox(ConversationStatus::Open, 10).await.unwrap();
+        assert_eq!(inbox.len(), 1, "one customer, one conversation: {inbox:?}");
+        assert_eq!(messages(store, inbox[0].conversation.id).await.len(), 3);
+        assert_eq!(
+            event_kinds(store, inbox[0].conversation.id).await,
+            vec![EventKind::MessageReceived; 3]
+        );
+        assert!(store.pending_journal(10).await.unwrap().is_empty());
+    }
+
+    pub async fn the_same_idempotency_key_at_once_is_one_reply(store: &dyn Store) {
+        let w = world(store).await;
+        let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
+        let user = agent(store).await;
+        let (a, b) = tokio::join!(
+            store.queue_reply(conv, user, "Hoi!", "double-click"),
+            store.queue_reply(conv, user, "Hoi!", "double-click")
+        );
+        assert_eq!(a.unwrap().id, b.unwrap().id);
+        assert_eq!(messages(store, conv).await.len(), 2, "one in, one out");
+        assert_eq!(
+            store.claim_outbox(now() + 1_000, 10).await.unwrap().len(),
+            1
+        );
+    }
+
     // Durability: `before` and `after` are the same database, closed and reopened between.
 
     pub async fn durable_before_reopen(store: &dyn Store) {
@@ -1955,6 +2045,9 @@ macro_rules! all_checks {
             a_session_is_valid_until_it_expires_or_is_deleted,
             only_stored_api_tokens_are_valid,
             bulk_loaded_conversations_are_listed_viewed_and_searchable,
+            workers_claiming_at_once_share_out_the_replies,
+            workers_applying_one_batch_at_once_apply_it_once,
+            the_same_idempotency_key_at_once_is_one_reply,
         );
     };
 }
