@@ -1,8 +1,10 @@
 //! The JSON API: the generic inbound channel (`POST /api/v1/messages`) and the
 //! conversation listing (`GET /api/v1/conversations`), plus health and metrics.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -10,9 +12,10 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use balie_core::{
-    Author, ChannelKind, ConversationStatus, Inbound, InboundKind, Millis, Place, PlaceKind,
+    Author, Channel, ChannelKind, ConversationStatus, Inbound, InboundKind, Millis, Place,
+    PlaceKind,
 };
 use balie_store::{Appended, NewJournalEntry, StoreError};
 use serde::Deserialize;
@@ -30,27 +33,84 @@ const MAX_ID_BYTES: usize = 512;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/messages", post(post_message))
+        .route(
+            "/api/v1/messages",
+            post(post_message).layer(Extension(Arc::new(HotCache::default()))),
+        )
         .route("/api/v1/conversations", get(list_conversations))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
 }
 
+/// The token of an `Authorization: Bearer <token>` header, if there is one.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let token = value.strip_prefix("Bearer ")?.trim();
+    (!token.is_empty()).then_some(token)
+}
+
 /// Accepts `Authorization: Bearer <token>` for a stored API token.
 pub async fn bearer_ok(state: &AppState, headers: &HeaderMap) -> Result<bool, ApiError> {
-    let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+    let Some(token) = bearer_token(headers) else {
         return Ok(false);
     };
-    let Some(token) = value.strip_prefix("Bearer ").map(str::trim) else {
-        return Ok(false);
-    };
-    if token.is_empty() {
-        return Ok(false);
-    }
     Ok(state
         .store
         .api_token_valid(&auth::token_hash(token))
         .await?)
+}
+
+/// How long a verified API token is taken on trust before the store is asked again.
+const TOKEN_RECHECK: Duration = Duration::from_secs(10);
+/// Entries kept per map; a full map starts over.
+const HOT_CACHE_ENTRIES: usize = 10_000;
+
+/// What `POST /api/v1/messages` looked up recently: verified token hashes and API channels
+/// by name. Each store read is a round trip to SQLite's worker thread, and these two were
+/// paid on every inbound message. API channels are never renamed or removed; a token is
+/// checked with the store again after [`TOKEN_RECHECK`].
+#[derive(Default)]
+pub struct HotCache {
+    tokens: Mutex<HashMap<String, Instant>>,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl HotCache {
+    async fn bearer_ok(&self, state: &AppState, headers: &HeaderMap) -> Result<bool, ApiError> {
+        let Some(token) = bearer_token(headers) else {
+            return Ok(false);
+        };
+        let hash = auth::token_hash(token);
+        let fresh = self.tokens.lock().ok().is_some_and(|tokens| {
+            tokens
+                .get(&hash)
+                .is_some_and(|checked| checked.elapsed() < TOKEN_RECHECK)
+        });
+        if fresh {
+            return Ok(true);
+        }
+        let valid = state.store.api_token_valid(&hash).await?;
+        if valid && let Ok(mut tokens) = self.tokens.lock() {
+            if tokens.len() >= HOT_CACHE_ENTRIES {
+                tokens.clear();
+            }
+            tokens.insert(hash, Instant::now());
+        }
+        Ok(valid)
+    }
+
+    fn channel(&self, name: &str) -> Option<Channel> {
+        self.channels.lock().ok()?.get(name).cloned()
+    }
+
+    fn remember_channel(&self, channel: &Channel) {
+        if let Ok(mut channels) = self.channels.lock() {
+            if channels.len() >= HOT_CACHE_ENTRIES {
+                channels.clear();
+            }
+            channels.insert(channel.name.clone(), channel.clone());
+        }
+    }
 }
 
 /// A valid generic-channel message, parsed from untrusted JSON.
@@ -160,10 +220,11 @@ pub fn body_or_error(
 
 async fn post_message(
     State(state): State<AppState>,
+    Extension(cache): Extension<Arc<HotCache>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    if !bearer_ok(&state, &headers).await? {
+    if !cache.bearer_ok(&state, &headers).await? {
         Metrics::inc(&state.metrics.requests_rejected, 1);
         return Err(ApiError::Unauthorized);
     }
@@ -176,37 +237,12 @@ async fn post_message(
             return Err(e);
         }
     };
-    let channel = match state.store.channel_by_name(&msg.channel).await? {
-        Some(c) if c.kind == ChannelKind::Api => c,
-        Some(_) => {
-            Metrics::inc(&state.metrics.requests_rejected, 1);
-            return Err(ApiError::field(
-                "channel",
-                format!("channel `{}` is not an API channel", msg.channel),
-            ));
-        }
+    let channel = match cache.channel(&msg.channel) {
+        Some(c) => c,
         None => {
-            // Generic channels come into being on first use, like a mailbox address.
-            let brand = state
-                .store
-                .ensure_brand(&state.config.default_brand)
-                .await?;
-            match state
-                .store
-                .create_channel(brand, ChannelKind::Api, &msg.channel, "{}")
-                .await
-            {
-                Ok(c) => {
-                    tracing::info!(channel = %c.name, "created API channel on first use");
-                    c
-                }
-                Err(StoreError::Conflict(_)) => state
-                    .store
-                    .channel_by_name(&msg.channel)
-                    .await?
-                    .ok_or(ApiError::NotFound("channel"))?,
-                Err(e) => return Err(e.into()),
-            }
+            let c = api_channel(&state, &msg.channel).await?;
+            cache.remember_channel(&c);
+            c
         }
     };
     let results = state
@@ -223,6 +259,45 @@ async fn post_message(
         Json(json!({ "status": "accepted", "duplicate": duplicate })),
     )
         .into_response())
+}
+
+/// The API channel called `name`, created on first use; another kind of channel by that
+/// name is a bad request.
+async fn api_channel(state: &AppState, name: &str) -> Result<Channel, ApiError> {
+    let channel = match state.store.channel_by_name(name).await? {
+        Some(c) if c.kind == ChannelKind::Api => c,
+        Some(_) => {
+            Metrics::inc(&state.metrics.requests_rejected, 1);
+            return Err(ApiError::field(
+                "channel",
+                format!("channel `{name}` is not an API channel"),
+            ));
+        }
+        None => {
+            // Generic channels come into being on first use, like a mailbox address.
+            let brand = state
+                .store
+                .ensure_brand(&state.config.default_brand)
+                .await?;
+            match state
+                .store
+                .create_channel(brand, ChannelKind::Api, name, "{}")
+                .await
+            {
+                Ok(c) => {
+                    tracing::info!(channel = %c.name, "created API channel on first use");
+                    c
+                }
+                Err(StoreError::Conflict(_)) => state
+                    .store
+                    .channel_by_name(name)
+                    .await?
+                    .ok_or(ApiError::NotFound("channel"))?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    Ok(channel)
 }
 
 #[derive(Debug, Deserialize)]
