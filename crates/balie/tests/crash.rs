@@ -414,16 +414,31 @@ async fn nothing_acknowledged_is_lost_or_doubled_and_every_reply_arrives_through
     }
     let replies = tokio::spawn(queue_replies(base.clone(), token.clone(), size.replies));
 
-    // Kill and restart at seeded random moments while the work is under way.
+    // Kill and restart at seeded random points while messages are still arriving: each
+    // kill waits for a random share of the messages to be acknowledged, then a random
+    // moment more, so the kills land mid-stream however fast the machine is.
     let mut rng = SplitMix(0x000C_4A54);
+    let total = u64::try_from(size.messages).unwrap();
+    let mut points: Vec<u64> = (0..size.kills)
+        .map(|_| total / 20 + rng.below(total * 17 / 20))
+        .collect();
+    points.sort_unstable();
     let mut kills = 0;
-    while kills < size.kills {
-        tokio::time::sleep(Duration::from_millis(300 + rng.below(900))).await;
+    let mut mid_stream = 0;
+    for point in points {
+        while (acked.lock().unwrap().len() as u64) < point {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.below(30))).await;
+        if (acked.lock().unwrap().len() as u64) < total {
+            mid_stream += 1;
+        }
         server.kill().await;
         kills += 1;
         tokio::time::sleep(Duration::from_millis(rng.below(300))).await;
         server.start().await;
     }
+    assert!(mid_stream >= 1, "at least one kill interrupted the senders");
     for s in senders {
         s.await.unwrap();
     }
@@ -474,7 +489,7 @@ async fn nothing_acknowledged_is_lost_or_doubled_and_every_reply_arrives_through
     );
     assert_eq!(got, queued, "the keys that arrived are the replies queued");
     eprintln!(
-        "crash test: {} messages, {kills} kills, {} replies in {} deliveries",
+        "crash test: {} messages, {kills} kills ({mid_stream} mid-stream), {} replies in {} deliveries",
         size.messages,
         queued.len(),
         received.deliveries
