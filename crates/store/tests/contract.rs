@@ -2075,7 +2075,6 @@ mod postgres {
     use std::time::{SystemTime, UNIX_EPOCH};
 
     use balie_store::PgStore;
-    use sqlx::Connection as _;
 
     use super::contract;
 
@@ -2108,23 +2107,6 @@ mod postgres {
         }
     }
 
-    /// `url` with its database replaced by `database`.
-    fn with_database(url: &str, database: &str) -> String {
-        let (base, query) = match url.split_once('?') {
-            Some((base, query)) => (base, Some(query)),
-            None => (url, None),
-        };
-        let authority_start = base.find("://").map_or(0, |i| i + 3);
-        let base = match base[authority_start..].find('/') {
-            Some(slash) => &base[..authority_start + slash],
-            None => base,
-        };
-        match query {
-            Some(query) => format!("{base}/{database}?{query}"),
-            None => format!("{base}/{database}"),
-        }
-    }
-
     /// A uniquely named database, created on the server and dropped by [`TestDb::drop`].
     pub struct TestDb {
         admin: String,
@@ -2145,15 +2127,9 @@ mod postgres {
                 std::process::id(),
                 COUNTER.fetch_add(1, Ordering::Relaxed)
             );
-            let mut conn = sqlx::PgConnection::connect(&admin)
+            let url = PgStore::create_database(&admin, &name)
                 .await
-                .expect("connect to BALIE_TEST_POSTGRES_URL");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-                .execute(&mut conn)
-                .await
-                .expect("create test database");
-            conn.close().await.expect("close admin connection");
-            let url = with_database(&admin, &name);
+                .expect("create a test database on BALIE_TEST_POSTGRES_URL");
             Some(Self { admin, name, url })
         }
 
@@ -2164,17 +2140,9 @@ mod postgres {
         }
 
         pub async fn drop(self) {
-            let mut conn = sqlx::PgConnection::connect(&self.admin)
+            PgStore::drop_database(&self.admin, &self.name)
                 .await
-                .expect("connect to BALIE_TEST_POSTGRES_URL");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            )))
-            .execute(&mut conn)
-            .await
-            .expect("drop test database");
-            conn.close().await.expect("close admin connection");
+                .expect("drop the test database");
         }
     }
 
@@ -2251,21 +2219,5 @@ mod postgres {
         b.close().await;
         db.drop().await;
         assert_eq!(versions, 1);
-    }
-
-    #[test]
-    fn the_database_is_replaced_in_the_url() {
-        assert_eq!(
-            with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
-            "postgres://postgres@127.0.0.1:5432/x"
-        );
-        assert_eq!(
-            with_database("postgres://u:p@h/db?sslmode=disable", "x"),
-            "postgres://u:p@h/x?sslmode=disable"
-        );
-        assert_eq!(
-            with_database("postgres://h:5432", "x"),
-            "postgres://h:5432/x"
-        );
     }
 }

@@ -20,7 +20,21 @@ fn all_messages(conversations: &serde_json::Value) -> Vec<serde_json::Value> {
 
 #[tokio::test]
 async fn the_same_message_posted_twice_is_stored_once() {
-    let app = spawn_app().await;
+    the_same_message_twice(&spawn_app().await).await;
+}
+
+/// The same on PostgreSQL (`database_url`), when a server is configured for tests.
+#[tokio::test]
+async fn the_same_message_posted_twice_is_stored_once_on_postgres() {
+    on_postgres(|url| async move {
+        let app = spawn_app_with(|c| c.database_url = balie_server::Secret::new(url)).await;
+        the_same_message_twice(&app).await;
+        app.stop().await;
+    })
+    .await;
+}
+
+async fn the_same_message_twice(app: &TestApp) {
     let body = message("m-1", "kim", "Waar blijft mijn pakket?");
     let first = app.post_message(&body).await;
     assert_eq!(first.status(), StatusCode::ACCEPTED);

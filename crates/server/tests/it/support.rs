@@ -1,5 +1,6 @@
 //! Test support: `spawn_app()` gives each test its own server on a fresh SQLite database,
-//! an API token and an agent login; `FakeReceiver` stands in for an outbound webhook.
+//! an API token and an agent login; `FakeReceiver` stands in for an outbound webhook;
+//! `on_postgres` runs a test on a fresh PostgreSQL database instead, when one is configured.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -229,5 +230,53 @@ impl FakeReceiver {
 
     pub fn got(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
+    }
+}
+
+/// Runs `test` with the URL of a fresh PostgreSQL database, dropped afterwards (also when the
+/// test panics), if `BALIE_TEST_POSTGRES_URL` names a server. Without it the test is skipped
+/// with a note on the terminal, except in CI (`CI=true`), where that is a failure.
+pub async fn on_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(String) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use std::io::Write as _;
+    const VAR: &str = "BALIE_TEST_POSTGRES_URL";
+    let Some(admin) = std::env::var(VAR).ok().filter(|u| !u.trim().is_empty()) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{VAR} is not set: the PostgreSQL server tests must run in CI"
+        );
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            if let Ok(mut tty) = std::fs::OpenOptions::new().write(true).open("/dev/stderr") {
+                let _ = writeln!(
+                    tty,
+                    "note: the server tests on PostgreSQL did not run: {VAR} is not set"
+                );
+            }
+        });
+        return;
+    };
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!(
+        "balie_it_{}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let url = balie_store::PgStore::create_database(&admin, &name)
+        .await
+        .expect("create a test database");
+    let outcome = tokio::spawn(test(url)).await;
+    balie_store::PgStore::drop_database(&admin, &name)
+        .await
+        .expect("drop the test database");
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
     }
 }
