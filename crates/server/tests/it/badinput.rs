@@ -298,7 +298,7 @@ mod webhooks {
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
-    async fn configure(app: &TestApp) {
+    pub(super) async fn configure(app: &TestApp) {
         let keys = ChannelKeys::open_or_create(app.dir.path()).unwrap();
         let brand = app.store.ensure_brand("Balie").await.unwrap();
         let channels = [
@@ -426,4 +426,34 @@ mod webhooks {
         }
         assert_nothing_stored_and_still_serving(&app).await;
     }
+}
+
+#[tokio::test]
+async fn a_platform_channels_name_is_refused_on_the_api_every_time() {
+    let app = spawn_app().await;
+    webhooks::configure(&app).await;
+    // Twice: the second answer must not come from anything remembered after the first.
+    for attempt in 0..2 {
+        let resp = app
+            .post_message(&json!({
+                "channel": "fb-dm",
+                "external_id": format!("spoof-{attempt}"),
+                "author": { "id": "k-1" },
+                "text": "Ik doe alsof ik Messenger ben",
+            }))
+            .await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        let err: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(err["field"], "channel", "{err}");
+    }
+    // An API channel of its own is remembered and keeps working.
+    for i in 0..3 {
+        let body = message(&format!("ok-{i}"), "k-1", "Hallo");
+        assert_eq!(app.post_message(&body).await.status(), StatusCode::ACCEPTED);
+    }
+    let listed = app.conversations().await;
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["channel"], "web");
+    assert_eq!(listed[0]["messages"].as_array().unwrap().len(), 3);
 }
