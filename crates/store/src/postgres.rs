@@ -8,6 +8,7 @@
 //! stream (`events_since`) never skips an event committed late. Reads, journal appends and
 //! outbox claims (`FOR UPDATE SKIP LOCKED`) run in parallel across processes.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -212,6 +213,69 @@ impl PgStore {
         .await?;
         row.as_ref().map(inbox_row_from_row).transpose()
     }
+}
+
+/// SQLite reads a negative LIMIT as none; PostgreSQL refuses it but reads NULL that way.
+fn no_limit_if_negative(limit: i64) -> Option<i64> {
+    (limit >= 0).then_some(limit)
+}
+
+/// PostgreSQL text cannot hold NUL (U+0000), which SQLite keeps as is; it becomes U+FFFD
+/// (the replacement character), so text carrying one is stored rather than refused.
+fn without_nul(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+fn clean(text: &mut String) {
+    if let Cow::Owned(cleaned) = without_nul(text) {
+        *text = cleaned;
+    }
+}
+
+fn clean_opt(text: &mut Option<String>) {
+    if let Some(text) = text {
+        clean(text);
+    }
+}
+
+/// A pipeline entry with every stored text free of NUL, so a customer's `\u0000` never
+/// fails its batch over and over (borrowed as is when there is none).
+fn prepared_without_nul(p: &Prepared) -> Cow<'_, Prepared> {
+    let i = &p.entry.inbound;
+    let has = |t: &str| t.contains('\0');
+    let has_opt = |t: &Option<String>| t.as_deref().is_some_and(has);
+    let any = has(&i.external_id)
+        || has(&i.text)
+        || has(&i.author.platform_id)
+        || has_opt(&i.author.handle)
+        || has_opt(&i.author.name)
+        || has_opt(&i.in_reply_to)
+        || has_opt(&i.thread_key)
+        || has_opt(&i.outbox_key)
+        || i.place.as_ref().is_some_and(|pl| has_opt(&pl.url))
+        || has_opt(&p.analysis);
+    if !any {
+        return Cow::Borrowed(p);
+    }
+    let mut p = p.clone();
+    let i = &mut p.entry.inbound;
+    clean(&mut i.external_id);
+    clean(&mut i.text);
+    clean(&mut i.author.platform_id);
+    clean_opt(&mut i.author.handle);
+    clean_opt(&mut i.author.name);
+    clean_opt(&mut i.in_reply_to);
+    clean_opt(&mut i.thread_key);
+    clean_opt(&mut i.outbox_key);
+    if let Some(place) = &mut i.place {
+        clean_opt(&mut place.url);
+    }
+    clean_opt(&mut p.analysis);
+    Cow::Owned(p)
 }
 
 /// A database name safe to put in SQL as is.
@@ -1009,8 +1073,9 @@ impl Store for PgStore {
 
     async fn channel_secrets(&self, channel: ChannelId) -> Result<Vec<(String, SealedSecret)>> {
         let rows: Vec<(String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+            // Byte order, as SQLite sorts, whatever the database's collation.
             "SELECT name, nonce, ciphertext FROM channel_secrets WHERE channel_id = $1 \
-             ORDER BY name",
+             ORDER BY name COLLATE \"C\"",
         )
         .bind(channel.0)
         .fetch_all(&self.pool)
@@ -1030,7 +1095,7 @@ impl Store for PgStore {
                 .map_err(|err| StoreError::Corrupt(format!("unserialisable inbound: {err}")))?;
             rows.push((
                 e.channel_id.0,
-                dedupe_key(&e.inbound),
+                without_nul(&dedupe_key(&e.inbound)).into_owned(),
                 payload,
                 e.received_at,
             ));
@@ -1074,7 +1139,7 @@ impl Store for PgStore {
             "SELECT id, channel_id, payload, received_at FROM journal \
              WHERE processed_at IS NULL ORDER BY id LIMIT $1",
         )
-        .bind(limit)
+        .bind(no_limit_if_negative(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -1115,6 +1180,7 @@ impl Store for PgStore {
             if done.contains(&p.entry.id) || applied_ids.contains(&p.entry.id) {
                 continue;
             }
+            let p = &*prepared_without_nul(p);
             let (conv, msg) = match p.entry.inbound.kind {
                 InboundKind::Message => apply_message(&mut tx, p, sla, now).await?,
                 InboundKind::Echo => apply_echo(&mut tx, p, now).await?,
@@ -1278,7 +1344,7 @@ impl Store for PgStore {
              COALESCE(c.reply_due, 9223372036854775807), c.last_message_at DESC, c.id LIMIT $2"
         ))
         .bind(status.as_str())
-        .bind(limit)
+        .bind(no_limit_if_negative(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(inbox_row_from_row).collect()
@@ -1466,8 +1532,8 @@ impl Store for PgStore {
 
     async fn update_customer(&self, id: CustomerId, display_name: &str, notes: &str) -> Result<()> {
         let n = sqlx::query("UPDATE customers SET display_name = $1, notes = $2 WHERE id = $3")
-            .bind(display_name)
-            .bind(notes)
+            .bind(without_nul(display_name))
+            .bind(without_nul(notes))
             .bind(id.0)
             .execute(&self.pool)
             .await?
@@ -1489,7 +1555,7 @@ impl Store for PgStore {
              ORDER BY id DESC LIMIT $2",
         )
         .bind(q)
-        .bind(limit)
+        .bind(no_limit_if_negative(limit))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -1508,7 +1574,7 @@ impl Store for PgStore {
              ORDER BY id LIMIT $2",
         )
         .bind(after.0)
-        .bind(limit)
+        .bind(no_limit_if_negative(limit))
         .fetch_all(&self.pool)
         .await?;
         // The page's conversations and messages in one query each, not two per event.
@@ -1579,6 +1645,7 @@ impl Store for PgStore {
         idempotency_key: &str,
     ) -> Result<Message> {
         let now = now_ms();
+        let text = &*without_nul(text);
         // Under the write lock, so the same key from two requests is checked and stored once.
         let mut tx = self.begin_write().await?;
         let existing: Option<i64> =
@@ -1675,7 +1742,7 @@ impl Store for PgStore {
         )
         .bind(now)
         .bind(now)
-        .bind(limit)
+        .bind(no_limit_if_negative(limit))
         .fetch_all(&mut *tx)
         .await?;
         claimed.sort_unstable_by_key(|&(id, due)| (due, id));
@@ -1688,9 +1755,9 @@ impl Store for PgStore {
                     AND i.platform = ch.kind ORDER BY i.id LIMIT 1) AS recipient_external_id, \
                  (SELECT MAX(x.created_at) FROM messages x WHERE x.conversation_id = c.id \
                     AND x.direction = 'in') AS last_in, \
-                 (SELECT j.payload::jsonb -> 'place' ->> 'kind' FROM journal j \
+                 (SELECT j.payload FROM journal j \
                     WHERE j.channel_id = r.channel_id AND j.dedupe_key = r.external_id) \
-                    AS reply_to_place \
+                    AS reply_to_payload \
                  FROM outbox o JOIN messages m ON m.id = o.message_id \
                  JOIN conversations c ON c.id = m.conversation_id \
                  JOIN channels ch ON ch.id = o.channel_id \
@@ -1710,10 +1777,14 @@ impl Store for PgStore {
                 reply_to_external_id: row.try_get("reply_to_external_id")?,
                 recipient_external_id: row.try_get("recipient_external_id")?,
                 last_customer_message_at: row.try_get("last_in")?,
+                // Read in Rust, not with PostgreSQL's JSON operators: they refuse a payload
+                // holding an escaped NUL anywhere.
                 reply_to_place: row
-                    .try_get::<Option<String>, _>("reply_to_place")?
-                    .and_then(|kind| {
-                        serde_json::from_value::<PlaceKind>(serde_json::Value::String(kind)).ok()
+                    .try_get::<Option<String>, _>("reply_to_payload")?
+                    .and_then(|payload| {
+                        let mut v = serde_json::from_str::<serde_json::Value>(&payload).ok()?;
+                        serde_json::from_value::<PlaceKind>(v.pointer_mut("/place/kind")?.take())
+                            .ok()
                     }),
             });
         }

@@ -1711,6 +1711,71 @@ mod contract {
         assert!(!store.api_token_valid("").await.unwrap());
     }
 
+    /// A NUL character (valid JSON as `\u0000`) never blocks the pipeline. SQLite keeps it;
+    /// PostgreSQL cannot store it in text and keeps U+FFFD in its place.
+    pub async fn a_nul_character_in_inbound_text_is_stored(store: &dyn Store) {
+        let w = world(store).await;
+        let mut inbound = message("m\01", "an\0na", "Een\0nul");
+        inbound.author.name = Some("Anna\0".into());
+        inbound.thread_key = Some("post\01".into());
+        let conv = receive(store, &w.api, inbound.clone(), T0).await;
+        let msgs = messages(store, conv).await;
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0].text.replace('\0', "\u{FFFD}"), "Een\u{FFFD}nul");
+        assert_eq!(
+            row(store, conv)
+                .await
+                .customer_name
+                .replace('\0', "\u{FFFD}"),
+            "Anna\u{FFFD}"
+        );
+        // The same message again is still a duplicate, and the next one threads as usual.
+        assert_eq!(
+            store
+                .append_journal(&[entry(&w.api, inbound.clone(), T0)])
+                .await
+                .unwrap(),
+            vec![Appended::Duplicate]
+        );
+        let mut next = message("m2", "an\0na", "Nog een");
+        next.thread_key = inbound.thread_key.clone();
+        assert_eq!(receive(store, &w.api, next, T0 + 1).await, conv);
+        let user = agent(store).await;
+        let reply = store
+            .queue_reply(conv, user, "Hoi\0!", "key-nul")
+            .await
+            .unwrap();
+        assert_eq!(reply.text.replace('\0', "\u{FFFD}"), "Hoi\u{FFFD}!");
+        assert_eq!(
+            store.claim_outbox(now() + 1_000, 10).await.unwrap().len(),
+            1
+        );
+    }
+
+    pub async fn a_negative_limit_means_no_limit(store: &dyn Store) {
+        let w = world(store).await;
+        ingest(
+            store,
+            &[
+                entry(&w.api, message("m1", "anna", "Pakket kwijt"), T0),
+                entry(&w.api, message("m2", "bert", "Pakket kapot"), T0 + 1),
+            ],
+            NORMAL,
+        )
+        .await;
+        assert_eq!(
+            store
+                .inbox(ConversationStatus::Open, -1)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(store.search("pakket", -1).await.unwrap().len(), 2);
+        assert!(store.events_since(EventId(0), -1).await.unwrap().len() >= 2);
+        assert!(store.pending_journal(-1).await.unwrap().is_empty());
+    }
+
     // Several workers on one store (PostgreSQL: several processes on one database).
 
     pub async fn workers_claiming_at_once_share_out_the_replies(store: &dyn Store) {
@@ -2048,6 +2113,8 @@ macro_rules! all_checks {
             workers_claiming_at_once_share_out_the_replies,
             workers_applying_one_batch_at_once_apply_it_once,
             the_same_idempotency_key_at_once_is_one_reply,
+            a_nul_character_in_inbound_text_is_stored,
+            a_negative_limit_means_no_limit,
         );
     };
 }
