@@ -1715,9 +1715,9 @@ mod contract {
     /// PostgreSQL cannot store it in text and keeps U+FFFD in its place.
     pub async fn a_nul_character_in_inbound_text_is_stored(store: &dyn Store) {
         let w = world(store).await;
-        let mut inbound = message("m\01", "an\0na", "Een\0nul");
+        let mut inbound = message("m\0x", "an\0na", "Een\0nul");
         inbound.author.name = Some("Anna\0".into());
-        inbound.thread_key = Some("post\01".into());
+        inbound.thread_key = Some("post\0x".into());
         let conv = receive(store, &w.api, inbound.clone(), T0).await;
         let msgs = messages(store, conv).await;
         assert_eq!(msgs.len(), 1);
