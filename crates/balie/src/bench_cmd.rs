@@ -8,10 +8,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use balie_core::{Author, ChannelKind, ConversationId, ConversationStatus, Priority};
+use balie_server::channel_keys::ChannelKeys;
+use balie_server::platform_channels::{self, PlatformSettings, SecretName};
 use balie_server::{App, Config, auth};
 use balie_store::{BulkConversation, BulkMessage, SqliteStore, Store};
 use clap::Args;
 use serde_json::{Value, json};
+
+use crate::platform_webhooks::{Delivery, WebhookSecrets};
 
 #[derive(Args, Debug)]
 pub struct IngestArgs {
@@ -25,6 +29,10 @@ pub struct IngestArgs {
     /// a steady background load).
     #[arg(long)]
     rate: Option<f64>,
+    /// Send through the generic API (`POST /api/v1/messages`, bearer token) instead of
+    /// signed platform webhooks.
+    #[arg(long)]
+    api: bool,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     json: bool,
@@ -114,30 +122,71 @@ fn customer_text(rng: &mut SplitMix, follow_up: bool) -> String {
     format!("{line} {detail} {}.", 100_000 + rng.below(900_000))
 }
 
-/// One inbound message of the ingest workload.
+/// One request of the ingest workload.
 struct Planned {
     /// Index of the distinct message this request carries (duplicates repeat one).
     message: usize,
+    /// Path under the server's base URL.
+    path: String,
+    /// The platform's signature header; `None` for the generic API (bearer token).
+    header: Option<(&'static str, String)>,
     body: Vec<u8>,
+    /// The message text (for the raw-insert comparison).
+    text: String,
 }
 
-/// N requests: customers writing openings and follow-ups (threaded by `in_reply_to`), with
-/// about 5% of the requests retrying an earlier message.
-fn plan_ingest(n: usize, rng: &mut SplitMix) -> (Vec<Planned>, usize) {
-    let customers = (n / 3).max(1);
-    let mut last_of: HashMap<usize, usize> = HashMap::new();
-    let mut bodies: Vec<Vec<u8>> = Vec::with_capacity(n);
-    let mut plan = Vec::with_capacity(n);
+/// The ingest workload: the requests in sending order, and each distinct message's external
+/// id as it will appear on the live stream.
+struct IngestPlan {
+    requests: Vec<Planned>,
+    external_ids: Vec<String>,
+}
+
+impl IngestPlan {
+    fn distinct(&self) -> usize {
+        self.external_ids.len()
+    }
+}
+
+/// Repeats about 5% of the messages as retried deliveries of the very same request.
+fn with_retries(
+    rng: &mut SplitMix,
+    n: usize,
+    mut fresh: impl FnMut(&mut SplitMix, usize) -> (Planned, String),
+) -> IngestPlan {
+    let mut requests: Vec<Planned> = Vec::with_capacity(n);
+    let mut first_request: Vec<usize> = Vec::with_capacity(n);
+    let mut external_ids = Vec::with_capacity(n);
     for _ in 0..n {
-        if !bodies.is_empty() && rng.below(100) < 5 {
-            let again = rng.below(bodies.len());
-            plan.push(Planned {
-                message: again,
-                body: bodies[again].clone(),
-            });
+        if !first_request.is_empty() && rng.below(100) < 5 {
+            let again = &requests[first_request[rng.below(first_request.len())]];
+            let repeat = Planned {
+                message: again.message,
+                path: again.path.clone(),
+                header: again.header.clone(),
+                body: again.body.clone(),
+                text: again.text.clone(),
+            };
+            requests.push(repeat);
             continue;
         }
-        let i = bodies.len();
+        let (planned, external_id) = fresh(rng, external_ids.len());
+        first_request.push(requests.len());
+        external_ids.push(external_id);
+        requests.push(planned);
+    }
+    IngestPlan {
+        requests,
+        external_ids,
+    }
+}
+
+/// N requests to the generic API: customers writing openings and follow-ups (threaded by
+/// `in_reply_to`), with about 5% of the requests retrying an earlier message.
+fn plan_api(n: usize, rng: &mut SplitMix) -> IngestPlan {
+    let customers = (n / 3).max(1);
+    let mut last_of: HashMap<usize, usize> = HashMap::new();
+    with_retries(rng, n, |rng, i| {
         let customer = rng.below(customers);
         let previous = last_of.insert(customer, i);
         let text = customer_text(rng, previous.is_some());
@@ -150,11 +199,217 @@ fn plan_ingest(n: usize, rng: &mut SplitMix) -> (Vec<Planned>, usize) {
         })
         .to_string()
         .into_bytes();
-        bodies.push(body.clone());
-        plan.push(Planned { message: i, body });
+        let planned = Planned {
+            message: i,
+            path: "/api/v1/messages".to_owned(),
+            header: None,
+            body,
+            text,
+        };
+        (planned, format!("m{i}"))
+    })
+}
+
+const PAGE_ID: &str = "100200300400500";
+const PHONE_NUMBER_ID: &str = "106540352200777";
+const X_USER_ID: &str = "1500000000000000777";
+/// The webhook (channel name) Meta deliveries go to: the Facebook page channel.
+const META_WEBHOOK: &str = "facebook";
+
+/// The platform a customer writes on: Messenger 30%, WhatsApp 30%, Facebook comments 10%,
+/// X 15%, Telegram 15%.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Platform {
+    Messenger,
+    Whatsapp,
+    FacebookComment,
+    X,
+    Telegram,
+}
+
+fn platform_of(customer: usize) -> Platform {
+    match customer % 20 {
+        0..=5 => Platform::Messenger,
+        6..=11 => Platform::Whatsapp,
+        12 | 13 => Platform::FacebookComment,
+        14..=16 => Platform::X,
+        _ => Platform::Telegram,
     }
-    let distinct = bodies.len();
-    (plan, distinct)
+}
+
+/// One customer message as the platform delivers it, threaded on the platform's own reply
+/// field (`reply_to`, `context`, `parent_id`, `in_reply_to_status_id_str`,
+/// `reply_to_message`) when it follows up on `previous`. Returns the delivery and the
+/// external id Balie stores.
+fn platform_delivery(
+    customer: usize,
+    i: usize,
+    previous: Option<(usize, &str)>,
+    text: &str,
+    now_ms: i64,
+) -> (Delivery, String) {
+    let secs = now_ms / 1000;
+    let name = format!("Klant {customer}");
+    match platform_of(customer) {
+        Platform::Messenger => {
+            let mid = format!("m_bench_{i}");
+            let mut message = json!({"mid": mid, "text": text});
+            if let Some((_, p)) = previous {
+                message["reply_to"] = json!({"mid": p});
+            }
+            let body = json!({"object": "page", "entry": [{"id": PAGE_ID, "time": now_ms, "messaging": [{
+                "sender": {"id": format!("70{customer:013}")}, "recipient": {"id": PAGE_ID},
+                "timestamp": now_ms, "message": message}]}]});
+            (Delivery::Meta(body), mid)
+        }
+        Platform::Whatsapp => {
+            let id = format!("wamid.bench{i}");
+            let from = format!("316{customer:08}");
+            let mut message = json!({"from": from, "id": id, "timestamp": secs.to_string(),
+                "type": "text", "text": {"body": text}});
+            if let Some((_, p)) = previous {
+                message["context"] = json!({"from": PHONE_NUMBER_ID, "id": p});
+            }
+            let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340777", "changes": [{
+                "field": "messages", "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "31850000777", "phone_number_id": PHONE_NUMBER_ID},
+                    "contacts": [{"profile": {"name": name}, "wa_id": from}],
+                    "messages": [message]}}]}]});
+            (Delivery::Meta(body), id)
+        }
+        Platform::FacebookComment => {
+            let post_number = 987_654_000 + customer % 3;
+            let post = format!("{PAGE_ID}_{post_number}");
+            let comment = format!("{post_number}_{i}");
+            let parent = previous.map_or_else(|| post.clone(), |(_, p)| p.to_owned());
+            let body = json!({"object": "page", "entry": [{"id": PAGE_ID, "time": secs, "changes": [{
+                "field": "feed", "value": {
+                    "from": {"id": format!("24{customer:013}"), "name": name},
+                    "post": {"id": post, "permalink_url": format!("https://www.facebook.com/{post}")},
+                    "message": text, "post_id": post, "comment_id": comment,
+                    "created_time": secs, "item": "comment", "parent_id": parent, "verb": "add"}}]}]});
+            (Delivery::Meta(body), comment)
+        }
+        Platform::X => {
+            let id = format!("1992{i:015}");
+            let user = format!("16{customer:013}");
+            let mut tweet = json!({
+                "id_str": id,
+                "text": format!("@pakketpost_bench {text}"),
+                "in_reply_to_user_id_str": X_USER_ID,
+                "user": {"id_str": user, "name": name, "screen_name": format!("klant{customer}")},
+                "entities": {"user_mentions": [{"screen_name": "pakketpost_bench", "id_str": X_USER_ID, "indices": [0, 17]}]},
+                "timestamp_ms": now_ms.to_string()});
+            if let Some((_, p)) = previous {
+                tweet["in_reply_to_status_id_str"] = json!(p);
+                tweet["in_reply_to_user_id_str"] = json!(user);
+            }
+            let body = json!({"for_user_id": X_USER_ID, "tweet_create_events": [tweet]});
+            (Delivery::X(body), id)
+        }
+        Platform::Telegram => {
+            let chat = 5_550_000_000_i64 + i64::try_from(customer).unwrap_or(0);
+            let message_id = i64::try_from(i).unwrap_or(0) + 1;
+            let mut message = json!({"message_id": message_id,
+                "from": {"id": chat, "is_bot": false, "first_name": name, "username": format!("klant{customer}")},
+                "chat": {"id": chat, "type": "private", "first_name": name}, "date": secs, "text": text});
+            if let Some((p, _)) = previous {
+                message["reply_to_message"] = json!({"message_id": i64::try_from(p).unwrap_or(0) + 1, "chat": {"id": chat, "type": "private"}, "date": secs});
+            }
+            let body = json!({"update_id": 815_000_000 + i, "message": message});
+            (
+                Delivery::Telegram(body),
+                balie_channels::telegram::external_id(chat, message_id),
+            )
+        }
+    }
+}
+
+/// N signed platform webhooks: customers on Messenger, WhatsApp, Facebook comments, X and
+/// Telegram writing openings and follow-ups (threaded with the platform's reply field), in
+/// Dutch and English, with about 5% of the requests retrying an earlier delivery exactly.
+fn plan_webhooks(n: usize, rng: &mut SplitMix, secrets: &WebhookSecrets) -> IngestPlan {
+    let customers = (n / 3).max(1);
+    let now_ms = balie_server::outbox::now_ms();
+    let mut last_of: HashMap<usize, (usize, String)> = HashMap::new();
+    with_retries(rng, n, |rng, i| {
+        let customer = rng.below(customers);
+        let previous = last_of.get(&customer).cloned();
+        let text = customer_text(rng, previous.is_some());
+        let (delivery, external_id) = platform_delivery(
+            customer,
+            i,
+            previous.as_ref().map(|(p, id)| (*p, id.as_str())),
+            &text,
+            now_ms,
+        );
+        last_of.insert(customer, (i, external_id.clone()));
+        let signed = delivery.sign(secrets, META_WEBHOOK, "x", "telegram");
+        let planned = Planned {
+            message: i,
+            path: signed.path,
+            header: Some(signed.header),
+            body: signed.body,
+            text,
+        };
+        (planned, external_id)
+    })
+}
+
+/// Configures the benchmark's platform channels (Messenger and Facebook page on one page,
+/// WhatsApp, X, Telegram) with `secrets`, as `balie channel add` does.
+async fn configure_platforms(
+    store: &dyn Store,
+    data_dir: &std::path::Path,
+    secrets: &WebhookSecrets,
+) -> anyhow::Result<()> {
+    let keys = ChannelKeys::open_or_create(data_dir)?;
+    let brand = store.ensure_brand("Balie").await?;
+    let meta = vec![
+        (SecretName::AppSecret, secrets.app_secret.clone()),
+        (SecretName::VerifyToken, "bench-verify".to_owned()),
+        (SecretName::AccessToken, "EAAbench".to_owned()),
+    ];
+    let page = PlatformSettings {
+        page_id: Some(PAGE_ID.to_owned()),
+        ..PlatformSettings::default()
+    };
+    let whatsapp = PlatformSettings {
+        phone_number_id: Some(PHONE_NUMBER_ID.to_owned()),
+        ..PlatformSettings::default()
+    };
+    for (kind, name, settings) in [
+        (ChannelKind::FacebookPage, META_WEBHOOK, &page),
+        (ChannelKind::Messenger, "messenger", &page),
+        (ChannelKind::Whatsapp, "whatsapp", &whatsapp),
+    ] {
+        platform_channels::configure(store, &keys, brand, kind, name, settings, &meta).await?;
+    }
+    let x = PlatformSettings {
+        x_user_id: Some(X_USER_ID.to_owned()),
+        ..PlatformSettings::default()
+    };
+    let x_secrets = [
+        (SecretName::ConsumerSecret, secrets.consumer_secret.clone()),
+        (SecretName::AccessToken, "bench-x-token".to_owned()),
+    ];
+    platform_channels::configure(store, &keys, brand, ChannelKind::X, "x", &x, &x_secrets).await?;
+    let telegram_secrets = [
+        (SecretName::BotToken, "7000000001:bench".to_owned()),
+        (SecretName::SecretToken, secrets.telegram_secret.clone()),
+    ];
+    platform_channels::configure(
+        store,
+        &keys,
+        brand,
+        ChannelKind::Telegram,
+        "telegram",
+        &PlatformSettings::default(),
+        &telegram_secrets,
+    )
+    .await?;
+    Ok(())
 }
 
 /// Milliseconds at percentile `p` (0-100) of `samples`, sorted in place.
@@ -192,7 +447,7 @@ struct BenchServer {
     _dir: tempfile::TempDir,
 }
 
-async fn start_server() -> anyhow::Result<BenchServer> {
+async fn start_server(secrets: &WebhookSecrets) -> anyhow::Result<BenchServer> {
     let dir = tempfile::tempdir().context("creating a temporary data dir")?;
     let config = Config {
         data_dir: dir.path().to_path_buf(),
@@ -206,6 +461,7 @@ async fn start_server() -> anyhow::Result<BenchServer> {
         .store
         .create_api_token("bench", &auth::token_hash(&token))
         .await?;
+    configure_platforms(app.state().store.as_ref(), dir.path(), secrets).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(app.run(async move {
         let _ = stopped.await;
@@ -219,9 +475,10 @@ async fn start_server() -> anyhow::Result<BenchServer> {
     })
 }
 
-/// Reads the live stream and records when each message (`m<index>`) first appears.
+/// Reads the live stream and records when each message (by its external id) first appears.
 async fn watch_stream(
     mut resp: reqwest::Response,
+    index_of: Arc<HashMap<String, usize>>,
     seen: Arc<Mutex<Vec<Option<Instant>>>>,
     remaining: Arc<AtomicUsize>,
     done: Arc<tokio::sync::Notify>,
@@ -238,11 +495,10 @@ async fn watch_stream(
             let Ok(event) = serde_json::from_slice::<Value>(data) else {
                 continue;
             };
-            let Some(index) = event
+            let Some(&index) = event
                 .pointer("/message/external_id")
                 .and_then(Value::as_str)
-                .and_then(|id| id.strip_prefix('m'))
-                .and_then(|i| i.parse::<usize>().ok())
+                .and_then(|id| index_of.get(id))
             else {
                 continue;
             };
@@ -331,17 +587,31 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         bail!("--messages and --concurrency must be at least 1");
     }
     let mut rng = SplitMix(0x0BA1_1E00);
-    let (plan, distinct) = plan_ingest(args.messages, &mut rng);
-    let texts: Vec<String> = plan
+    let secrets = WebhookSecrets {
+        app_secret: auth::random_hex(24)?,
+        consumer_secret: auth::random_hex(24)?,
+        telegram_secret: auth::random_hex(24)?,
+    };
+    let ingest_plan = if args.api {
+        plan_api(args.messages, &mut rng)
+    } else {
+        plan_webhooks(args.messages, &mut rng, &secrets)
+    };
+    let distinct = ingest_plan.distinct();
+    let index_of: HashMap<String, usize> = ingest_plan
+        .external_ids
         .iter()
-        .filter_map(|p| {
-            serde_json::from_slice::<Value>(&p.body)
-                .ok()
-                .and_then(|v| v.get("text").and_then(Value::as_str).map(str::to_string))
-        })
+        .enumerate()
+        .map(|(i, id)| (id.clone(), i))
         .collect();
+    let texts: Vec<String> = ingest_plan
+        .requests
+        .iter()
+        .map(|p| p.text.clone())
+        .collect();
+    let plan = ingest_plan.requests;
 
-    let server = start_server().await?;
+    let server = start_server(&secrets).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()
@@ -358,6 +628,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let all_seen = Arc::new(tokio::sync::Notify::new());
     let watcher = tokio::spawn(watch_stream(
         stream,
+        Arc::new(index_of),
         seen.clone(),
         remaining.clone(),
         all_seen.clone(),
@@ -366,7 +637,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let plan = Arc::new(plan);
     let sent_at = Arc::new(Mutex::new(vec![None::<Instant>; distinct]));
     let next = Arc::new(AtomicUsize::new(0));
-    let url = format!("{}/api/v1/messages", server.base);
+    let base = server.base.clone();
     let start = Instant::now();
     let interval = args
         .rate
@@ -374,12 +645,12 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         .map(|r| Duration::from_secs_f64(1.0 / r));
     let mut senders = Vec::with_capacity(args.concurrency);
     for _ in 0..args.concurrency {
-        let (plan, next, sent_at, http, url, token) = (
+        let (plan, next, sent_at, http, base, token) = (
             plan.clone(),
             next.clone(),
             sent_at.clone(),
             http.clone(),
-            url.clone(),
+            base.clone(),
             server.token.clone(),
         );
         senders.push(tokio::spawn(async move {
@@ -399,13 +670,15 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                 {
                     s[p.message] = Some(t0);
                 }
-                let resp = http
-                    .post(&url)
-                    .bearer_auth(&token)
+                let request = http
+                    .post(format!("{base}{}", p.path))
                     .header("content-type", "application/json")
-                    .body(p.body.clone())
-                    .send()
-                    .await?;
+                    .body(p.body.clone());
+                let request = match &p.header {
+                    Some((name, value)) => request.header(*name, value),
+                    None => request.bearer_auth(&token),
+                };
+                let resp = request.send().await?;
                 let status = resp.status();
                 let _ = resp.bytes().await?;
                 if !status.is_success() {
@@ -452,6 +725,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let raw = raw_insert_rate(&texts).await?;
     let rate = args.messages as f64 / seconds;
     let report = json!({
+        "mode": if args.api { "api" } else { "webhooks" },
         "messages": args.messages,
         "distinct_messages": distinct,
         "concurrency": args.concurrency,
@@ -472,12 +746,17 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         println!("{report}");
     } else {
         println!(
-            "Ingest: {} messages ({} distinct) over HTTP from {} clients in {:.2} s: {:.0} messages/s \
+            "Ingest: {} messages ({} distinct) over HTTP ({}) from {} clients in {:.2} s: {:.0} messages/s \
              ({:.0}/s acknowledged).\n  acknowledged  p50 {:.1} ms  p99 {:.1} ms\n  \
              visible       p50 {:.1} ms  p99 {:.1} ms (request sent -> on the live stream)\n  \
              raw insert    {:.0} rows/s (batched INSERTs, same database kind): ratio {:.3}",
             args.messages,
             distinct,
+            if args.api {
+                "generic API"
+            } else {
+                "signed platform webhooks"
+            },
             args.concurrency,
             seconds,
             rate,
@@ -691,15 +970,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_ingest_plan_threads_customers_and_repeats_a_few_messages() {
-        let (plan, distinct) = plan_ingest(2000, &mut SplitMix(1));
-        assert_eq!(plan.len(), 2000);
-        let dups = 2000 - distinct;
+    fn the_api_plan_threads_customers_and_repeats_a_few_messages() {
+        let plan = plan_api(2000, &mut SplitMix(1));
+        assert_eq!(plan.requests.len(), 2000);
+        let dups = 2000 - plan.distinct();
         assert!(
             (40..=160).contains(&dups),
             "about 5% duplicates, got {dups}"
         );
         let threaded = plan
+            .requests
             .iter()
             .filter(|p| {
                 serde_json::from_slice::<Value>(&p.body)
@@ -711,6 +991,71 @@ mod tests {
             threaded > 500,
             "follow-ups answer earlier messages: {threaded}"
         );
+    }
+
+    fn secrets() -> WebhookSecrets {
+        WebhookSecrets {
+            app_secret: "app".into(),
+            consumer_secret: "consumer".into(),
+            telegram_secret: "telegram".into(),
+        }
+    }
+
+    #[test]
+    fn the_webhook_plan_parses_on_every_platform_with_threads_and_retries() {
+        let secrets = secrets();
+        let plan = plan_webhooks(3000, &mut SplitMix(2), &secrets);
+        let dups = 3000 - plan.distinct();
+        assert!((60..=240).contains(&dups), "about 5% retries, got {dups}");
+        let mut per_path: HashMap<String, usize> = HashMap::new();
+        let mut threaded = 0;
+        let mut seen = std::collections::HashSet::new();
+        for p in &plan.requests {
+            *per_path.entry(p.path.clone()).or_default() += 1;
+            let (name, value) = p.header.clone().expect("signed");
+            let inbound: Vec<balie_core::Inbound> = if p.path.starts_with("/webhooks/meta/") {
+                assert_eq!(name, "x-hub-signature-256");
+                assert!(balie_channels::meta::verify_signature(
+                    &secrets.app_secret,
+                    &p.body,
+                    Some(&value)
+                ));
+                let batch = balie_channels::meta::parse(&p.body).expect("Meta body");
+                assert!(batch.rejected.is_empty());
+                batch.events.into_iter().map(|e| e.inbound).collect()
+            } else if p.path.starts_with("/webhooks/x/") {
+                assert!(balie_channels::x::verify_signature(
+                    &secrets.consumer_secret,
+                    &p.body,
+                    Some(&value)
+                ));
+                let batch = balie_channels::x::parse(&p.body).expect("X body");
+                assert!(batch.rejected.is_empty());
+                batch.events
+            } else {
+                assert_eq!(value, secrets.telegram_secret);
+                balie_channels::telegram::parse(&p.body)
+                    .expect("Telegram body")
+                    .event
+                    .into_iter()
+                    .collect()
+            };
+            assert_eq!(inbound.len(), 1, "{}", p.path);
+            assert_eq!(inbound[0].external_id, plan.external_ids[p.message]);
+            if let Some(target) = &inbound[0].in_reply_to
+                && seen.insert(p.message)
+            {
+                assert!(plan.external_ids.contains(target), "{target}");
+                threaded += 1;
+            }
+        }
+        assert_eq!(per_path.len(), 3, "{per_path:?}");
+        assert!(
+            threaded > 700,
+            "follow-ups answer earlier messages: {threaded}"
+        );
+        let platforms: std::collections::HashSet<_> = (0..20).map(platform_of).collect();
+        assert_eq!(platforms.len(), 5);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use balie_store::Store;
 use serde_json::{Value, json};
 
 use crate::demo::Rng;
+use crate::platform_webhooks::{Delivery, WebhookSecrets};
 
 const PAGE_ID: &str = "100200300400500";
 const IG_ACCOUNT_ID: &str = "17841400000000777";
@@ -29,9 +30,7 @@ const META_APP: &str = "facebook";
 /// What the simulator needs to sign its deliveries: fresh random secrets per demo run.
 #[derive(Clone)]
 pub struct DemoPlatforms {
-    app_secret: String,
-    consumer_secret: String,
-    telegram_secret: String,
+    secrets: WebhookSecrets,
 }
 
 fn random_secret() -> anyhow::Result<String> {
@@ -49,12 +48,14 @@ pub async fn setup(
     let keys = ChannelKeys::open_or_create(data_dir)?;
     let brand = store.ensure_brand(brand).await?;
     let demo = DemoPlatforms {
-        app_secret: random_secret()?,
-        consumer_secret: random_secret()?,
-        telegram_secret: random_secret()?,
+        secrets: WebhookSecrets {
+            app_secret: random_secret()?,
+            consumer_secret: random_secret()?,
+            telegram_secret: random_secret()?,
+        },
     };
     let meta_secrets = vec![
-        (SecretName::AppSecret, demo.app_secret.clone()),
+        (SecretName::AppSecret, demo.secrets.app_secret.clone()),
         (SecretName::VerifyToken, random_secret()?),
         (
             SecretName::AccessToken,
@@ -98,7 +99,10 @@ pub async fn setup(
         ..PlatformSettings::default()
     };
     let x_secrets = [
-        (SecretName::ConsumerSecret, demo.consumer_secret.clone()),
+        (
+            SecretName::ConsumerSecret,
+            demo.secrets.consumer_secret.clone(),
+        ),
         (SecretName::AccessToken, random_secret()?),
     ];
     platform_channels::configure(store, &keys, brand, ChannelKind::X, "x", &x, &x_secrets).await?;
@@ -111,7 +115,10 @@ pub async fn setup(
             SecretName::BotToken,
             format!("7000000001:{}", random_secret()?),
         ),
-        (SecretName::SecretToken, demo.telegram_secret.clone()),
+        (
+            SecretName::SecretToken,
+            demo.secrets.telegram_secret.clone(),
+        ),
     ];
     platform_channels::configure(
         store,
@@ -252,13 +259,6 @@ fn customer(rng: &mut Rng, prefix: &str) -> Customer {
     }
 }
 
-/// Which webhook a delivery goes to, and its body.
-enum Delivery {
-    Meta(Value),
-    X(Value),
-    Telegram(Value),
-}
-
 fn delivery(rng: &mut Rng, n: u64) -> Delivery {
     let now = now_ms();
     let secs = now / 1000;
@@ -347,38 +347,11 @@ pub async fn simulate(base: String, demo: DemoPlatforms, rate: f64, limit: u64, 
         let delivery = delivery(&mut rng, n);
         let times = if rng.chance(0.05) { 2 } else { 1 };
         for _ in 0..times {
-            let request = match &delivery {
-                Delivery::Meta(body) => {
-                    let body = body.to_string();
-                    client
-                        .post(format!("{base}/webhooks/meta/{META_APP}"))
-                        .header(
-                            "x-hub-signature-256",
-                            balie_channels::signature::sha256_header(
-                                demo.app_secret.as_bytes(),
-                                body.as_bytes(),
-                            ),
-                        )
-                        .body(body)
-                }
-                Delivery::X(body) => {
-                    let body = body.to_string();
-                    client
-                        .post(format!("{base}/webhooks/x/x"))
-                        .header(
-                            "x-twitter-webhooks-signature",
-                            balie_channels::x::signature_header(
-                                &demo.consumer_secret,
-                                body.as_bytes(),
-                            ),
-                        )
-                        .body(body)
-                }
-                Delivery::Telegram(body) => client
-                    .post(format!("{base}/webhooks/telegram/telegram"))
-                    .header("x-telegram-bot-api-secret-token", &demo.telegram_secret)
-                    .body(body.to_string()),
-            };
+            let signed = delivery.sign(&demo.secrets, META_APP, "x", "telegram");
+            let request = client
+                .post(format!("{base}{}", signed.path))
+                .header(signed.header.0, signed.header.1)
+                .body(signed.body);
             match request
                 .header("content-type", "application/json")
                 .send()

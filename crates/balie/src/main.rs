@@ -4,6 +4,7 @@ mod bench_cmd;
 mod channel_cmd;
 mod demo;
 mod demo_platforms;
+mod platform_webhooks;
 mod text_cmd;
 
 use std::io::{BufRead, IsTerminal, Write};
