@@ -112,6 +112,10 @@ impl PgStore {
 
     /// As [`PgStore::open`], from connection options.
     pub async fn open_with(options: PgConnectOptions) -> Result<Self> {
+        // A journal append is acknowledged only once on disk, whatever the server's default.
+        let options = options
+            .application_name("balie")
+            .options([("synchronous_commit", "on")]);
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .connect_with(options)

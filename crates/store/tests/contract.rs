@@ -2270,6 +2270,33 @@ mod postgres {
         }
     }
 
+    /// Journal appends are durable on return even when the server defaults to asynchronous
+    /// commits: the store asks for synchronous ones on every connection.
+    #[tokio::test]
+    async fn commits_are_synchronous_whatever_the_server_default() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&db.admin)
+            .await
+            .expect("admin connection");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE \"{}\" SET synchronous_commit = off",
+            db.name
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("make commits asynchronous by default");
+        let store = db.open().await;
+        let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(store.pool())
+            .await
+            .expect("show");
+        store.close().await;
+        db.drop().await;
+        assert_eq!(setting, "on");
+    }
+
     /// Two processes starting together both migrate safely (the advisory lock).
     #[tokio::test]
     async fn two_stores_opening_at_once_migrate_once() {
