@@ -6,11 +6,13 @@
 //! `balie_signatures_rejected_total` and logs the channel and reason, never a secret.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -38,21 +40,104 @@ pub fn routes() -> Router<AppState> {
             "/webhooks/telegram/{channel}",
             axum::routing::post(telegram_update),
         )
+        .layer(Extension(Arc::new(WebhookCache::default())))
 }
 
-/// The named channel if it exists and is one `accepts` allows; 404 otherwise.
-async fn named_channel(
-    state: &AppState,
-    name: &str,
-    accepts: impl Fn(ChannelKind) -> bool,
-) -> Result<Channel, ApiError> {
-    match state.store.channel_by_name(name).await? {
-        Some(channel) if accepts(channel.kind) => Ok(channel),
-        _ => {
-            Metrics::inc(&state.metrics.requests_rejected, 1);
-            Err(ApiError::NotFound("webhook channel"))
+/// How long a webhook channel, its opened credentials and its Meta routes are taken from
+/// memory before the store is asked again: a changed secret or a removed channel takes
+/// effect within this time.
+const WEBHOOK_CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// A webhook channel with its opened credentials (kept as [`Secret`]s, never logged).
+struct Opened {
+    channel: Channel,
+    credentials: Credentials,
+}
+
+/// What the platform webhooks looked up recently: each channel by name with its opened
+/// credentials, and each Meta webhook's routes. Every store read is a round trip to the
+/// database (a thread hop on SQLite) plus a decryption, and these were paid on every
+/// delivery; a hot channel now costs none. Only channels that exist are remembered, so
+/// the maps are bounded by the number of channels.
+#[derive(Default)]
+pub struct WebhookCache {
+    channels: Mutex<HashMap<String, (Instant, Arc<Opened>)>>,
+    meta_routes: Mutex<HashMap<i64, (Instant, Arc<MetaRoutes>)>>,
+}
+
+impl WebhookCache {
+    /// The named channel and its credentials if it exists and is one `accepts` allows; 404
+    /// otherwise.
+    async fn open(
+        &self,
+        state: &AppState,
+        name: &str,
+        accepts: impl Fn(ChannelKind) -> bool,
+    ) -> Result<Arc<Opened>, ApiError> {
+        let cached = self.channels.lock().ok().and_then(|channels| {
+            channels
+                .get(name)
+                .filter(|(at, _)| at.elapsed() < WEBHOOK_CACHE_TTL)
+                .map(|(_, opened)| opened.clone())
+        });
+        let opened = match cached {
+            Some(opened) => opened,
+            None => {
+                let channel = match state.store.channel_by_name(name).await? {
+                    Some(channel) => channel,
+                    None => return Err(not_found(state)),
+                };
+                let credentials = open_credentials(state, &channel).await?;
+                let opened = Arc::new(Opened {
+                    channel,
+                    credentials,
+                });
+                if let Ok(mut channels) = self.channels.lock() {
+                    channels.insert(name.to_owned(), (Instant::now(), opened.clone()));
+                }
+                opened
+            }
+        };
+        if accepts(opened.channel.kind) {
+            Ok(opened)
+        } else {
+            Err(not_found(state))
         }
     }
+
+    /// The Meta routes for deliveries to `webhook` signed with `app_secret`.
+    async fn meta_routes(
+        &self,
+        state: &AppState,
+        webhook: &Channel,
+        app_secret: &str,
+    ) -> Result<Arc<MetaRoutes>, ApiError> {
+        let cached = self.meta_routes.lock().ok().and_then(|routes| {
+            routes
+                .get(&webhook.id.0)
+                .filter(|(at, routes)| {
+                    at.elapsed() < WEBHOOK_CACHE_TTL
+                        && balie_channels::signature::constant_time_eq(
+                            routes.app_secret.expose().as_bytes(),
+                            app_secret.as_bytes(),
+                        )
+                })
+                .map(|(_, routes)| routes.clone())
+        });
+        if let Some(routes) = cached {
+            return Ok(routes);
+        }
+        let routes = Arc::new(MetaRoutes::load(state, webhook, app_secret).await?);
+        if let Ok(mut cache) = self.meta_routes.lock() {
+            cache.insert(webhook.id.0, (Instant::now(), routes.clone()));
+        }
+        Ok(routes)
+    }
+}
+
+fn not_found(state: &AppState) -> ApiError {
+    Metrics::inc(&state.metrics.requests_rejected, 1);
+    ApiError::NotFound("webhook channel")
 }
 
 async fn open_credentials(state: &AppState, channel: &Channel) -> Result<Credentials, ApiError> {
@@ -120,11 +205,12 @@ fn accepted(stored: (usize, usize), skipped: usize, rejected: usize) -> Response
 
 async fn meta_handshake(
     State(state): State<AppState>,
+    Extension(cache): Extension<Arc<WebhookCache>>,
     Path(name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let channel = named_channel(&state, &name, is_meta).await?;
-    let credentials = open_credentials(&state, &channel).await?;
+    let opened = cache.open(&state, &name, is_meta).await?;
+    let (channel, credentials) = (&opened.channel, &opened.credentials);
     let param = |key: &str| query.get(key).map_or("", String::as_str);
     match meta::verify_subscription(
         param("hub.mode"),
@@ -155,13 +241,14 @@ async fn meta_handshake(
 
 async fn meta_events(
     State(state): State<AppState>,
+    Extension(cache): Extension<Arc<WebhookCache>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body_or_error(&state, body)?;
-    let channel = named_channel(&state, &name, is_meta).await?;
-    let credentials = open_credentials(&state, &channel).await?;
+    let opened = cache.open(&state, &name, is_meta).await?;
+    let (channel, credentials) = (&opened.channel, &opened.credentials);
     let app_secret = expose(credentials.get(SecretName::AppSecret));
     if app_secret.is_empty() {
         return Ok(forged(
@@ -190,7 +277,7 @@ async fn meta_events(
     for rejected in &batch.rejected {
         tracing::warn!(channel = %channel.name, error = %rejected, "Meta event skipped");
     }
-    let routes = MetaRoutes::load(&state, &channel, app_secret).await?;
+    let routes = cache.meta_routes(&state, channel, app_secret).await?;
     let mut events = Vec::with_capacity(batch.events.len());
     let mut skipped = 0;
     for event in batch.events {
@@ -219,6 +306,8 @@ async fn meta_events(
 /// have none of their own).
 struct MetaRoutes {
     channels: Vec<(Channel, PlatformSettings)>,
+    /// The app secret the routes were chosen for.
+    app_secret: Secret,
 }
 
 impl MetaRoutes {
@@ -247,7 +336,10 @@ impl MetaRoutes {
         }
         // The webhook's own channel first, so it wins a tie.
         channels.sort_by_key(|(c, _)| c.id != webhook.id);
-        Ok(Self { channels })
+        Ok(Self {
+            channels,
+            app_secret: Secret::new(app_secret.to_owned()),
+        })
     }
 
     fn find(&self, kind: ChannelKind, account_id: &str) -> Option<&Channel> {
@@ -294,15 +386,16 @@ async fn apply_status(state: &AppState, routes: &MetaRoutes, status: &meta::Deli
 
 async fn x_crc(
     State(state): State<AppState>,
+    Extension(cache): Extension<Arc<WebhookCache>>,
     Path(name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let channel = named_channel(&state, &name, |k| k == ChannelKind::X).await?;
+    let opened = cache.open(&state, &name, |k| k == ChannelKind::X).await?;
+    let (channel, credentials) = (&opened.channel, &opened.credentials);
     let Some(token) = query.get("crc_token").filter(|t| !t.is_empty()) else {
         Metrics::inc(&state.metrics.requests_rejected, 1);
         return Err(ApiError::field("crc_token", "crc_token is missing"));
     };
-    let credentials = open_credentials(&state, &channel).await?;
     let Some(secret) = credentials.get(SecretName::ConsumerSecret) else {
         Metrics::inc(&state.metrics.requests_rejected, 1);
         tracing::warn!(channel = %channel.name, "X CRC refused: no consumer secret is configured");
@@ -322,13 +415,14 @@ async fn x_crc(
 
 async fn x_events(
     State(state): State<AppState>,
+    Extension(cache): Extension<Arc<WebhookCache>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body_or_error(&state, body)?;
-    let channel = named_channel(&state, &name, |k| k == ChannelKind::X).await?;
-    let credentials = open_credentials(&state, &channel).await?;
+    let opened = cache.open(&state, &name, |k| k == ChannelKind::X).await?;
+    let (channel, credentials) = (&opened.channel, &opened.credentials);
     let secret = expose(credentials.get(SecretName::ConsumerSecret));
     if !x::verify_signature(
         secret,
@@ -377,13 +471,16 @@ async fn x_events(
 
 async fn telegram_update(
     State(state): State<AppState>,
+    Extension(cache): Extension<Arc<WebhookCache>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body_or_error(&state, body)?;
-    let channel = named_channel(&state, &name, |k| k == ChannelKind::Telegram).await?;
-    let credentials = open_credentials(&state, &channel).await?;
+    let opened = cache
+        .open(&state, &name, |k| k == ChannelKind::Telegram)
+        .await?;
+    let (channel, credentials) = (&opened.channel, &opened.credentials);
     if !telegram::verify_secret_token(
         credentials.get(SecretName::SecretToken).map(Secret::expose),
         header(&headers, "x-telegram-bot-api-secret-token"),
