@@ -203,6 +203,17 @@ fn complaint_rows(path: &Path) -> anyhow::Result<Vec<Labelled>> {
         .collect())
 }
 
+/// Undo a corruption in the published airline file: every "cancel", "late" and "booking" in the
+/// tweet texts was replaced by a negative-reason name ("Cancelled Flightled" was "cancelled",
+/// "Late Flightr" was "later", "Flight Booking Problems site" was "booking site"). Real tweets
+/// say "cancel", "later" and "booking", so the model trains (and is cross-validated) on the
+/// restored words.
+fn restore_airline_words(text: &str) -> String {
+    text.replace("Cancelled Flight", "cancel")
+        .replace("Late Flight", "late")
+        .replace("Flight Booking Problems", "booking")
+}
+
 /// XED Dutch subtitle lines with derived positive/negative labels (noisy, so low weight).
 fn xed_rows(path: &Path, weight: f32) -> anyhow::Result<Vec<Labelled>> {
     let src =
@@ -280,10 +291,11 @@ pub fn load_tasks(
     );
     let xed_all: Vec<String> = xed_texts(&res.join("xed-nl-emotion/nl_emotions_sentiment.csv"))?;
     let nl_extra = if permissive_only { xed } else { Vec::new() };
-    let en_main = train::dedup_by_text(
-        sentiment_rows(&d.join("en-airline-sentiment.train.jsonl"), 1.0)?,
-        &[],
-    );
+    let mut en_rows = sentiment_rows(&d.join("en-airline-sentiment.train.jsonl"), 1.0)?;
+    for l in &mut en_rows {
+        l.text = restore_airline_words(&l.text);
+    }
+    let en_main = train::dedup_by_text(en_rows, &[]);
     let en_extra = train::dedup_by_text(
         sentiment_rows(&d.join("en-tweeteval-sentiment.val.jsonl"), 1.0)?,
         &en_main,
@@ -627,6 +639,16 @@ mod tests {
         assert!(text_field(r#"{"text":3}"#).is_err());
         assert!(text_field(r#"{"body":"x"}"#).is_err());
         assert!(text_field("not json").is_err());
+    }
+
+    #[test]
+    fn airline_words_are_restored() {
+        assert_eq!(
+            restore_airline_words(
+                "Cancelled Flightled again, Late Flightr, Flight Booking Problems site"
+            ),
+            "cancelled again, later, booking site"
+        );
     }
 
     #[test]
