@@ -30,7 +30,13 @@ use crate::{
 };
 
 /// Migrations in order. Released ones are never edited: add a new entry instead.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../migrations/postgres/0002_search_statistics.sql"),
+    ),
+];
 
 /// Advisory lock keys ("balie" and a number), so two processes starting together migrate
 /// once, and event-writing transactions take turns (see the module documentation).
@@ -1326,6 +1332,15 @@ impl Store for PgStore {
             }
         }
         tx.commit().await?;
+        // The new terms moved from the GIN index's pending list into the index proper, and
+        // fresh statistics, before autovacuum gets to them: otherwise every search scans the
+        // pending list, and a rare word walks all messages backwards.
+        sqlx::raw_sql(
+            "SELECT gin_clean_pending_list('messages_terms'::regclass); \
+             ANALYZE customers, identities, conversations, messages",
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(written)
     }
 
