@@ -1,9 +1,9 @@
 //! The PostgreSQL backend: a connection pool, the same semantics as [`crate::SqliteStore`].
 //!
 //! Every write that records a timeline event (the pipeline, replies, delivery results,
-//! status and assignment changes, bulk loads) runs under one transaction-level advisory lock,
-//! taken first thing in its transaction. That gives PostgreSQL what SQLite's single writer
-//! gives for free: identifying and threading never race between workers, an idempotency key
+//! status and assignment changes), bulk loads and the start-up outbox recovery run under one
+//! transaction-level advisory lock, taken first thing in their transaction. That gives
+//! PostgreSQL what SQLite's single writer gives for free: identifying and threading never race between workers, an idempotency key
 //! is checked and stored atomically, and event ids become visible in order, so the live
 //! stream (`events_since`) never skips an event committed late. Reads, journal appends and
 //! outbox claims (`FOR UPDATE SKIP LOCKED`) run in parallel across processes.
@@ -1873,10 +1873,14 @@ impl Store for PgStore {
     }
 
     async fn recover_outbox(&self) -> Result<u64> {
+        // Under the write lock, like `park_interrupted_outbox`: two processes starting at once
+        // must not lock the same rows in different orders.
+        let mut tx = self.begin_write().await?;
         let n = sqlx::query("UPDATE outbox SET state = 'pending' WHERE state = 'sending'")
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        tx.commit().await?;
         Ok(n)
     }
 
