@@ -230,8 +230,15 @@ impl Analyzer {
                 || (negative && question)
                 || (probs[0] >= 0.6 && (addressed || rules::has_service_noun(&phrase)))
         };
+        let thanks = rules::has_thanks(&phrase);
+        // "Thanks for nothing", "bedankt voor niks": thanks in a negative message is sarcasm,
+        // and the customer is complaining.
+        let sarcasm = rules::has_sarcastic_thanks(&phrase) || (thanks && negative);
+        let complaint = complaint || sarcasm;
         // A Youpie-style escalation is negative whatever the (political-tweet-trained) model says.
-        let (sentiment, sentiment_score) = if strong_signal && complaint && !positive {
+        let (sentiment, sentiment_score) = if sarcasm {
+            (Sentiment::Negative, sentiment_score.min(-0.4))
+        } else if strong_signal && complaint && !positive {
             (Sentiment::Negative, sentiment_score.min(-0.5))
         } else if lang == "nl" && complaint && sentiment == Sentiment::Neutral {
             // The Dutch model learnt from political tweets; a webcare complaint is negative.
@@ -242,9 +249,9 @@ impl Analyzer {
         let escalation =
             strong_signal || (!escalation_signals.is_empty() && (complaint || negative));
 
-        let thanks = rules::has_thanks(&phrase);
         // Praise needs thanks or a positive word, not just a friendly tone ("see you tonight").
         let praise = !complaint
+            && !sarcasm
             && (thanks
                 || (sentiment == Sentiment::Positive
                     && tokens

@@ -33,6 +33,7 @@ const COMPLAINT: u16 = 1 << 5;
 const THANKS_CAT: u16 = 1 << 6;
 const ADDRESS_CAT: u16 = 1 << 7;
 const SERVICE: u16 = 1 << 8;
+const SARCASM: u16 = 1 << 9;
 
 /// One cue phrase as words; the last word matches as a prefix unless the cue ended in a space.
 struct Cue {
@@ -144,6 +145,7 @@ static CUES: LazyLock<PhraseSet> = LazyLock::new(|| {
     set.add(THANKS, THANKS_CAT);
     set.add(ADDRESS, ADDRESS_CAT);
     set.add(SERVICE_NOUNS, SERVICE);
+    set.add(SARCASTIC_THANKS, SARCASM);
     set
 });
 
@@ -681,6 +683,24 @@ const THANKS: &[&str] = &[
     " petje af",
     " fijn dat",
 ];
+
+const SARCASTIC_THANKS: &[&str] = &[
+    " thanks for nothing",
+    " thank you for nothing",
+    " thx for nothing",
+    " thanks a lot for nothing",
+    " bedankt voor niks",
+    " bedankt voor niets",
+    " dank je voor niks",
+    " dank je voor niets",
+    " dankjewel voor niks",
+    " dank je de koekoek",
+];
+
+/// Thanks that mean the opposite ("thanks for nothing", "bedankt voor niks").
+pub fn has_sarcastic_thanks(phrase: &Phrase<'_>) -> bool {
+    has_any(phrase, SARCASM)
+}
 
 /// Thanks or praise aimed at someone (deserves an answer too).
 pub fn has_thanks(phrase: &Phrase<'_>) -> bool {

@@ -159,3 +159,16 @@ fn arbitrary_text_never_panics_and_stays_in_range() {
     assert_eq!(a.topics, ["wifi router"]);
     assert_eq!(analyze("").lang, "und");
 }
+
+#[test]
+fn sarcastic_thanks_is_a_complaint_not_praise() {
+    for text in [
+        "@united flight cancelled, rebooked for later. thanks for nothing",
+        "Pakket weer kwijt, echt bedankt voor niks hoor",
+    ] {
+        let a = analyze(text);
+        assert_eq!(a.sentiment, Sentiment::Negative, "{text}: {a:?}");
+        assert_eq!(a.intent, Intent::Complaint, "{text}: {a:?}");
+        assert!(a.complaint && a.needs_reply, "{text}: {a:?}");
+    }
+}
