@@ -1,5 +1,6 @@
 //! The SQLite backend: embedded, WAL, one writer connection, a few readers.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -399,8 +400,8 @@ async fn thread(
     if let Some(ext) = in_reply_to {
         // Someone answering another customer's comment (or our reply to them) is a customer
         // of their own: the link is kept, the conversation is not shared.
-        let found: Option<(i64, i64, i64, String)> = sqlx::query_as(
-            "SELECT m.id, m.conversation_id, c.customer_id, c.status FROM messages m \
+        let found: Option<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT m.id, m.conversation_id, c.customer_id FROM messages m \
              JOIN conversations c ON c.id = m.conversation_id \
              WHERE m.channel_id = ? AND m.external_id = ?",
         )
@@ -408,16 +409,16 @@ async fn thread(
         .bind(ext)
         .fetch_optional(&mut **tx)
         .await?;
-        if let Some((msg, conv, owner, status)) = found {
+        if let Some((msg, conv, owner)) = found {
             if owner == customer {
-                return Ok((Some(Threaded { id: conv, status }), Some(msg)));
+                return Ok((Some(Threaded { id: conv }), Some(msg)));
             }
             reply_to_msg = Some(msg);
         }
     }
     if let Some(key) = thread_key {
-        let conv: Option<(i64, String)> = sqlx::query_as(
-            "SELECT id, status FROM conversations WHERE channel_id = ? AND thread_key = ? \
+        let conv: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM conversations WHERE channel_id = ? AND thread_key = ? \
              AND customer_id = ? ORDER BY id DESC LIMIT 1",
         )
         .bind(channel)
@@ -425,169 +426,657 @@ async fn thread(
         .bind(customer)
         .fetch_optional(&mut **tx)
         .await?;
-        if let Some((id, status)) = conv {
-            return Ok((Some(Threaded { id, status }), reply_to_msg));
+        if let Some(id) = conv {
+            return Ok((Some(Threaded { id }), reply_to_msg));
         }
     }
-    let conv: Option<(i64, String)> = sqlx::query_as(
-        "SELECT id, status FROM conversations WHERE customer_id = ? AND channel_id = ? \
+    let conv: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM conversations WHERE customer_id = ? AND channel_id = ? \
          ORDER BY (status = 'closed'), id DESC LIMIT 1",
     )
     .bind(customer)
     .bind(channel)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok((
-        conv.map(|(id, status)| Threaded { id, status }),
-        reply_to_msg,
-    ))
+    Ok((conv.map(|id| Threaded { id }), reply_to_msg))
 }
 
-/// The conversation a message threads into, with its status as it was read.
+/// The conversation a message threads into.
 struct Threaded {
     id: i64,
-    status: String,
 }
 
 /// Channels' brand and kind by id, read once per pipeline batch.
-type ChannelCache = std::collections::HashMap<i64, (i64, String)>;
+type ChannelCache = HashMap<i64, (i64, String)>;
 
-async fn apply_message(
+/// Rows per multi-row statement of the batch path (at most 14 parameters a row, far under
+/// SQLite's 32,766 bound parameters).
+const BATCH_ROWS: usize = 500;
+/// Values per `IN (…)` list of the batch path.
+const BATCH_KEYS: usize = 5_000;
+
+/// A conversation as the batch sees it: read from the store, or opened earlier in the batch.
+struct ConvState {
+    channel: i64,
+    customer: i64,
+    thread_key: Option<String>,
+    status: String,
+}
+
+/// An identity as the batch sees it; `fresh` when it is created by this batch.
+struct IdentityState {
+    id: i64,
+    customer: i64,
+    handle: Option<String>,
+    name: Option<String>,
+    fresh: bool,
+}
+
+/// A conversation opened by this batch, with the net effect of every message it took.
+struct NewConv {
+    id: i64,
+    brand: i64,
+    channel: i64,
+    customer: i64,
+    thread_key: Option<String>,
+    priority: i64,
+    waiting_since: Millis,
+    reply_due: Millis,
+    first_line: String,
+    last_message_at: Millis,
+}
+
+/// The net effect of one or more new messages on an existing conversation. Applying the
+/// per-message update of `apply_message` twice composes into one update of the same form:
+/// the lowest priority rank and deadline, the first arrival (for `waiting_since`), the last
+/// first line and the latest arrival.
+struct ConvTouch {
+    priority: i64,
+    waiting: Millis,
+    due: Millis,
+    line: String,
+    last: Millis,
+}
+
+struct NewMessage<'a> {
+    id: i64,
+    conv: i64,
+    identity: i64,
+    reply_to: Option<i64>,
+    p: &'a Prepared,
+}
+
+struct NewEvent {
+    id: i64,
+    conv: i64,
+    kind: EventKind,
+    message: Option<i64>,
+    detail: &'static str,
+}
+
+/// Pushes `(?, ?, …)` binding `values`.
+fn push_in<'t, T>(q: &mut sqlx::QueryBuilder<Sqlite>, values: &[T])
+where
+    T: Copy + sqlx::Encode<'t, Sqlite> + sqlx::Type<Sqlite>,
+{
+    q.push("(");
+    let mut list = q.separated(", ");
+    for v in values {
+        list.push_bind(*v);
+    }
+    list.push_unseparated(")");
+}
+
+/// Applies a run of new customer messages (`InboundKind::Message`, none applied before) with
+/// a handful of statements for the whole run instead of about eight per message: one read
+/// each for the messages named (already stored, or answered), the authors' identities, those
+/// customers' conversations and the next ids; then multi-row inserts of customers,
+/// identities, conversations, messages, search rows and timeline events, and one update of
+/// the conversations that took messages. Dependencies inside the run (two messages of a new
+/// customer, a reply to a message earlier in the run) are resolved here, in order, with
+/// exactly the rules of `identify` and `thread`.
+async fn apply_messages(
     tx: &mut Transaction<'_, Sqlite>,
-    p: &Prepared,
+    run: &[&Prepared],
     sla: &SlaPolicy,
     now: Millis,
     channels: &mut ChannelCache,
-) -> Result<(Option<i64>, Option<i64>)> {
-    let e = &p.entry;
-    let inb = &e.inbound;
-    let channel = e.channel_id.0;
-    let existing: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT id, conversation_id FROM messages WHERE channel_id = ? AND external_id = ?",
-    )
-    .bind(channel)
-    .bind(&inb.external_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if let Some((msg, conv)) = existing {
-        return Ok((Some(conv), Some(msg)));
-    }
-    let (brand, kind) = match channels.get(&channel) {
-        Some(known) => known.clone(),
-        None => {
-            let found: (i64, String) =
-                sqlx::query_as("SELECT brand_id, kind FROM channels WHERE id = ?")
-                    .bind(channel)
-                    .fetch_one(&mut **tx)
-                    .await?;
-            channels.insert(channel, found.clone());
-            found
-        }
-    };
-    let (identity, customer) = identify(tx, &kind, &inb.author, now).await?;
-    let (conv, reply_to) = thread(
-        tx,
-        channel,
-        customer,
-        inb.in_reply_to.as_deref(),
-        inb.thread_key.as_deref(),
-    )
-    .await?;
-    let priority = Priority::from_urgency(p.urgency);
-    let due = sla.reply_due(priority, e.received_at);
-    let line = first_line(&inb.text);
-    let conv =
-        match conv {
-            Some(Threaded { id, status }) => {
-                if status != ConversationStatus::Open.as_str() {
-                    sqlx::query("UPDATE conversations SET status = 'open' WHERE id = ?")
-                        .bind(id)
-                        .execute(&mut **tx)
-                        .await?;
-                    let kind = if status == "closed" {
-                        EventKind::Reopened
-                    } else {
-                        EventKind::StatusChanged
-                    };
-                    insert_event(tx, id, kind, None, None, "open", now).await?;
-                }
-                // While a message waits, priority only rises; once everything was answered
-                // it follows the new message alone, so an old emergency does not linger.
-                sqlx::query(
-                    "UPDATE conversations SET \
-                 priority = CASE WHEN waiting_since IS NULL THEN ? ELSE MIN(priority, ?) END, \
-                 waiting_since = COALESCE(waiting_since, ?), \
-                 reply_due = MIN(COALESCE(reply_due, ?), ?), \
-                 first_line = ?, last_message_at = MAX(last_message_at, ?), updated_at = ? \
-                 WHERE id = ?",
-                )
-                .bind(priority.rank())
-                .bind(priority.rank())
-                .bind(e.received_at)
-                .bind(due)
-                .bind(due)
-                .bind(&line)
-                .bind(e.received_at)
-                .bind(now)
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
-                id
+) -> Result<Vec<(Option<i64>, Option<i64>)>> {
+    // Channels of the run.
+    let mut missing: Vec<i64> = run
+        .iter()
+        .map(|p| p.entry.channel_id.0)
+        .filter(|c| !channels.contains_key(c))
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    if !missing.is_empty() {
+        for chunk in missing.chunks(BATCH_KEYS) {
+            let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+                "SELECT id, brand_id, kind FROM channels WHERE id IN ",
+            );
+            push_in(&mut q, chunk);
+            let rows: Vec<(i64, i64, String)> = q.build_query_as().fetch_all(&mut **tx).await?;
+            for (id, brand, kind) in rows {
+                channels.insert(id, (brand, kind));
             }
-            None => sqlx::query_scalar(
-                "INSERT INTO conversations (brand_id, channel_id, customer_id, status, priority, \
-                 waiting_since, reply_due, thread_key, first_line, last_message_at, created_at, \
-                 updated_at) VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(brand)
-            .bind(channel)
-            .bind(customer)
-            .bind(priority.rank())
-            .bind(e.received_at)
-            .bind(due)
-            .bind(&inb.thread_key)
-            .bind(&line)
-            .bind(e.received_at)
-            .bind(now)
-            .bind(now)
-            .fetch_one(&mut **tx)
-            .await?,
-        };
-    let msg: i64 = sqlx::query_scalar(
-        "INSERT INTO messages (conversation_id, channel_id, direction, external_id, \
-         author_identity, text, in_reply_to, created_at, received_at, delivery, analysis, \
-         place_kind, place_url) \
-         VALUES (?, ?, 'in', ?, ?, ?, ?, ?, ?, 'received', ?, ?, ?) RETURNING id",
+        }
+    }
+
+    // Messages the run names: its own (stored already?) and those it answers.
+    let mut channel_ids: Vec<i64> = run.iter().map(|p| p.entry.channel_id.0).collect();
+    channel_ids.sort_unstable();
+    channel_ids.dedup();
+    let mut named: Vec<&str> = run
+        .iter()
+        .flat_map(|p| {
+            let inb = &p.entry.inbound;
+            std::iter::once(inb.external_id.as_str()).chain(inb.in_reply_to.as_deref())
+        })
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    let mut stored: HashMap<(i64, String), (i64, i64, i64, String)> = HashMap::new();
+    for chunk in named.chunks(BATCH_KEYS) {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "SELECT m.channel_id, m.external_id, m.id, m.conversation_id, c.customer_id, c.status \
+             FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE m.channel_id IN ",
+        );
+        push_in(&mut q, &channel_ids);
+        q.push(" AND m.external_id IN ");
+        push_in(&mut q, chunk);
+        let rows: Vec<(i64, String, i64, i64, i64, String)> =
+            q.build_query_as().fetch_all(&mut **tx).await?;
+        for (channel, ext, msg, conv, owner, status) in rows {
+            stored.insert((channel, ext), (msg, conv, owner, status));
+        }
+    }
+
+    // The authors' identities, by platform (the channel kind) and platform id.
+    let mut identities: HashMap<(String, String), IdentityState> = HashMap::new();
+    {
+        let mut platforms: Vec<&str> = run
+            .iter()
+            .filter_map(|p| channels.get(&p.entry.channel_id.0).map(|(_, k)| k.as_str()))
+            .collect();
+        platforms.sort_unstable();
+        platforms.dedup();
+        let mut authors: Vec<&str> = run
+            .iter()
+            .map(|p| p.entry.inbound.author.platform_id.as_str())
+            .collect();
+        authors.sort_unstable();
+        authors.dedup();
+        for chunk in authors.chunks(BATCH_KEYS) {
+            let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+                "SELECT platform, external_id, id, customer_id, handle, name FROM identities \
+                 WHERE platform IN ",
+            );
+            push_in(&mut q, &platforms);
+            q.push(" AND external_id IN ");
+            push_in(&mut q, chunk);
+            #[allow(clippy::type_complexity)]
+            let rows: Vec<(String, String, i64, i64, Option<String>, Option<String>)> =
+                q.build_query_as().fetch_all(&mut **tx).await?;
+            for (platform, ext, id, customer, handle, name) in rows {
+                identities.insert(
+                    (platform, ext),
+                    IdentityState {
+                        id,
+                        customer,
+                        handle,
+                        name,
+                        fresh: false,
+                    },
+                );
+            }
+        }
+    }
+
+    // Those customers' conversations.
+    let mut convs: HashMap<i64, ConvState> = HashMap::new();
+    let mut convs_of: HashMap<i64, Vec<i64>> = HashMap::new();
+    {
+        let mut customers: Vec<i64> = identities.values().map(|i| i.customer).collect();
+        customers.sort_unstable();
+        customers.dedup();
+        for chunk in customers.chunks(BATCH_KEYS) {
+            let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+                "SELECT id, channel_id, customer_id, thread_key, status FROM conversations \
+                 WHERE customer_id IN ",
+            );
+            push_in(&mut q, chunk);
+            let rows: Vec<(i64, i64, i64, Option<String>, String)> =
+                q.build_query_as().fetch_all(&mut **tx).await?;
+            for (id, channel, customer, thread_key, status) in rows {
+                convs_of.entry(customer).or_default().push(id);
+                convs.insert(
+                    id,
+                    ConvState {
+                        channel,
+                        customer,
+                        thread_key,
+                        status,
+                    },
+                );
+            }
+        }
+    }
+
+    // Ids are handed out here (the single writer connection means nobody else takes ids
+    // meanwhile), so the rows can be written many at a time and refer to each other.
+    let (mut next_customer, mut next_identity, mut next_conv, mut next_message, mut next_event): (
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+    ) = sqlx::query_as(
+        "SELECT (SELECT COALESCE(MAX(id), 0) FROM customers), \
+         (SELECT COALESCE(MAX(id), 0) FROM identities), \
+         (SELECT COALESCE(MAX(id), 0) FROM conversations), \
+         (SELECT COALESCE(MAX(id), 0) FROM messages), \
+         MAX((SELECT COALESCE(MAX(id), 0) FROM events), \
+             COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))",
     )
-    .bind(conv)
-    .bind(channel)
-    .bind(&inb.external_id)
-    .bind(identity)
-    .bind(&inb.text)
-    .bind(reply_to)
-    .bind(inb.created_at)
-    .bind(e.received_at)
-    .bind(&p.analysis)
-    .bind(inb.place.as_ref().map(|pl| pl.kind.as_str()))
-    .bind(inb.place.as_ref().and_then(|pl| pl.url.as_deref()))
     .fetch_one(&mut **tx)
     .await?;
-    sqlx::query("INSERT INTO message_search (rowid, terms) VALUES (?, ?)")
-        .bind(msg)
-        .bind(search_terms(&inb.text))
-        .execute(&mut **tx)
-        .await?;
-    insert_event(
-        tx,
-        conv,
-        EventKind::MessageReceived,
-        Some(msg),
-        None,
-        "",
-        now,
-    )
-    .await?;
-    Ok((Some(conv), Some(msg)))
+
+    let mut new_customers: Vec<(i64, String)> = Vec::new();
+    let mut customer_index: HashMap<i64, usize> = HashMap::new();
+    let mut new_identities: Vec<(String, String)> = Vec::new();
+    let mut new_convs: Vec<NewConv> = Vec::new();
+    let mut new_conv_index: HashMap<i64, usize> = HashMap::new();
+    let mut touched: HashMap<i64, ConvTouch> = HashMap::new();
+    let mut touched_order: Vec<i64> = Vec::new();
+    let mut new_messages: Vec<NewMessage> = Vec::with_capacity(run.len());
+    let mut new_events: Vec<NewEvent> = Vec::with_capacity(run.len());
+    let mut out = Vec::with_capacity(run.len());
+
+    for p in run {
+        let e = &p.entry;
+        let inb = &e.inbound;
+        let channel = e.channel_id.0;
+        if let Some((msg, conv, _, _)) = stored.get(&(channel, inb.external_id.clone())) {
+            out.push((Some(*conv), Some(*msg)));
+            continue;
+        }
+        let (brand, kind) = channels
+            .get(&channel)
+            .cloned()
+            .ok_or(StoreError::NotFound("channel"))?;
+
+        // identify
+        let author = &inb.author;
+        let key = (kind.clone(), author.platform_id.clone());
+        let (identity, customer) = match identities.get_mut(&key) {
+            Some(known) => {
+                if author.handle.is_some() || author.name.is_some() {
+                    let before = display_name(
+                        &author.platform_id,
+                        known.handle.as_ref(),
+                        known.name.as_ref(),
+                    );
+                    let after = display_name(
+                        &author.platform_id,
+                        author.handle.as_ref().or(known.handle.as_ref()),
+                        author.name.as_ref().or(known.name.as_ref()),
+                    );
+                    if after != before {
+                        match customer_index.get(&known.customer) {
+                            Some(&i) => {
+                                if new_customers[i].1 == before {
+                                    new_customers[i].1 = after;
+                                }
+                            }
+                            None => {
+                                sqlx::query(
+                                    "UPDATE customers SET display_name = ? \
+                                     WHERE id = ? AND display_name = ?",
+                                )
+                                .bind(&after)
+                                .bind(known.customer)
+                                .bind(&before)
+                                .execute(&mut **tx)
+                                .await?;
+                            }
+                        }
+                    }
+                    let changed = author
+                        .handle
+                        .as_ref()
+                        .is_some_and(|h| Some(h) != known.handle.as_ref())
+                        || author
+                            .name
+                            .as_ref()
+                            .is_some_and(|n| Some(n) != known.name.as_ref());
+                    if changed {
+                        if !known.fresh {
+                            sqlx::query(
+                                "UPDATE identities SET handle = COALESCE(?, handle), \
+                                 name = COALESCE(?, name) WHERE id = ?",
+                            )
+                            .bind(&author.handle)
+                            .bind(&author.name)
+                            .bind(known.id)
+                            .execute(&mut **tx)
+                            .await?;
+                        }
+                        if author.handle.is_some() {
+                            known.handle.clone_from(&author.handle);
+                        }
+                        if author.name.is_some() {
+                            known.name.clone_from(&author.name);
+                        }
+                    }
+                }
+                (known.id, known.customer)
+            }
+            None => {
+                next_customer += 1;
+                next_identity += 1;
+                customer_index.insert(next_customer, new_customers.len());
+                new_customers.push((
+                    next_customer,
+                    display_name(
+                        &author.platform_id,
+                        author.handle.as_ref(),
+                        author.name.as_ref(),
+                    ),
+                ));
+                new_identities.push(key.clone());
+                identities.insert(
+                    key,
+                    IdentityState {
+                        id: next_identity,
+                        customer: next_customer,
+                        handle: author.handle.clone(),
+                        name: author.name.clone(),
+                        fresh: true,
+                    },
+                );
+                (next_identity, next_customer)
+            }
+        };
+
+        // thread
+        let mut reply_to = None;
+        let mut threaded = None;
+        if let Some(ext) = inb.in_reply_to.as_deref()
+            && let Some((msg, conv, owner, status)) = stored.get(&(channel, ext.to_owned()))
+        {
+            if *owner == customer {
+                let status = convs
+                    .get(conv)
+                    .map_or(status.as_str(), |c| c.status.as_str());
+                threaded = Some((*conv, status.to_owned()));
+            }
+            reply_to = Some(*msg);
+        }
+        if threaded.is_none() {
+            let mine = convs_of.get(&customer).map(Vec::as_slice).unwrap_or(&[]);
+            let on_channel = mine
+                .iter()
+                .filter_map(|id| convs.get(id).map(|c| (*id, c)))
+                .filter(|(_, c)| c.channel == channel);
+            let by_key = inb.thread_key.as_deref().and_then(|key| {
+                on_channel
+                    .clone()
+                    .filter(|(_, c)| c.thread_key.as_deref() == Some(key))
+                    .max_by_key(|(id, _)| *id)
+            });
+            threaded = by_key
+                .or_else(|| {
+                    on_channel.min_by_key(|(id, c)| (c.status == "closed", std::cmp::Reverse(*id)))
+                })
+                .map(|(id, c)| (id, c.status.clone()));
+        }
+
+        let priority = Priority::from_urgency(p.urgency).rank();
+        let due = sla.reply_due(Priority::from_urgency(p.urgency), e.received_at);
+        let line = first_line(&inb.text);
+        let conv = match threaded {
+            Some((id, status)) => {
+                if status != ConversationStatus::Open.as_str() {
+                    if let Some(c) = convs.get_mut(&id) {
+                        c.status = ConversationStatus::Open.as_str().to_owned();
+                    }
+                    next_event += 1;
+                    new_events.push(NewEvent {
+                        id: next_event,
+                        conv: id,
+                        kind: if status == "closed" {
+                            EventKind::Reopened
+                        } else {
+                            EventKind::StatusChanged
+                        },
+                        message: None,
+                        detail: "open",
+                    });
+                }
+                match new_conv_index.get(&id) {
+                    Some(&i) => {
+                        // Opened in this run: it has been waiting since its first message.
+                        let c = &mut new_convs[i];
+                        c.priority = c.priority.min(priority);
+                        c.reply_due = c.reply_due.min(due);
+                        c.first_line = line;
+                        c.last_message_at = c.last_message_at.max(e.received_at);
+                    }
+                    None => match touched.get_mut(&id) {
+                        Some(t) => {
+                            t.priority = t.priority.min(priority);
+                            t.due = t.due.min(due);
+                            t.line = line;
+                            t.last = t.last.max(e.received_at);
+                        }
+                        None => {
+                            touched_order.push(id);
+                            touched.insert(
+                                id,
+                                ConvTouch {
+                                    priority,
+                                    waiting: e.received_at,
+                                    due,
+                                    line,
+                                    last: e.received_at,
+                                },
+                            );
+                        }
+                    },
+                }
+                id
+            }
+            None => {
+                next_conv += 1;
+                new_conv_index.insert(next_conv, new_convs.len());
+                new_convs.push(NewConv {
+                    id: next_conv,
+                    brand,
+                    channel,
+                    customer,
+                    thread_key: inb.thread_key.clone(),
+                    priority,
+                    waiting_since: e.received_at,
+                    reply_due: due,
+                    first_line: line,
+                    last_message_at: e.received_at,
+                });
+                convs_of.entry(customer).or_default().push(next_conv);
+                convs.insert(
+                    next_conv,
+                    ConvState {
+                        channel,
+                        customer,
+                        thread_key: inb.thread_key.clone(),
+                        status: ConversationStatus::Open.as_str().to_owned(),
+                    },
+                );
+                next_conv
+            }
+        };
+        next_message += 1;
+        new_messages.push(NewMessage {
+            id: next_message,
+            conv,
+            identity,
+            reply_to,
+            p,
+        });
+        next_event += 1;
+        new_events.push(NewEvent {
+            id: next_event,
+            conv,
+            kind: EventKind::MessageReceived,
+            message: Some(next_message),
+            detail: "",
+        });
+        // Later messages of the run see this one (as stored, or as the one they answer).
+        let owner = convs.get(&conv).map_or(customer, |c| c.customer);
+        stored.insert(
+            (channel, inb.external_id.clone()),
+            (
+                next_message,
+                conv,
+                owner,
+                ConversationStatus::Open.as_str().to_owned(),
+            ),
+        );
+        out.push((Some(conv), Some(next_message)));
+    }
+
+    // Writes, in the order foreign keys need.
+    for chunk in new_customers.chunks(BATCH_ROWS) {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO customers (id, display_name, created_at) ",
+        );
+        q.push_values(chunk, |mut b, (id, display)| {
+            b.push_bind(*id).push_bind(display.as_str()).push_bind(now);
+        });
+        q.build().persistent(false).execute(&mut **tx).await?;
+    }
+    for chunk in new_identities.chunks(BATCH_ROWS) {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO identities (id, customer_id, platform, external_id, handle, name) ",
+        );
+        q.push_values(chunk, |mut b, key| {
+            if let Some(i) = identities.get(key) {
+                b.push_bind(i.id)
+                    .push_bind(i.customer)
+                    .push_bind(key.0.as_str())
+                    .push_bind(key.1.as_str())
+                    .push_bind(i.handle.as_deref())
+                    .push_bind(i.name.as_deref());
+            }
+        });
+        q.build()
+            .persistent(false)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| conflict_or(e, "identity"))?;
+    }
+    for chunk in new_convs.chunks(BATCH_ROWS) {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO conversations (id, brand_id, channel_id, customer_id, status, priority, \
+             waiting_since, reply_due, thread_key, first_line, last_message_at, created_at, \
+             updated_at) ",
+        );
+        q.push_values(chunk, |mut b, c| {
+            b.push_bind(c.id)
+                .push_bind(c.brand)
+                .push_bind(c.channel)
+                .push_bind(c.customer)
+                .push_bind(ConversationStatus::Open.as_str())
+                .push_bind(c.priority)
+                .push_bind(c.waiting_since)
+                .push_bind(c.reply_due)
+                .push_bind(c.thread_key.as_deref())
+                .push_bind(c.first_line.as_str())
+                .push_bind(c.last_message_at)
+                .push_bind(now)
+                .push_bind(now);
+        });
+        q.build().persistent(false).execute(&mut **tx).await?;
+    }
+    for chunk in touched_order.chunks(BATCH_ROWS) {
+        // While a message waits, priority only rises; once everything was answered it
+        // follows the new messages alone, so an old emergency does not linger.
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "UPDATE conversations SET status = 'open', \
+             priority = CASE WHEN conversations.waiting_since IS NULL THEN v.column2 \
+             ELSE MIN(conversations.priority, v.column2) END, \
+             waiting_since = COALESCE(conversations.waiting_since, v.column3), \
+             reply_due = MIN(COALESCE(conversations.reply_due, v.column4), v.column4), \
+             first_line = v.column5, \
+             last_message_at = MAX(conversations.last_message_at, v.column6), \
+             updated_at = v.column7 FROM (",
+        );
+        q.push_values(chunk, |mut b, id| {
+            if let Some(t) = touched.get(id) {
+                b.push_bind(*id)
+                    .push_bind(t.priority)
+                    .push_bind(t.waiting)
+                    .push_bind(t.due)
+                    .push_bind(t.line.as_str())
+                    .push_bind(t.last)
+                    .push_bind(now);
+            }
+        });
+        q.push(") AS v WHERE conversations.id = v.column1");
+        q.build().persistent(false).execute(&mut **tx).await?;
+    }
+    for chunk in new_messages.chunks(BATCH_ROWS) {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO messages (id, conversation_id, channel_id, direction, external_id, \
+             author_identity, text, in_reply_to, created_at, received_at, delivery, analysis, \
+             place_kind, place_url) ",
+        );
+        q.push_values(chunk, |mut b, m| {
+            let inb = &m.p.entry.inbound;
+            b.push_bind(m.id)
+                .push_bind(m.conv)
+                .push_bind(m.p.entry.channel_id.0)
+                .push_bind("in")
+                .push_bind(inb.external_id.as_str())
+                .push_bind(m.identity)
+                .push_bind(inb.text.as_str())
+                .push_bind(m.reply_to)
+                .push_bind(inb.created_at)
+                .push_bind(m.p.entry.received_at)
+                .push_bind("received")
+                .push_bind(m.p.analysis.as_deref())
+                .push_bind(inb.place.as_ref().map(|pl| pl.kind.as_str()))
+                .push_bind(inb.place.as_ref().and_then(|pl| pl.url.as_deref()));
+        });
+        q.build()
+            .persistent(false)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| conflict_or(e, "message"))?;
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new("INSERT INTO message_search (rowid, terms) ");
+        q.push_values(chunk, |mut b, m| {
+            b.push_bind(m.id)
+                .push_bind(search_terms(&m.p.entry.inbound.text));
+        });
+        q.build().persistent(false).execute(&mut **tx).await?;
+    }
+    for chunk in new_events.chunks(BATCH_ROWS) {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (id, conversation_id, kind, message_id, user_id, detail, at) ",
+        );
+        q.push_values(chunk, |mut b, ev| {
+            b.push_bind(ev.id)
+                .push_bind(ev.conv)
+                .push_bind(ev.kind.as_str())
+                .push_bind(ev.message)
+                .push_bind(None::<i64>)
+                .push_bind(ev.detail)
+                .push_bind(now);
+        });
+        q.build().persistent(false).execute(&mut **tx).await?;
+    }
+    Ok(out)
 }
 
 /// Edits and removals touch a message we already hold; unknown ones are recorded as done.
@@ -1040,7 +1529,7 @@ impl Store for SqliteStore {
         let (lo, hi) = batch.iter().fold((i64::MAX, i64::MIN), |(lo, hi), p| {
             (lo.min(p.entry.id), hi.max(p.entry.id))
         });
-        let done: std::collections::HashSet<i64> = if batch.is_empty() {
+        let done: HashSet<i64> = if batch.is_empty() {
             Default::default()
         } else {
             sqlx::query_scalar(
@@ -1055,21 +1544,38 @@ impl Store for SqliteStore {
         };
         let mut applied_ids = Vec::with_capacity(batch.len());
         let mut channels = ChannelCache::new();
-        for p in batch {
-            if done.contains(&p.entry.id) || applied_ids.contains(&p.entry.id) {
-                continue;
-            }
-            let (conv, msg) = match p.entry.inbound.kind {
-                InboundKind::Message => apply_message(&mut tx, p, sla, now, &mut channels).await?,
-                InboundKind::Echo => apply_echo(&mut tx, p, now).await?,
-                InboundKind::Edited | InboundKind::Removed => apply_change(&mut tx, p, now).await?,
+        let mut seen = HashSet::with_capacity(batch.len());
+        let todo: Vec<&Prepared> = batch
+            .iter()
+            .filter(|p| !done.contains(&p.entry.id) && seen.insert(p.entry.id))
+            .collect();
+        let mut i = 0;
+        while i < todo.len() {
+            // A run of new messages is applied as one batch; edits, removals and echoes one by
+            // one, in order, after everything before them is written.
+            let run = todo[i..]
+                .iter()
+                .take_while(|p| p.entry.inbound.kind == InboundKind::Message)
+                .count();
+            let results = if run > 0 {
+                apply_messages(&mut tx, &todo[i..i + run], sla, now, &mut channels).await?
+            } else {
+                let p = todo[i];
+                vec![match p.entry.inbound.kind {
+                    InboundKind::Echo => apply_echo(&mut tx, p, now).await?,
+                    _ => apply_change(&mut tx, p, now).await?,
+                }]
             };
-            applied_ids.push(p.entry.id);
-            out.push(Applied {
-                journal_id: p.entry.id,
-                conversation_id: conv.map(ConversationId),
-                message_id: msg.map(MessageId),
-            });
+            let taken = run.max(1);
+            for (p, (conv, msg)) in todo[i..i + taken].iter().zip(results) {
+                applied_ids.push(p.entry.id);
+                out.push(Applied {
+                    journal_id: p.entry.id,
+                    conversation_id: conv.map(ConversationId),
+                    message_id: msg.map(MessageId),
+                });
+            }
+            i += taken;
         }
         for chunk in applied_ids.chunks(5000) {
             let mut q = sqlx::QueryBuilder::<Sqlite>::new("UPDATE journal SET processed_at = ");
@@ -1886,5 +2392,244 @@ impl Store for SqliteStore {
         .fetch_optional(&self.reader)
         .await?;
         Ok(found.is_some())
+    }
+}
+
+/// The batch path against the one-at-a-time path: the same journal applied in one big batch
+/// and entry by entry must leave the very same rows (but for wall-clock stamps).
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod batch_tests {
+    use balie_core::{Author, Inbound};
+
+    use super::*;
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            usize::try_from((self.0 >> 33) % n.max(1) as u64).unwrap()
+        }
+    }
+
+    const T0: Millis = 1_700_000_000_000;
+
+    fn inbound(kind: InboundKind, id: String, who: usize, text: String) -> Inbound {
+        Inbound {
+            external_id: id,
+            kind,
+            author: Author {
+                platform_id: format!("c{who}"),
+                handle: None,
+                name: None,
+            },
+            text,
+            in_reply_to: None,
+            thread_key: None,
+            place: None,
+            created_at: T0,
+            account_id: None,
+            attachments: Vec::new(),
+            revision: None,
+            outbox_key: None,
+        }
+    }
+
+    /// A round of traffic on `channels`: new customers and known ones, replies to messages of
+    /// this round and earlier ones (their own and others'), platform threads, name changes,
+    /// edits, removals and echoes.
+    fn round(
+        rng: &mut Rng,
+        channels: &[ChannelId],
+        sent: &mut Vec<(usize, String, usize)>,
+        n: usize,
+        start: usize,
+    ) -> Vec<NewJournalEntry> {
+        let mut out = Vec::new();
+        for k in 0..n {
+            let i = start + k;
+            let c = rng.below(channels.len());
+            let who = rng.below(30);
+            let roll = rng.below(100);
+            let mut inb = if roll < 8 && !sent.is_empty() {
+                let (ch, id, _) = sent[rng.below(sent.len())].clone();
+                let kind = if rng.below(2) == 0 {
+                    InboundKind::Edited
+                } else {
+                    InboundKind::Removed
+                };
+                let mut e = inbound(kind, id, who, format!("edit {i}"));
+                e.revision = Some(format!("{i}"));
+                out.push(NewJournalEntry {
+                    channel_id: channels[ch],
+                    inbound: e,
+                    received_at: T0 + i64::try_from(i).unwrap() * 1000,
+                });
+                continue;
+            } else if roll < 13 {
+                inbound(
+                    InboundKind::Echo,
+                    format!("e{i}"),
+                    who,
+                    format!("answer {i}"),
+                )
+            } else {
+                inbound(
+                    InboundKind::Message,
+                    format!("m{i}"),
+                    who,
+                    format!("vraag {i}"),
+                )
+            };
+            match rng.below(4) {
+                0 => inb.author.name = Some(format!("Klant {who} v{}", rng.below(3))),
+                1 => inb.author.handle = Some(format!("k{who}")),
+                _ => {}
+            }
+            if rng.below(3) == 0 {
+                inb.thread_key = Some(format!("t{}", rng.below(5)));
+            }
+            if rng.below(2) == 0 && !sent.is_empty() {
+                let mine: Vec<&(usize, String, usize)> = sent.iter().filter(|s| s.0 == c).collect();
+                if !mine.is_empty() {
+                    inb.in_reply_to = Some(mine[rng.below(mine.len())].1.clone());
+                }
+            }
+            if inb.kind == InboundKind::Message {
+                sent.push((c, inb.external_id.clone(), who));
+            }
+            out.push(NewJournalEntry {
+                channel_id: channels[c],
+                inbound: inb,
+                received_at: T0 + i64::try_from(i).unwrap() * 1000,
+            });
+        }
+        out
+    }
+
+    async fn world(store: &SqliteStore) -> Vec<ChannelId> {
+        let brand = store.ensure_brand("b").await.unwrap();
+        let mut out = Vec::new();
+        for (kind, name) in [
+            (ChannelKind::Api, "api"),
+            (ChannelKind::Api, "api-2"),
+            (ChannelKind::X, "x"),
+        ] {
+            out.push(
+                store
+                    .create_channel(brand, kind, name, "{}")
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        out
+    }
+
+    async fn apply_pending(store: &SqliteStore, limit: i64) -> Vec<Applied> {
+        let mut all = Vec::new();
+        loop {
+            let batch: Vec<Prepared> = store
+                .pending_journal(limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|entry| {
+                    let urgency = u8::try_from(entry.id * 37 % 100).unwrap();
+                    Prepared {
+                        entry,
+                        analysis: Some("{}".into()),
+                        urgency,
+                    }
+                })
+                .collect();
+            if batch.is_empty() {
+                return all;
+            }
+            let sla = SlaPolicy::default();
+            all.extend(store.apply_journal(&batch, &sla).await.unwrap());
+        }
+    }
+
+    async fn dump(store: &SqliteStore) -> Vec<String> {
+        let queries = [
+            "SELECT id, display_name FROM customers ORDER BY id",
+            "SELECT id, customer_id, platform, external_id, handle, name FROM identities ORDER BY id",
+            "SELECT id, brand_id, channel_id, customer_id, status, priority, waiting_since, \
+             reply_due, thread_key, first_line, last_message_at FROM conversations ORDER BY id",
+            "SELECT id, conversation_id, channel_id, direction, external_id, author_identity, \
+             text, in_reply_to, created_at, received_at, delivery, removed, analysis FROM messages \
+             ORDER BY id",
+            "SELECT id, conversation_id, kind, message_id, user_id, detail FROM events ORDER BY id",
+            "SELECT rowid FROM message_search WHERE message_search MATCH 'vraag' ORDER BY rowid",
+            "SELECT rowid FROM message_search WHERE message_search MATCH 'edit' ORDER BY rowid",
+        ];
+        let mut out = Vec::new();
+        for q in queries {
+            for row in sqlx::query(q).fetch_all(&store.writer).await.unwrap() {
+                let cols: Vec<String> = (0..row.len())
+                    .map(|i| {
+                        row.try_get::<Option<String>, _>(i)
+                            .map(|v| format!("{v:?}"))
+                            .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}")))
+                            .unwrap()
+                    })
+                    .collect();
+                out.push(format!("{q}: {}", cols.join("|")));
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_whole_batch_leaves_the_same_rows_as_one_entry_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let batched = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+        let single = SqliteStore::open(&dir.path().join("b.db")).await.unwrap();
+        let channels = world(&batched).await;
+        assert_eq!(world(&single).await, channels);
+        let mut rng = Rng(7);
+        let mut sent = Vec::new();
+        let mut start = 0;
+        for r in 0..6 {
+            let entries = round(&mut rng, &channels, &mut sent, 150, start);
+            start += 150;
+            batched.append_journal(&entries).await.unwrap();
+            single.append_journal(&entries).await.unwrap();
+            let a = apply_pending(&batched, 10_000).await;
+            let b = apply_pending(&single, 1).await;
+            assert_eq!(a, b, "round {r}");
+            // Agents close, park and snooze some conversations between rounds.
+            let convs: Vec<i64> = sqlx::query_scalar("SELECT id FROM conversations ORDER BY id")
+                .fetch_all(&batched.writer)
+                .await
+                .unwrap();
+            for (k, id) in convs.iter().enumerate() {
+                let status = match (k + r) % 5 {
+                    0 => ConversationStatus::Closed,
+                    1 => ConversationStatus::Pending,
+                    2 => ConversationStatus::Snoozed,
+                    _ => continue,
+                };
+                for store in [&batched, &single] {
+                    store
+                        .set_status(ConversationId(*id), status, None)
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        let (a, b) = (dump(&batched).await, dump(&single).await);
+        assert!(a.len() > 1500, "a real workload: {} rows", a.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x, y);
+        }
+        assert_eq!(a.len(), b.len());
+        batched.close().await;
+        single.close().await;
     }
 }
