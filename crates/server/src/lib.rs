@@ -61,6 +61,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         let store = PgStore::open(config.database_url.expose())
             .await
             .context("opening the PostgreSQL database (database_url)")?;
+        tracing::info!("store: PostgreSQL (database_url)");
         return Ok(Arc::new(store));
     }
     anyhow::ensure!(
@@ -72,6 +73,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let store = SqliteStore::open(&config.database_path())
         .await
         .with_context(|| format!("opening {}", config.database_path().display()))?;
+    tracing::info!(path = %config.database_path().display(), "store: SQLite");
     Ok(Arc::new(store))
 }
 
