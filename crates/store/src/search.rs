@@ -140,6 +140,22 @@ mod tests {
     }
 
     #[test]
+    fn both_backends_index_the_same_stems() {
+        for text in [
+            "Drie klachten over de bezorging",
+            "My parcel was delayed",
+            "Café ÀÉ 42x",
+            "",
+        ] {
+            let joined: String = search_lexemes(text)
+                .iter()
+                .map(|l| format!("{l} "))
+                .collect();
+            assert_eq!(joined, search_terms(text));
+        }
+    }
+
+    #[test]
     fn tsquery_lexemes_are_quoted_and_escaped() {
         assert_eq!(tsquery_lexeme("it's"), "'it''s'");
         assert_eq!(tsquery_lexeme("a\\b"), "'a\\\\b'");
