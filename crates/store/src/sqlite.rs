@@ -634,7 +634,7 @@ async fn apply_messages(
         }
     }
 
-    // Those customers' conversations.
+    // Those customers' conversations on the run's channels.
     let mut convs: HashMap<i64, ConvState> = HashMap::new();
     let mut convs_of: HashMap<i64, Vec<i64>> = HashMap::new();
     {
@@ -647,6 +647,8 @@ async fn apply_messages(
                  WHERE customer_id IN ",
             );
             push_in(&mut q, chunk);
+            q.push(" AND channel_id IN ");
+            push_in(&mut q, &channel_ids);
             let rows: Vec<(i64, i64, i64, Option<String>, String)> =
                 q.build_query_as().fetch_all(&mut **tx).await?;
             for (id, channel, customer, thread_key, status) in rows {
