@@ -514,6 +514,17 @@ struct NewEvent {
     detail: &'static str,
 }
 
+/// Runs `q`, a `SELECT json_group_array(json_array(…)) …`, and decodes its rows. sqlx hands
+/// every result row from SQLite's worker thread to the async side on its own (a thread hop
+/// each); the rows folded into one JSON value cost one.
+async fn fetch_json_rows<T: serde::de::DeserializeOwned>(
+    tx: &mut Transaction<'_, Sqlite>,
+    mut q: sqlx::QueryBuilder<Sqlite>,
+) -> Result<Vec<T>> {
+    let json: String = q.build_query_scalar().fetch_one(&mut **tx).await?;
+    serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("batch read: {e}")))
+}
+
 /// Pushes `(?, ?, …)` binding `values`.
 fn push_in<'t, T>(q: &mut sqlx::QueryBuilder<Sqlite>, values: &[T])
 where
@@ -579,15 +590,15 @@ async fn apply_messages(
     let mut stored: HashMap<(i64, String), (i64, i64, i64, String)> = HashMap::new();
     for chunk in named.chunks(BATCH_KEYS) {
         let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-            "SELECT m.channel_id, m.external_id, m.id, m.conversation_id, c.customer_id, c.status \
+            "SELECT json_group_array(json_array(m.channel_id, m.external_id, m.id, \
+             m.conversation_id, c.customer_id, c.status)) \
              FROM messages m JOIN conversations c ON c.id = m.conversation_id \
              WHERE m.channel_id IN ",
         );
         push_in(&mut q, &channel_ids);
         q.push(" AND m.external_id IN ");
         push_in(&mut q, chunk);
-        let rows: Vec<(i64, String, i64, i64, i64, String)> =
-            q.build_query_as().fetch_all(&mut **tx).await?;
+        let rows: Vec<(i64, String, i64, i64, i64, String)> = fetch_json_rows(tx, q).await?;
         for (channel, ext, msg, conv, owner, status) in rows {
             stored.insert((channel, ext), (msg, conv, owner, status));
         }
@@ -610,15 +621,15 @@ async fn apply_messages(
         authors.dedup();
         for chunk in authors.chunks(BATCH_KEYS) {
             let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-                "SELECT platform, external_id, id, customer_id, handle, name FROM identities \
-                 WHERE platform IN ",
+                "SELECT json_group_array(json_array(platform, external_id, id, customer_id, \
+                 handle, name)) FROM identities WHERE platform IN ",
             );
             push_in(&mut q, &platforms);
             q.push(" AND external_id IN ");
             push_in(&mut q, chunk);
             #[allow(clippy::type_complexity)]
             let rows: Vec<(String, String, i64, i64, Option<String>, Option<String>)> =
-                q.build_query_as().fetch_all(&mut **tx).await?;
+                fetch_json_rows(tx, q).await?;
             for (platform, ext, id, customer, handle, name) in rows {
                 identities.insert(
                     (platform, ext),
@@ -643,14 +654,13 @@ async fn apply_messages(
         customers.dedup();
         for chunk in customers.chunks(BATCH_KEYS) {
             let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-                "SELECT id, channel_id, customer_id, thread_key, status FROM conversations \
-                 WHERE customer_id IN ",
+                "SELECT json_group_array(json_array(id, channel_id, customer_id, thread_key, \
+                 status)) FROM conversations WHERE customer_id IN ",
             );
             push_in(&mut q, chunk);
             q.push(" AND channel_id IN ");
             push_in(&mut q, &channel_ids);
-            let rows: Vec<(i64, i64, i64, Option<String>, String)> =
-                q.build_query_as().fetch_all(&mut **tx).await?;
+            let rows: Vec<(i64, i64, i64, Option<String>, String)> = fetch_json_rows(tx, q).await?;
             for (id, channel, customer, thread_key, status) in rows {
                 convs_of.entry(customer).or_default().push(id);
                 convs.insert(
@@ -1502,13 +1512,18 @@ impl Store for SqliteStore {
     }
 
     async fn pending_journal(&self, limit: i64) -> Result<Vec<JournalEntry>> {
-        let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(
-            "SELECT id, channel_id, payload, received_at FROM journal \
-             WHERE processed_at IS NULL ORDER BY id LIMIT ?",
+        // One row holding the batch as JSON: one hop from SQLite's thread instead of one a row.
+        let json: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(id, channel_id, payload, received_at)) FROM \
+             (SELECT id, channel_id, payload, received_at FROM journal \
+             WHERE processed_at IS NULL ORDER BY id LIMIT ?)",
         )
         .bind(limit)
-        .fetch_all(&self.writer)
+        .fetch_one(&self.writer)
         .await?;
+        let mut rows: Vec<(i64, i64, String, i64)> = serde_json::from_str(&json)
+            .map_err(|e| StoreError::Corrupt(format!("pending journal: {e}")))?;
+        rows.sort_unstable_by_key(|r| r.0);
         rows.into_iter()
             .map(|(id, channel, payload, received_at)| {
                 let inbound = serde_json::from_str(&payload)
