@@ -520,8 +520,6 @@ async fn watch_stream(
 /// database of the same kind with multi-row INSERTs of prepared statements in big
 /// transactions. Returns rows per second.
 async fn raw_insert_rate(texts: &[String]) -> anyhow::Result<f64> {
-    const ROWS_PER_INSERT: usize = 500;
-    const ROWS_PER_TX: usize = 50_000;
     let dir = tempfile::tempdir().context("creating a temporary dir")?;
     let store = SqliteStore::open(&dir.path().join("raw.db")).await?;
     let brand = store.ensure_brand("raw").await?;
@@ -550,33 +548,11 @@ async fn raw_insert_rate(texts: &[String]) -> anyhow::Result<f64> {
             }],
         )
         .await?;
-    let conv: i64 = sqlx::query_scalar("SELECT id FROM conversations LIMIT 1")
-        .fetch_one(store.writer_pool())
-        .await?;
-    let pool = store.writer_pool();
+    let conversation = store.any_conversation().await?;
     let start = Instant::now();
-    for (t, tx_rows) in texts.chunks(ROWS_PER_TX).enumerate() {
-        let mut tx = pool.begin().await?;
-        for (c, rows) in tx_rows.chunks(ROWS_PER_INSERT).enumerate() {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO messages (conversation_id, channel_id, direction, external_id, \
-                 text, created_at, received_at, delivery) ",
-            );
-            let base = t * ROWS_PER_TX + c * ROWS_PER_INSERT;
-            q.push_values(rows.iter().enumerate(), |mut b, (i, text)| {
-                b.push_bind(conv)
-                    .push_bind(channel.id.0)
-                    .push_bind("in")
-                    .push_bind(format!("r{}", base + i))
-                    .push_bind(text.as_str())
-                    .push_bind(1_700_000_000_000i64)
-                    .push_bind(1_700_000_000_000i64)
-                    .push_bind("received");
-            });
-            q.build().persistent(true).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-    }
+    store
+        .raw_insert_messages(channel.id, conversation, texts)
+        .await?;
     let rate = texts.len() as f64 / start.elapsed().as_secs_f64();
     store.close().await;
     Ok(rate)
@@ -875,7 +851,7 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
         store.bulk_load(channel.id, &conversations).await?;
     }
     let load_seconds = load_start.elapsed().as_secs_f64();
-    sqlx::query("ANALYZE").execute(store.writer_pool()).await?;
+    store.analyze_statistics().await?;
 
     let rounds = args.rounds;
     let s = &store;
@@ -912,9 +888,7 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
     .await?;
     let rss = rss_mb();
     // The same inbox query without migration 0003's index: what the index is worth.
-    sqlx::query("DROP INDEX IF EXISTS conversations_inbox_order")
-        .execute(store.writer_pool())
-        .await?;
+    store.drop_inbox_order_index().await?;
     let mut inbox_unindexed = time_rounds(rounds.min(20), |_| async move {
         s.inbox(ConversationStatus::Open, 50).await?;
         Ok(())

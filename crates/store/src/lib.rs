@@ -6,6 +6,7 @@
 //! live event log and the outbox all live behind [`Store`].
 
 mod postgres;
+mod benchmark;
 mod search;
 mod sqlite;
 
