@@ -5,8 +5,8 @@
 //! write step (identify, thread, store, index), the inbox queries, full-text search, the
 //! live event log and the outbox all live behind [`Store`].
 
-mod postgres;
 mod benchmark;
+mod postgres;
 mod search;
 mod sqlite;
 
