@@ -6,6 +6,7 @@
 //! live event log and the outbox all live behind [`Store`].
 
 mod benchmark;
+mod common;
 mod postgres;
 mod search;
 mod sqlite;

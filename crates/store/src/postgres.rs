@@ -10,7 +10,6 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use balie_core::{
@@ -22,6 +21,7 @@ use balie_core::{
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
 
+use crate::common::{conflict_or, corrupt, display_name, first_line, now_ms};
 use crate::search::{search_lexemes, stem_tsquery};
 use crate::{
     Appended, Applied, Backlogs, BulkConversation, BulkMessage, ConversationView, InboxRow,
@@ -43,17 +43,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
 const MIGRATE_LOCK: i64 = 0x6261_6c69_6500_0001;
 const WRITE_LOCK: i64 = 0x6261_6c69_6500_0002;
 
-/// Longest first line kept for the inbox.
-const FIRST_LINE_CHARS: usize = 140;
-
 type Tx = Transaction<'static, Postgres>;
-
-fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
 
 /// Applies the migrations not yet recorded in `schema_migrations`, each in a transaction,
 /// holding a session advisory lock so concurrent starts wait instead of racing.
@@ -329,19 +319,6 @@ fn url_with_database(url: &str, database: &str) -> String {
     }
 }
 
-/// A unique-constraint violation is a [`StoreError::Conflict`] on `what`; anything else stays
-/// a database error.
-fn conflict_or(e: sqlx::Error, what: &'static str) -> StoreError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(what),
-        _ => StoreError::Database(e),
-    }
-}
-
-fn corrupt(what: &str, value: &str) -> StoreError {
-    StoreError::Corrupt(format!("{what} {value:?}"))
-}
-
 /// A message's search lexemes, for `array_to_tsvector`.
 fn lexemes(text: &str) -> Vec<String> {
     search_lexemes(text)
@@ -441,15 +418,6 @@ fn user_from_row(r: &PgRow) -> Result<User> {
     })
 }
 
-fn first_line(text: &str) -> String {
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
-    line.chars().take(FIRST_LINE_CHARS).collect()
-}
-
 async fn insert_event(
     tx: &mut Tx,
     conversation: i64,
@@ -472,13 +440,6 @@ async fn insert_event(
     .fetch_one(&mut **tx)
     .await?;
     Ok(id)
-}
-
-/// What a customer is called until someone names them: name, else handle, else platform id.
-fn display_name(platform_id: &str, handle: Option<&String>, name: Option<&String>) -> String {
-    name.or(handle)
-        .map_or(platform_id, String::as_str)
-        .to_owned()
 }
 
 /// Finds or creates the customer behind a platform identity; keeps handle and name current.

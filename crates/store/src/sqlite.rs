@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use balie_core::{
@@ -17,6 +17,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+use crate::common::{conflict_or, corrupt, display_name, first_line, now_ms};
 use crate::search::{search_terms, stem_query};
 use crate::{
     Appended, Applied, Backlogs, BulkConversation, BulkMessage, ConversationView, InboxRow,
@@ -60,16 +61,6 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
         tx.commit().await?;
     }
     Ok(())
-}
-
-/// Longest first line kept for the inbox.
-const FIRST_LINE_CHARS: usize = 140;
-
-fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// SQLite store. Writes go through one connection (SQLite has one writer anyway), so write
@@ -157,19 +148,6 @@ macro_rules! msg_from {
           LEFT JOIN identities i ON i.id = m.author_identity \
           LEFT JOIN users u ON u.id = m.author_user "
     };
-}
-
-/// A unique-constraint violation is a [`StoreError::Conflict`] on `what`; anything else stays
-/// a database error.
-fn conflict_or(e: sqlx::Error, what: &'static str) -> StoreError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(what),
-        _ => StoreError::Database(e),
-    }
-}
-
-fn corrupt(what: &str, value: &str) -> StoreError {
-    StoreError::Corrupt(format!("{what} {value:?}"))
 }
 
 fn channel_from_row(r: &SqliteRow) -> Result<Channel> {
@@ -263,15 +241,6 @@ fn user_from_row(r: &SqliteRow) -> Result<User> {
     })
 }
 
-fn first_line(text: &str) -> String {
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
-    line.chars().take(FIRST_LINE_CHARS).collect()
-}
-
 async fn insert_event(
     tx: &mut Transaction<'_, Sqlite>,
     conversation: i64,
@@ -294,13 +263,6 @@ async fn insert_event(
     .fetch_one(&mut **tx)
     .await?;
     Ok(id)
-}
-
-/// What a customer is called until someone names them: name, else handle, else platform id.
-fn display_name(platform_id: &str, handle: Option<&String>, name: Option<&String>) -> String {
-    name.or(handle)
-        .map_or(platform_id, String::as_str)
-        .to_owned()
 }
 
 /// Finds or creates the customer behind a platform identity; keeps handle and name current.
