@@ -1,10 +1,12 @@
-//! A credential (access token, bot token) that never shows up in `Debug` output or errors.
+//! A credential (access token, bot token, webhook secret, database URL) that never shows up
+//! in `Debug` output or errors.
 
 use std::fmt;
 
 /// An access token or bot token. `Debug` prints `[redacted]`; there is no `Display`. Read it
 /// with [`Secret::expose`] only where it goes onto the wire.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {
@@ -14,6 +16,10 @@ impl Secret {
 
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// `text` with every occurrence of the secret replaced, for messages that might quote a

@@ -6,28 +6,8 @@ use std::path::PathBuf;
 use balie_core::SlaPolicy;
 use serde::Deserialize;
 
-/// A secret value: usable, but never printed by `Debug` or logs.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+/// Secrets in configuration use the connectors' type: `Debug` prints `[redacted]`.
+pub use balie_channels::Secret;
 
 /// Where replies on the generic API channel are delivered.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
