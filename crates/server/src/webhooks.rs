@@ -159,6 +159,13 @@ fn forged(state: &AppState, platform: &str, channel: &str, why: &str) -> Respons
         .into_response()
 }
 
+/// A signed body that is not the platform's webhook envelope: 400, counted and logged.
+fn refused(state: &AppState, platform: &str, channel: &str, e: &dyn std::fmt::Display) -> ApiError {
+    Metrics::inc(&state.metrics.requests_rejected, 1);
+    tracing::warn!(platform, channel, error = %e, "webhook body refused");
+    ApiError::bad(e.to_string())
+}
+
 fn expose(secret: Option<&Secret>) -> &str {
     secret.map_or("", Secret::expose)
 }
@@ -266,14 +273,7 @@ async fn meta_events(
             "X-Hub-Signature-256 does not match",
         ));
     }
-    let batch = match meta::parse(&body) {
-        Ok(batch) => batch,
-        Err(e) => {
-            Metrics::inc(&state.metrics.requests_rejected, 1);
-            tracing::warn!(channel = %channel.name, error = %e, "Meta webhook body refused");
-            return Err(ApiError::bad(e.to_string()));
-        }
-    };
+    let batch = meta::parse(&body).map_err(|e| refused(&state, "meta", &channel.name, &e))?;
     for rejected in &batch.rejected {
         tracing::warn!(channel = %channel.name, error = %rejected, "Meta event skipped");
     }
@@ -436,14 +436,7 @@ async fn x_events(
             "x-twitter-webhooks-signature does not match",
         ));
     }
-    let batch = match x::parse(&body) {
-        Ok(batch) => batch,
-        Err(e) => {
-            Metrics::inc(&state.metrics.requests_rejected, 1);
-            tracing::warn!(channel = %channel.name, error = %e, "X webhook body refused");
-            return Err(ApiError::bad(e.to_string()));
-        }
-    };
+    let batch = x::parse(&body).map_err(|e| refused(&state, "x", &channel.name, &e))?;
     for rejected in &batch.rejected {
         tracing::warn!(channel = %channel.name, error = %rejected, "X event skipped");
     }
@@ -492,14 +485,8 @@ async fn telegram_update(
             "X-Telegram-Bot-Api-Secret-Token does not match",
         ));
     }
-    let update = match telegram::parse(&body) {
-        Ok(update) => update,
-        Err(e) => {
-            Metrics::inc(&state.metrics.requests_rejected, 1);
-            tracing::warn!(channel = %channel.name, error = %e, "Telegram update refused");
-            return Err(ApiError::bad(e.to_string()));
-        }
-    };
+    let update =
+        telegram::parse(&body).map_err(|e| refused(&state, "telegram", &channel.name, &e))?;
     let events = update
         .event
         .into_iter()
