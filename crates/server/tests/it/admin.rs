@@ -7,26 +7,6 @@ use reqwest::StatusCode;
 
 use crate::support::*;
 
-async fn login_as(app: &TestApp, email: &str, password: &str) -> String {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let resp = client
-        .post(format!("{}/login", app.base))
-        .form(&[("email", email), ("password", password)])
-        .send()
-        .await
-        .unwrap();
-    let cookie = resp
-        .headers()
-        .get("set-cookie")
-        .expect("a session")
-        .to_str()
-        .unwrap();
-    cookie.split(';').next().unwrap().to_string()
-}
-
 #[tokio::test]
 async fn an_admin_adds_a_channel_and_its_secrets_are_never_shown() {
     let app = spawn_app().await;
@@ -39,11 +19,8 @@ async fn an_admin_adds_a_channel_and_its_secrets_are_never_shown() {
         )
         .await
         .unwrap();
-    let cookie = login_as(&app, "admin@balie.test", "admin password 1").await;
-    let no_redirect = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let cookie = app.login_as("admin@balie.test", "admin password 1").await;
+    let no_redirect = no_redirects();
     let bot_token = "123456:bot-token-that-must-stay-secret";
     let resp = no_redirect
         .post(format!("{}/admin/channels", app.base))

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use balie_core::ConversationStatus;
 use serde_json::json;
 
-use crate::support::{TestApp, message, spawn_app};
+use crate::support::{TestApp, message, no_redirects, spawn_app};
 
 fn good_body(id: &str) -> Vec<u8> {
     message(id, "k-1", "Waar blijft mijn pakket?")
@@ -74,10 +74,7 @@ async fn forged_credentials_are_refused_on_every_endpoint() {
         }
     }
     // A forged session cookie cannot reply or change anything.
-    let web = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let web = no_redirects();
     for (path, form) in [
         (
             "/conversations/1/reply",
@@ -246,10 +243,7 @@ async fn bad_query_parameters_and_paths_are_refused() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
     }
     let cookie = app.login().await;
-    let web = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let web = no_redirects();
     for (path, status) in [
         ("/conversations/not-a-number/reply", StatusCode::BAD_REQUEST),
         ("/conversations/999999/reply", StatusCode::NOT_FOUND),

@@ -272,10 +272,7 @@ async fn a_reply_goes_out_signed_once_after_a_transient_failure() {
         .await;
     let conversation = app.conversations().await[0]["id"].as_i64().unwrap();
     let cookie = app.login().await;
-    let no_redirect = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let no_redirect = no_redirects();
     let form = [
         (
             "text",
@@ -445,10 +442,7 @@ async fn customer_html_is_escaped_on_every_page() {
 #[tokio::test]
 async fn pages_need_a_login_and_a_wrong_password_is_refused() {
     let app = spawn_app().await;
-    let no_redirect = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let no_redirect = no_redirects();
     let inbox = no_redirect
         .get(format!("{}/", app.base))
         .send()

@@ -52,13 +52,14 @@ impl TestApp {
 
     /// Logs the test agent in and returns the session cookie (`balie_session=...`).
     pub async fn login(&self) -> String {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let resp = client
+        self.login_as(EMAIL, PASSWORD).await
+    }
+
+    /// Logs `email` in and returns the session cookie (`balie_session=...`).
+    pub async fn login_as(&self, email: &str, password: &str) -> String {
+        let resp = no_redirects()
             .post(format!("{}/login", self.base))
-            .form(&[("email", EMAIL), ("password", PASSWORD)])
+            .form(&[("email", email), ("password", password)])
             .send()
             .await
             .unwrap();
@@ -86,6 +87,14 @@ impl TestApp {
         }
         self.dir
     }
+}
+
+/// An HTTP client that shows redirects instead of following them.
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 pub async fn spawn_app() -> TestApp {
