@@ -8,14 +8,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use balie_core::{Author, ChannelKind, ConversationId, ConversationStatus, Priority};
-use balie_server::channel_keys::ChannelKeys;
-use balie_server::platform_channels::{self, PlatformSettings, SecretName};
 use balie_server::{App, Config, auth};
 use balie_store::{BulkConversation, BulkMessage, SqliteStore, Store};
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::platform_webhooks::{Delivery, WebhookSecrets};
+use crate::platform_webhooks::{
+    ChannelTokens, Delivery, META_WEBHOOK, PAGE_ID, PHONE_NUMBER_ID, WebhookSecrets, X_USER_ID,
+    configure_channels,
+};
 
 #[derive(Args, Debug)]
 pub struct IngestArgs {
@@ -210,12 +211,6 @@ fn plan_api(n: usize, rng: &mut SplitMix) -> IngestPlan {
     })
 }
 
-const PAGE_ID: &str = "100200300400500";
-const PHONE_NUMBER_ID: &str = "106540352200777";
-const X_USER_ID: &str = "1500000000000000777";
-/// The webhook (channel name) Meta deliveries go to: the Facebook page channel.
-const META_WEBHOOK: &str = "facebook";
-
 /// The platform a customer writes on: Messenger 30%, WhatsApp 30%, Facebook comments 10%,
 /// X 15%, Telegram 15%.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -357,61 +352,6 @@ fn plan_webhooks(n: usize, rng: &mut SplitMix, secrets: &WebhookSecrets) -> Inge
     })
 }
 
-/// Configures the benchmark's platform channels (Messenger and Facebook page on one page,
-/// WhatsApp, X, Telegram) with `secrets`, as `balie channel add` does.
-async fn configure_platforms(
-    store: &dyn Store,
-    data_dir: &std::path::Path,
-    secrets: &WebhookSecrets,
-) -> anyhow::Result<()> {
-    let keys = ChannelKeys::open_or_create(data_dir)?;
-    let brand = store.ensure_brand("Balie").await?;
-    let meta = vec![
-        (SecretName::AppSecret, secrets.app_secret.clone()),
-        (SecretName::VerifyToken, "bench-verify".to_owned()),
-        (SecretName::AccessToken, "EAAbench".to_owned()),
-    ];
-    let page = PlatformSettings {
-        page_id: Some(PAGE_ID.to_owned()),
-        ..PlatformSettings::default()
-    };
-    let whatsapp = PlatformSettings {
-        phone_number_id: Some(PHONE_NUMBER_ID.to_owned()),
-        ..PlatformSettings::default()
-    };
-    for (kind, name, settings) in [
-        (ChannelKind::FacebookPage, META_WEBHOOK, &page),
-        (ChannelKind::Messenger, "messenger", &page),
-        (ChannelKind::Whatsapp, "whatsapp", &whatsapp),
-    ] {
-        platform_channels::configure(store, &keys, brand, kind, name, settings, &meta).await?;
-    }
-    let x = PlatformSettings {
-        x_user_id: Some(X_USER_ID.to_owned()),
-        ..PlatformSettings::default()
-    };
-    let x_secrets = [
-        (SecretName::ConsumerSecret, secrets.consumer_secret.clone()),
-        (SecretName::AccessToken, "bench-x-token".to_owned()),
-    ];
-    platform_channels::configure(store, &keys, brand, ChannelKind::X, "x", &x, &x_secrets).await?;
-    let telegram_secrets = [
-        (SecretName::BotToken, "7000000001:bench".to_owned()),
-        (SecretName::SecretToken, secrets.telegram_secret.clone()),
-    ];
-    platform_channels::configure(
-        store,
-        &keys,
-        brand,
-        ChannelKind::Telegram,
-        "telegram",
-        &PlatformSettings::default(),
-        &telegram_secrets,
-    )
-    .await?;
-    Ok(())
-}
-
 /// Milliseconds at percentile `p` (0-100) of `samples`, sorted in place.
 fn percentile_ms(samples: &mut [Duration], p: f64) -> f64 {
     if samples.is_empty() {
@@ -461,7 +401,21 @@ async fn start_server(secrets: &WebhookSecrets) -> anyhow::Result<BenchServer> {
         .store
         .create_api_token("bench", &auth::token_hash(&token))
         .await?;
-    configure_platforms(app.state().store.as_ref(), dir.path(), secrets).await?;
+    let tokens = ChannelTokens {
+        verify_token: "bench-verify".to_owned(),
+        meta_access_token: "EAAbench".to_owned(),
+        x_access_token: "bench-x-token".to_owned(),
+        bot_token: "7000000001:bench".to_owned(),
+    };
+    configure_channels(
+        app.state().store.as_ref(),
+        dir.path(),
+        "Balie",
+        secrets,
+        &tokens,
+        None,
+    )
+    .await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(app.run(async move {
         let _ = stopped.await;

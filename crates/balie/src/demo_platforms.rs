@@ -12,20 +12,14 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
-use balie_core::ChannelKind;
-use balie_server::channel_keys::ChannelKeys;
-use balie_server::platform_channels::{self, PlatformSettings, SecretName};
 use balie_store::Store;
 use serde_json::{Value, json};
 
 use crate::demo::Rng;
-use crate::platform_webhooks::{Delivery, WebhookSecrets};
-
-const PAGE_ID: &str = "100200300400500";
-const IG_ACCOUNT_ID: &str = "17841400000000777";
-const PHONE_NUMBER_ID: &str = "106540352200777";
-const X_USER_ID: &str = "1500000000000000777";
-const META_APP: &str = "facebook";
+use crate::platform_webhooks::{
+    ChannelTokens, Delivery, IG_ACCOUNT_ID, META_WEBHOOK, PAGE_ID, PHONE_NUMBER_ID, WebhookSecrets,
+    X_USER_ID, configure_channels,
+};
 
 /// What the simulator needs to sign its deliveries: fresh random secrets per demo run.
 #[derive(Clone)]
@@ -44,9 +38,6 @@ pub async fn setup(
     brand: &str,
 ) -> anyhow::Result<DemoPlatforms> {
     let fake = fake_platform().await?;
-    let api_base = Some(format!("http://{fake}"));
-    let keys = ChannelKeys::open_or_create(data_dir)?;
-    let brand = store.ensure_brand(brand).await?;
     let demo = DemoPlatforms {
         secrets: WebhookSecrets {
             app_secret: random_secret()?,
@@ -54,80 +45,19 @@ pub async fn setup(
             telegram_secret: random_secret()?,
         },
     };
-    let meta_secrets = vec![
-        (SecretName::AppSecret, demo.secrets.app_secret.clone()),
-        (SecretName::VerifyToken, random_secret()?),
-        (
-            SecretName::AccessToken,
-            format!("EAAdemo{}", random_secret()?),
-        ),
-    ];
-    let page = PlatformSettings {
-        page_id: Some(PAGE_ID.to_owned()),
-        api_base: api_base.clone(),
-        ..PlatformSettings::default()
+    let tokens = ChannelTokens {
+        verify_token: random_secret()?,
+        meta_access_token: format!("EAAdemo{}", random_secret()?),
+        x_access_token: random_secret()?,
+        bot_token: format!("7000000001:{}", random_secret()?),
     };
-    let channels = [
-        (ChannelKind::FacebookPage, META_APP, page.clone()),
-        (ChannelKind::Messenger, "messenger", page),
-        (
-            ChannelKind::Instagram,
-            "instagram",
-            PlatformSettings {
-                ig_account_id: Some(IG_ACCOUNT_ID.to_owned()),
-                api_base: api_base.clone(),
-                ..PlatformSettings::default()
-            },
-        ),
-        (
-            ChannelKind::Whatsapp,
-            "whatsapp",
-            PlatformSettings {
-                phone_number_id: Some(PHONE_NUMBER_ID.to_owned()),
-                api_base: api_base.clone(),
-                ..PlatformSettings::default()
-            },
-        ),
-    ];
-    for (kind, name, settings) in channels {
-        platform_channels::configure(store, &keys, brand, kind, name, &settings, &meta_secrets)
-            .await?;
-    }
-    let x = PlatformSettings {
-        x_user_id: Some(X_USER_ID.to_owned()),
-        api_base: api_base.clone(),
-        ..PlatformSettings::default()
-    };
-    let x_secrets = [
-        (
-            SecretName::ConsumerSecret,
-            demo.secrets.consumer_secret.clone(),
-        ),
-        (SecretName::AccessToken, random_secret()?),
-    ];
-    platform_channels::configure(store, &keys, brand, ChannelKind::X, "x", &x, &x_secrets).await?;
-    let telegram = PlatformSettings {
-        api_base,
-        ..PlatformSettings::default()
-    };
-    let telegram_secrets = [
-        (
-            SecretName::BotToken,
-            format!("7000000001:{}", random_secret()?),
-        ),
-        (
-            SecretName::SecretToken,
-            demo.secrets.telegram_secret.clone(),
-        ),
-    ];
-    platform_channels::configure(
+    configure_channels(
         store,
-        &keys,
+        data_dir,
         brand,
-        ChannelKind::Telegram,
-        "telegram",
-        &telegram,
-        &telegram_secrets,
+        &demo.secrets,
+        &tokens,
+        Some(format!("http://{fake}")),
     )
     .await?;
     Ok(demo)
@@ -347,7 +277,7 @@ pub async fn simulate(base: String, demo: DemoPlatforms, rate: f64, limit: u64, 
         let delivery = delivery(&mut rng, n);
         let times = if rng.chance(0.05) { 2 } else { 1 };
         for _ in 0..times {
-            let signed = delivery.sign(&demo.secrets, META_APP, "x", "telegram");
+            let signed = delivery.sign(&demo.secrets, META_WEBHOOK, "x", "telegram");
             let request = client
                 .post(format!("{base}{}", signed.path))
                 .header(signed.header.0, signed.header.1)

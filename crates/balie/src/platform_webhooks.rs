@@ -3,7 +3,111 @@
 //! `X-Telegram-Bot-Api-Secret-Token`): shared by the demo's simulator and
 //! `balie bench ingest`.
 
+use std::path::Path;
+
+use balie_core::ChannelKind;
+use balie_server::channel_keys::ChannelKeys;
+use balie_server::platform_channels::{self, PlatformSettings, SecretName};
+use balie_store::Store;
 use serde_json::Value;
+
+/// The brand's (invented) accounts the simulated platforms deliver to.
+pub const PAGE_ID: &str = "100200300400500";
+pub const IG_ACCOUNT_ID: &str = "17841400000000777";
+pub const PHONE_NUMBER_ID: &str = "106540352200777";
+pub const X_USER_ID: &str = "1500000000000000777";
+/// The channel whose webhook carries every Meta event (its app's callback URL).
+pub const META_WEBHOOK: &str = "facebook";
+
+/// The credentials besides the webhook secrets: tokens the (fake) platform APIs accept.
+pub struct ChannelTokens {
+    pub verify_token: String,
+    pub meta_access_token: String,
+    pub x_access_token: String,
+    pub bot_token: String,
+}
+
+/// Configures the simulated brand's channels as `balie channel add` would: Facebook page and
+/// Messenger on one page, Instagram, WhatsApp, X and Telegram, signed with `secrets`, their
+/// APIs at `api_base` (a local fake) or production when `None`.
+pub async fn configure_channels(
+    store: &dyn Store,
+    data_dir: &Path,
+    brand: &str,
+    secrets: &WebhookSecrets,
+    tokens: &ChannelTokens,
+    api_base: Option<String>,
+) -> anyhow::Result<()> {
+    let keys = ChannelKeys::open_or_create(data_dir)?;
+    let brand = store.ensure_brand(brand).await?;
+    let on = |settings: PlatformSettings| PlatformSettings {
+        api_base: api_base.clone(),
+        ..settings
+    };
+    let page = on(PlatformSettings {
+        page_id: Some(PAGE_ID.to_owned()),
+        ..PlatformSettings::default()
+    });
+    let meta_secrets = [
+        (SecretName::AppSecret, secrets.app_secret.clone()),
+        (SecretName::VerifyToken, tokens.verify_token.clone()),
+        (SecretName::AccessToken, tokens.meta_access_token.clone()),
+    ];
+    let x_secrets = [
+        (SecretName::ConsumerSecret, secrets.consumer_secret.clone()),
+        (SecretName::AccessToken, tokens.x_access_token.clone()),
+    ];
+    let telegram_secrets = [
+        (SecretName::BotToken, tokens.bot_token.clone()),
+        (SecretName::SecretToken, secrets.telegram_secret.clone()),
+    ];
+    let channels: [(ChannelKind, &str, PlatformSettings, &[(SecretName, String)]); 6] = [
+        (
+            ChannelKind::FacebookPage,
+            META_WEBHOOK,
+            page.clone(),
+            &meta_secrets,
+        ),
+        (ChannelKind::Messenger, "messenger", page, &meta_secrets),
+        (
+            ChannelKind::Instagram,
+            "instagram",
+            on(PlatformSettings {
+                ig_account_id: Some(IG_ACCOUNT_ID.to_owned()),
+                ..PlatformSettings::default()
+            }),
+            &meta_secrets,
+        ),
+        (
+            ChannelKind::Whatsapp,
+            "whatsapp",
+            on(PlatformSettings {
+                phone_number_id: Some(PHONE_NUMBER_ID.to_owned()),
+                ..PlatformSettings::default()
+            }),
+            &meta_secrets,
+        ),
+        (
+            ChannelKind::X,
+            "x",
+            on(PlatformSettings {
+                x_user_id: Some(X_USER_ID.to_owned()),
+                ..PlatformSettings::default()
+            }),
+            &x_secrets,
+        ),
+        (
+            ChannelKind::Telegram,
+            "telegram",
+            on(PlatformSettings::default()),
+            &telegram_secrets,
+        ),
+    ];
+    for (kind, name, settings, secrets) in channels {
+        platform_channels::configure(store, &keys, brand, kind, name, &settings, secrets).await?;
+    }
+    Ok(())
+}
 
 /// The webhook secrets a sender signs with (the channels are configured with the same).
 #[derive(Clone)]
