@@ -19,6 +19,9 @@ pub const X_USER_ID: &str = "1500000000000000777";
 /// The channel whose webhook carries every Meta event (its app's callback URL).
 pub const META_WEBHOOK: &str = "facebook";
 
+/// A channel's credentials by name, as `platform_channels::configure` takes them.
+type Credentials<'a> = &'a [(SecretName, String)];
+
 /// The credentials besides the webhook secrets: tokens the (fake) platform APIs accept.
 pub struct ChannelTokens {
     pub verify_token: String,
@@ -61,7 +64,7 @@ pub async fn configure_channels(
         (SecretName::BotToken, tokens.bot_token.clone()),
         (SecretName::SecretToken, secrets.telegram_secret.clone()),
     ];
-    let channels: [(ChannelKind, &str, PlatformSettings, &[(SecretName, String)]); 6] = [
+    let channels: [(ChannelKind, &str, PlatformSettings, Credentials<'_>); 6] = [
         (
             ChannelKind::FacebookPage,
             META_WEBHOOK,
