@@ -222,7 +222,7 @@ impl Analyzer {
         let addressed = rules::addressed(&tokens, &phrase);
         let positive = sentiment == Sentiment::Positive;
         let complaint = if complaint_model {
-            complaint_p >= 0.5 || (cue && negative) || (strong_signal && probs[0] >= 0.4)
+            complaint_p >= 0.5 || (cue && negative) || (strong_signal && probs[2] < 0.5)
         } else {
             // No labelled Dutch complaint data: cue phrases, escalation and negativity about a
             // service matter (see MODEL_CARD.md).
@@ -238,7 +238,7 @@ impl Analyzer {
         // A Youpie-style escalation is negative whatever the (political-tweet-trained) model says.
         let (sentiment, sentiment_score) = if sarcasm {
             (Sentiment::Negative, sentiment_score.min(-0.4))
-        } else if strong_signal && complaint && !positive {
+        } else if strong_signal && complaint && !thanks {
             (Sentiment::Negative, sentiment_score.min(-0.5))
         } else if lang == "nl" && complaint && sentiment == Sentiment::Neutral {
             // The Dutch model learnt from political tweets; a webcare complaint is negative.

@@ -135,6 +135,27 @@ static CUES: LazyLock<PhraseSet> = LazyLock::new(|| {
     for c in COUNTS {
         repeat.push(format!(" al {c} keer "));
         repeat.push(format!(" {c} keer ge"));
+        repeat.push(format!(" {c} keer contact"));
+    }
+    // "5x gebeld", "3x gemaild", "called 6 times", "tweeted you 4x"
+    for n in 2..=20 {
+        repeat.push(format!(" {n}x ge"));
+        repeat.push(format!(" {n}x contact"));
+        repeat.push(format!(" {n} x ge"));
+        repeat.push(format!(" {n}x and "));
+        repeat.push(format!(" {n}x now"));
+        repeat.push(format!(" {n} times "));
+    }
+    // Long waits: "2 uur gewacht", "45 minuten in de wacht", "al drie dagen geen".
+    for c in COUNTS.iter().chain(&["een", "anderhalf", "1"]) {
+        for unit in [
+            "uur", "minuten", "dagen", "weken", "maanden", "week", "maand",
+        ] {
+            repeat.push(format!(" {c} {unit} gewacht"));
+            repeat.push(format!(" {c} {unit} in de wacht"));
+            repeat.push(format!(" {c} {unit} aan de telefoon"));
+            repeat.push(format!(" al {c} {unit} "));
+        }
     }
     set.add(&repeat, REPEAT_CONTACT);
     set.add(REQUESTS, REQUEST);
@@ -407,6 +428,21 @@ const REPEAT: &[&str] = &[
     " voor de vierde keer",
     " voor de 2e keer",
     " voor de 3e keer",
+    " zonder reactie",
+    " zonder antwoord",
+    " niemand reageert",
+    " reageert niemand",
+    " niemand belt terug",
+    " niet teruggebeld",
+    " nooit teruggebeld",
+    " sinds vorige week",
+    " al sinds ",
+    " hours on the phone",
+    " hour on the phone",
+    " nobody can tell me",
+    " no one can tell me",
+    " nobody gets back",
+    " still nothing",
 ];
 
 static FILLER_SET: LazyLock<FastMap<&'static str, ()>> =
@@ -462,6 +498,13 @@ const LEAVE: &[&str] = &[
     " ik ben weg",
     " andere provider",
     " naar de concurrent",
+    " zeg mijn ",
+    " abonnement op ",
+    " contract op ",
+    " abonnement opzeg",
+    " contract opzeg",
+    " lidmaatschap op",
+    " ga ik weg",
 ];
 
 const PUBLIC: &[&str] = &[
@@ -498,6 +541,22 @@ const PUBLIC: &[&str] = &[
     " iedereen vertellen",
     " kiyoh",
     " slechte review",
+    " file a complaint",
+    " filing a complaint",
+    " formal complaint",
+    " report you",
+    " reporting you",
+    " the dot ",
+    " department of transportation",
+    " consumer protection",
+    " attorney general",
+    " fcc ",
+    " chargeback",
+    " klacht indienen",
+    " klacht in te dienen",
+    " acm ",
+    " autoriteit consument",
+    " tuchtcommissie",
 ];
 
 const SHAME: &[&str] = &[
@@ -646,6 +705,40 @@ const COMPLAINT_CUES: &[&str] = &[
     " wacht al",
     " zit al",
     " sta al",
+    " niemand helpt",
+    " niemand komt",
+    " niemand die",
+    " een grap",
+    " zonder uitleg",
+    " zonder bericht",
+    " zonder overleg",
+    " zonder reden",
+    " zonder reactie",
+    " verdubbeld",
+    " te veel afgeschreven",
+    " te veel betaald",
+    " te veel gerekend",
+    " keer afgeschreven",
+    " dubbel betaald",
+    " waar blijft",
+    " blijft uit",
+    " geen tv",
+    " geen televisie",
+    " geen beeld",
+    " geen wifi",
+    " geen netwerk",
+    " geen signaal",
+    " geen stroom",
+    " geen gas",
+    " geen water",
+    " geen warm water",
+    " geen verwarming",
+    " geen telefoon",
+    " geen pakket",
+    " nog altijd niet",
+    " wanneer wordt dit opgelost",
+    " wanneer is dit opgelost",
+    " wanneer wordt het opgelost",
 ];
 
 /// Dutch complaint phrases (no labelled Dutch complaint data exists here; see MODEL_CARD.md).
