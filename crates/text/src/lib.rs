@@ -246,6 +246,11 @@ impl Analyzer {
         } else {
             (sentiment, sentiment_score)
         };
+        // Counting and waiting words in praise ("my 3rd time flying with you and always
+        // great", "de monteur kwam binnen een uur") are no escalation.
+        let glad = sentiment == Sentiment::Positive && !complaint;
+        let escalation_signals = if glad { Vec::new() } else { escalation_signals };
+        let strong_signal = strong_signal && !glad;
         let escalation =
             strong_signal || (!escalation_signals.is_empty() && (complaint || negative));
 

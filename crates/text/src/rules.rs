@@ -154,7 +154,11 @@ static CUES: LazyLock<PhraseSet> = LazyLock::new(|| {
             repeat.push(format!(" {c} {unit} gewacht"));
             repeat.push(format!(" {c} {unit} in de wacht"));
             repeat.push(format!(" {c} {unit} aan de telefoon"));
-            repeat.push(format!(" al {c} {unit} "));
+            for next in [
+                "geen", "niet", "niks", "niets", "zonder", "onderweg", "wachten",
+            ] {
+                repeat.push(format!(" al {c} {unit} {next} "));
+            }
         }
     }
     set.add(&repeat, REPEAT_CONTACT);
@@ -436,7 +440,6 @@ const REPEAT: &[&str] = &[
     " niet teruggebeld",
     " nooit teruggebeld",
     " sinds vorige week",
-    " al sinds ",
     " hours on the phone",
     " hour on the phone",
     " nobody can tell me",
@@ -708,7 +711,8 @@ const COMPLAINT_CUES: &[&str] = &[
     " niemand helpt",
     " niemand komt",
     " niemand die",
-    " een grap",
+    " is een grap",
+    " een lachertje",
     " zonder uitleg",
     " zonder bericht",
     " zonder overleg",
