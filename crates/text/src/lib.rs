@@ -222,7 +222,10 @@ impl Analyzer {
         let addressed = rules::addressed(&tokens, &phrase);
         let positive = sentiment == Sentiment::Positive;
         let complaint = if complaint_model {
-            complaint_p >= 0.5 || (cue && negative) || (strong_signal && probs[2] < 0.5)
+            complaint_p >= 0.5
+                || (cue && negative)
+                || (strong_signal && probs[2] < 0.5)
+                || (probs[0] >= STRONGLY_NEGATIVE && rules::addressed(&tokens, &phrase))
         } else {
             // No labelled Dutch complaint data: cue phrases, escalation and negativity about a
             // service matter (see MODEL_CARD.md).
@@ -306,6 +309,9 @@ impl Analyzer {
         }
     }
 }
+
+/// A message the English model finds at least this negative, aimed at the brand, is a complaint.
+const STRONGLY_NEGATIVE: f32 = 0.95;
 
 /// What urgency is computed from: content only, never reach or follower count (R7).
 pub struct UrgencyInput<'a> {

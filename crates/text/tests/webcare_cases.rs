@@ -91,6 +91,11 @@ fn cases() -> Vec<Case> {
         case("@AmericanAir been waiting 3 days for my luggage. This is ridiculous")
             .complaint()
             .sentiment(Negative),
+        case("@Ziggo internet ligt er weer uit").complaint(),
+        case("@NS Trein rijdt niet. Weer.").complaint(),
+        case("@united lost my bag, again")
+            .complaint()
+            .sentiment(Negative),
         // Money taken without asking.
         case("@Essent jullie hebben mijn termijnbedrag verdubbeld zonder uitleg").complaint(),
         case("@Vattenfall er is twee keer afgeschreven deze maand").complaint(),
