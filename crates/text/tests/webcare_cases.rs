@@ -127,6 +127,9 @@ fn cases() -> Vec<Case> {
         case("@NS mag mijn hond mee in de trein?")
             .no_complaint()
             .reply(true),
+        case("@MojangSupport my account got hacked please get back to me!").reply(true),
+        case("@Google i need some help with my account").reply(true),
+        case("@Ziggo ik heb hulp nodig met mijn modem").reply(true),
         // Praise deserves an answer too, and is not a complaint.
         case("@KLM bedankt voor de snelle hulp vandaag!")
             .no_complaint()
