@@ -131,6 +131,7 @@ impl App {
             metrics: metrics.clone(),
             live: live_tx.clone(),
             processed: processed_tx,
+            appended: intake.last_appended.clone(),
         };
         let outbox = outbox::OutboxWorker {
             store: store.clone(),
