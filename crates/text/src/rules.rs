@@ -146,6 +146,18 @@ static CUES: LazyLock<PhraseSet> = LazyLock::new(|| {
         repeat.push(format!(" {n}x now"));
         repeat.push(format!(" {n} times "));
     }
+    // "al weken geen internet", "bel al dagen": a long time, with what did not happen.
+    for span in ["dagen", "weken", "maanden"] {
+        for next in [
+            "geen", "niet", "niks", "niets", "zonder", "onderweg", "wachten",
+        ] {
+            repeat.push(format!(" al {span} {next} "));
+        }
+        for verb in ["bel", "mail", "wacht", "probeer"] {
+            repeat.push(format!(" {verb} al {span}"));
+            repeat.push(format!(" {verb} ik al {span}"));
+        }
+    }
     // Long waits: "2 uur gewacht", "45 minuten in de wacht", "al drie dagen geen".
     for c in COUNTS.iter().chain(&["een", "anderhalf", "1"]) {
         for unit in [
@@ -154,6 +166,10 @@ static CUES: LazyLock<PhraseSet> = LazyLock::new(|| {
             repeat.push(format!(" {c} {unit} gewacht"));
             repeat.push(format!(" {c} {unit} in de wacht"));
             repeat.push(format!(" {c} {unit} aan de telefoon"));
+            for verb in ["bel", "mail", "wacht", "probeer"] {
+                repeat.push(format!(" {verb} al {c} {unit}"));
+                repeat.push(format!(" {verb} ik al {c} {unit}"));
+            }
             for next in [
                 "geen", "niet", "niks", "niets", "zonder", "onderweg", "wachten",
             ] {
@@ -359,12 +375,6 @@ const REPEAT: &[&str] = &[
     " vierde keer ",
     " 3e keer ",
     " 4e keer ",
-    " al twee weken",
-    " al 2 weken",
-    " al drie weken",
-    " al 3 weken",
-    " al dagen",
-    " al maanden",
     " for the second time",
     " for the third time",
     " for the fourth time",
@@ -444,7 +454,6 @@ const REPEAT: &[&str] = &[
     " al ge-maild",
     " al eerder",
     " al een paar keer",
-    " al weken",
     " vorige week gemaild",
     " vorige week gebeld",
     " weken geleden",

@@ -148,6 +148,13 @@ fn cases() -> Vec<Case> {
         case("@united I've flown with you 20 times this year and love it").calm(),
         case("@Delta this is my 3rd time flying with you and always great").calm(),
         case("@Eneco bedankt, de monteur kwam binnen een uur en alles werkt weer").calm(),
+        case("@KLM ik heb al 3 weken vakantie, heerlijk").calm(),
+        case("@KPN al weken geen internet en niemand komt")
+            .complaint()
+            .signals(&["repeat_contact"]),
+        case("@Ziggo ik bel al dagen en krijg niemand te pakken")
+            .complaint()
+            .signals(&["repeat_contact"]),
         case("@AHeijn wat een grap, die nieuwe reclame haha").calm(),
         // Chatter about the brand between others needs no reply.
         case("RT @nieuws: NS presenteert nieuwe dienstregeling voor 2027")
