@@ -1107,6 +1107,42 @@ async fn apply_messages(
     Ok(out)
 }
 
+/// A journal row: channel, dedupe key, the inbound event as JSON, arrival time.
+type JournalRow = (i64, String, String, i64);
+
+/// Inserts `rows` with one statement; returns `(id, channel, dedupe key)` of the new ones.
+async fn insert_journal_rows<'e, E>(exec: E, rows: &[JournalRow]) -> Result<Vec<(i64, i64, String)>>
+where
+    E: sqlx::Executor<'e, Database = Sqlite>,
+{
+    let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+        "INSERT INTO journal (channel_id, dedupe_key, payload, received_at) ",
+    );
+    q.push_values(rows, |mut b, (channel, key, payload, received_at)| {
+        b.push_bind(*channel)
+            .push_bind(key.as_str())
+            .push_bind(payload.as_str())
+            .push_bind(*received_at);
+    });
+    q.push(" ON CONFLICT(channel_id, dedupe_key) DO NOTHING RETURNING id, channel_id, dedupe_key");
+    Ok(q.build_query_as().persistent(true).fetch_all(exec).await?)
+}
+
+/// Appends to `out`, for each of `rows`, whether it was `inserted`. Only new rows come back;
+/// of equal keys within one statement the first is the new one.
+fn mark_appended(rows: &[JournalRow], inserted: &[(i64, i64, String)], out: &mut Vec<Appended>) {
+    let mut new: HashMap<(i64, &str), i64> = inserted
+        .iter()
+        .map(|(id, channel, key)| ((*channel, key.as_str()), *id))
+        .collect();
+    for (channel, key, _, _) in rows {
+        out.push(
+            new.remove(&(*channel, key.as_str()))
+                .map_or(Appended::Duplicate, Appended::New),
+        );
+    }
+}
+
 /// Edits and removals touch a message we already hold; unknown ones are recorded as done.
 async fn apply_change(
     tx: &mut Transaction<'_, Sqlite>,
@@ -1480,7 +1516,7 @@ impl Store for SqliteStore {
     async fn append_journal(&self, entries: &[NewJournalEntry]) -> Result<Vec<Appended>> {
         /// Rows per INSERT: 4 parameters each, well under SQLite's 32,766.
         const ROWS_PER_INSERT: usize = 1000;
-        let mut rows = Vec::with_capacity(entries.len());
+        let mut rows: Vec<JournalRow> = Vec::with_capacity(entries.len());
         for e in entries {
             let payload = serde_json::to_string(&e.inbound)
                 .map_err(|err| StoreError::Corrupt(format!("unserialisable inbound: {err}")))?;
@@ -1492,36 +1528,19 @@ impl Store for SqliteStore {
             ));
         }
         let mut out = Vec::with_capacity(entries.len());
-        let mut tx = self.writer.begin().await?;
         // One statement per chunk, not per entry: every statement is a round trip to
         // SQLite's worker thread, which costs more than the insert itself.
+        if rows.len() <= ROWS_PER_INSERT {
+            // One statement is its own transaction (committed, with synchronous=FULL, before
+            // it returns): no BEGIN and COMMIT round trips on the way to the 2xx.
+            let inserted = insert_journal_rows(&self.writer, &rows).await?;
+            mark_appended(&rows, &inserted, &mut out);
+            return Ok(out);
+        }
+        let mut tx = self.writer.begin().await?;
         for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-                "INSERT INTO journal (channel_id, dedupe_key, payload, received_at) ",
-            );
-            q.push_values(chunk, |mut b, (channel, key, payload, received_at)| {
-                b.push_bind(*channel)
-                    .push_bind(key.as_str())
-                    .push_bind(payload.as_str())
-                    .push_bind(*received_at);
-            });
-            q.push(" ON CONFLICT(channel_id, dedupe_key) DO NOTHING RETURNING id, channel_id, dedupe_key");
-            let inserted: Vec<(i64, i64, String)> = q
-                .build_query_as()
-                .persistent(true)
-                .fetch_all(&mut *tx)
-                .await?;
-            // Only new rows come back; within a chunk the first of equal keys is the new one.
-            let mut new: std::collections::HashMap<(i64, &str), i64> = inserted
-                .iter()
-                .map(|(id, channel, key)| ((*channel, key.as_str()), *id))
-                .collect();
-            for (channel, key, _, _) in chunk {
-                out.push(
-                    new.remove(&(*channel, key.as_str()))
-                        .map_or(Appended::Duplicate, Appended::New),
-                );
-            }
+            let inserted = insert_journal_rows(&mut *tx, chunk).await?;
+            mark_appended(chunk, &inserted, &mut out);
         }
         tx.commit().await?;
         Ok(out)
