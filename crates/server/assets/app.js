@@ -142,9 +142,9 @@
       meta.appendChild(el("span", "badge sentiment", T[a.sentiment] || a.sentiment));
       meta.appendChild(el("span", "badge intent", T[a.intent] || a.intent));
       if (a.escalation) {
-        var b = el("span", "badge escalation", T.escalation);
-        b.title = (a.escalation_signals || []).join(", ");
-        meta.appendChild(b);
+        meta.appendChild(el("span", "badge escalation", T.escalation));
+        var signals = (a.escalation_signals || []).map(function (s) { return T[s] || s; });
+        if (signals.length) meta.appendChild(el("span", "signals", signals.join(", ")));
       }
     }
     if (m.removed) meta.appendChild(el("span", "badge removed", T.removed));

@@ -209,6 +209,18 @@ fn analysis_word(t: &Texts, analysis: Option<&str>, key: &str) -> String {
     word.to_string()
 }
 
+/// An escalation signal in the agent's language (an unknown one as it was stored).
+fn signal_word<'a>(t: &'a Texts, signal: &'a str) -> &'a str {
+    match signal {
+        "repeat_contact" => t.repeat_contact,
+        "threat_to_leave" => t.threat_to_leave,
+        "going_public" => t.going_public,
+        "shaming_hashtag" => t.shaming_hashtag,
+        "time_pressure" => t.time_pressure,
+        other => other,
+    }
+}
+
 fn analysis_flag(analysis: Option<&str>, key: &str) -> bool {
     analysis_value(analysis)
         .get(key)
@@ -267,6 +279,7 @@ fn message_view(t: &Texts, m: &TimelineMessage) -> MessageView {
         .map(|v| {
             v.iter()
                 .filter_map(|s| s.as_str())
+                .map(|s| signal_word(t, s))
                 .collect::<Vec<_>>()
                 .join(", ")
         })

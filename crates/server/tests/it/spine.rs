@@ -629,3 +629,42 @@ async fn an_agent_takes_a_conversation_and_the_inbox_shows_who_has_it() {
         .unwrap();
     assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn the_conversation_page_names_the_escalation_signals_in_the_agents_language() {
+    let app = spawn_app().await;
+    app.post_message(&message(
+        "m-1",
+        "kim",
+        "Al drie keer gebeld en nog steeds geen monteur. Ik ga overstappen",
+    ))
+    .await;
+    let id = app.conversations().await[0]["id"].as_i64().unwrap();
+    let cookie = app.login().await;
+    let page = |lang: &'static str| {
+        let http = app.http.clone();
+        let url = format!("{}/conversations/{id}", app.base);
+        let cookie = format!("{cookie}; balie_lang={lang}");
+        async move {
+            http.get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let nl = page("nl").await;
+    assert!(nl.contains("Escalatie"), "{nl}");
+    assert!(
+        nl.contains("al eerder contact gezocht, dreigt weg te gaan"),
+        "{nl}"
+    );
+    let en = page("en").await;
+    assert!(
+        en.contains(r#"<span class="signals">contacted before, threatens to leave</span>"#),
+        "{en}"
+    );
+}
