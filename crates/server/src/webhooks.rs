@@ -351,7 +351,8 @@ impl MetaRoutes {
 }
 
 /// A WhatsApp delivery report: one naming our key confirms the reply it belongs to (also
-/// one whose send answer was lost); a failure is logged.
+/// one whose send answer was lost); a failure marks it failed with WhatsApp's reason, so the
+/// agent sees it did not arrive (it is never resent by itself).
 async fn apply_status(state: &AppState, routes: &MetaRoutes, status: &meta::DeliveryStatus) {
     let Some(channel) = routes.find(ChannelKind::Whatsapp, &status.account_id) else {
         return;
@@ -364,6 +365,22 @@ async fn apply_status(state: &AppState, routes: &MetaRoutes, status: &meta::Deli
                 error = status.error.as_deref().unwrap_or(""),
                 "WhatsApp reports a reply as not delivered"
             );
+            let Some(key) = &status.outbox_key else {
+                return;
+            };
+            let reason = format!(
+                "WhatsApp: not delivered ({})",
+                status.error.as_deref().unwrap_or("no reason given")
+            );
+            match state
+                .store
+                .fail_outbox_by_key(channel.id, key, &reason, now_ms())
+                .await
+            {
+                Ok(true) => state.live_tx.send_modify(|v| *v += 1),
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "recording a WhatsApp status failed"),
+            }
         }
         DeliveryState::Sent | DeliveryState::Delivered | DeliveryState::Read => {
             let Some(key) = &status.outbox_key else {

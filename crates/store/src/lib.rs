@@ -326,6 +326,17 @@ pub trait Store: Send + Sync + 'static {
         platform_id: &str,
         now: Millis,
     ) -> Result<bool>;
+    /// A delivery report says one of our replies (named by its idempotency key) did not
+    /// reach the customer: the reply is marked failed with the platform's reason and a
+    /// `reply_failed` event, and is never sent again by itself. Returns whether the key was
+    /// ours on that channel and not already failed.
+    async fn fail_outbox_by_key(
+        &self,
+        channel: ChannelId,
+        key: &str,
+        reason: &str,
+        now: Millis,
+    ) -> Result<bool>;
 
     // Users, sessions and API tokens.
     async fn create_user(

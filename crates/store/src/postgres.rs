@@ -884,6 +884,47 @@ async fn apply_echo(tx: &mut Tx, p: &Prepared, now: Millis) -> Result<(Option<i6
     Ok((Some(conv), Some(msg)))
 }
 
+/// Marks the reply behind `key` failed (see [`Store::fail_outbox_by_key`]).
+async fn fail_by_key(
+    tx: &mut Tx,
+    channel: i64,
+    key: &str,
+    reason: &str,
+    now: Millis,
+) -> Result<bool> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "UPDATE outbox SET state = 'failed', updated_at = $1, last_error = $2 \
+         WHERE idempotency_key = $3 AND channel_id = $4 AND state <> 'failed' \
+         RETURNING message_id, \
+         (SELECT conversation_id FROM messages WHERE messages.id = outbox.message_id)",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(key)
+    .bind(channel)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((msg, conv)) = row else {
+        return Ok(false);
+    };
+    sqlx::query("UPDATE messages SET delivery = 'failed', delivery_error = $1 WHERE id = $2")
+        .bind(reason)
+        .bind(msg)
+        .execute(&mut **tx)
+        .await?;
+    insert_event(
+        tx,
+        conv,
+        EventKind::ReplyFailed,
+        Some(msg),
+        None,
+        reason,
+        now,
+    )
+    .await?;
+    Ok(true)
+}
+
 /// Ends a claimed (`sending`) outbox row in `state` (`failed` or `unknown`); a row in any
 /// other state is left alone.
 async fn park_claimed(tx: &mut Tx, id: i64, state: &str, reason: &str, now: Millis) -> Result<()> {
@@ -1888,6 +1929,19 @@ impl Store for PgStore {
         let found = confirm_by_echo(&mut tx, channel.0, key, platform_id, now).await?;
         tx.commit().await?;
         Ok(found.is_some())
+    }
+
+    async fn fail_outbox_by_key(
+        &self,
+        channel: ChannelId,
+        key: &str,
+        reason: &str,
+        now: Millis,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let failed = fail_by_key(&mut tx, channel.0, key, reason, now).await?;
+        tx.commit().await?;
+        Ok(failed)
     }
 
     async fn create_user(

@@ -1349,6 +1349,47 @@ impl SqliteStore {
     }
 }
 
+/// Marks the reply behind `key` failed (see [`Store::fail_outbox_by_key`]).
+async fn fail_by_key(
+    tx: &mut Transaction<'_, Sqlite>,
+    channel: i64,
+    key: &str,
+    reason: &str,
+    now: Millis,
+) -> Result<bool> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "UPDATE outbox SET state = 'failed', updated_at = ?, last_error = ? \
+         WHERE idempotency_key = ? AND channel_id = ? AND state <> 'failed' \
+         RETURNING message_id, \
+         (SELECT conversation_id FROM messages WHERE messages.id = outbox.message_id)",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(key)
+    .bind(channel)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((msg, conv)) = row else {
+        return Ok(false);
+    };
+    sqlx::query("UPDATE messages SET delivery = 'failed', delivery_error = ? WHERE id = ?")
+        .bind(reason)
+        .bind(msg)
+        .execute(&mut **tx)
+        .await?;
+    insert_event(
+        tx,
+        conv,
+        EventKind::ReplyFailed,
+        Some(msg),
+        None,
+        reason,
+        now,
+    )
+    .await?;
+    Ok(true)
+}
+
 /// Ends a claimed (`sending`) outbox row in `state` (`failed`, or `unknown` when the platform
 /// may have it): the message shows the reason and the timeline a failed reply. A row in any
 /// other state is left alone.
@@ -2352,6 +2393,19 @@ impl Store for SqliteStore {
         let found = confirm_by_echo(&mut tx, channel.0, key, platform_id, now).await?;
         tx.commit().await?;
         Ok(found.is_some())
+    }
+
+    async fn fail_outbox_by_key(
+        &self,
+        channel: ChannelId,
+        key: &str,
+        reason: &str,
+        now: Millis,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let failed = fail_by_key(&mut tx, channel.0, key, reason, now).await?;
+        tx.commit().await?;
+        Ok(failed)
     }
 
     async fn create_user(

@@ -1425,6 +1425,69 @@ mod contract {
         assert_eq!(msg.external_id.as_deref(), Some("tw-1"));
     }
 
+    pub async fn a_failure_report_marks_a_sent_reply_failed_and_it_is_never_resent(
+        store: &dyn Store,
+    ) {
+        let w = world(store).await;
+        let conv = receive(store, &w.x, message("t1", "anna", "Hallo"), T0).await;
+        let user = agent(store).await;
+        store
+            .queue_reply(conv, user, "Hoi!", "key-1")
+            .await
+            .unwrap();
+        let now = now() + 1_000;
+        let item = store.claim_outbox(now, 10).await.unwrap().remove(0);
+        store
+            .outbox_sent(item.id, Some("wamid-1"), now)
+            .await
+            .unwrap();
+        assert!(
+            !store
+                .fail_outbox_by_key(w.api.id, "key-1", "131047: re-engagement", now)
+                .await
+                .unwrap(),
+            "a key is only ours on its own channel"
+        );
+        assert!(
+            store
+                .fail_outbox_by_key(w.x.id, "key-1", "131047: re-engagement", now)
+                .await
+                .unwrap()
+        );
+        let msg = messages(store, conv).await.pop().unwrap();
+        assert_eq!(msg.delivery, DeliveryState::Failed);
+        assert_eq!(msg.delivery_error.as_deref(), Some("131047: re-engagement"));
+        assert!(
+            event_kinds(store, conv)
+                .await
+                .contains(&EventKind::ReplyFailed)
+        );
+        assert!(
+            !store
+                .fail_outbox_by_key(w.x.id, "key-1", "again", now)
+                .await
+                .unwrap(),
+            "a second report changes nothing"
+        );
+        assert_eq!(
+            messages(store, conv)
+                .await
+                .pop()
+                .unwrap()
+                .delivery_error
+                .as_deref(),
+            Some("131047: re-engagement")
+        );
+        assert!(
+            store
+                .claim_outbox(now + 24 * 60 * MINUTE, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "a failed reply is never sent again without a person"
+        );
+    }
+
     pub async fn a_reply_is_not_claimed_before_it_is_due(store: &dyn Store) {
         let w = world(store).await;
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
@@ -2099,6 +2162,7 @@ macro_rules! all_checks {
             channel_secrets_are_kept_sealed_and_replaced_by_name,
             interrupted_platform_replies_are_parked_not_resent,
             a_reply_in_doubt_is_parked_and_a_delivery_report_confirms_it,
+            a_failure_report_marks_a_sent_reply_failed_and_it_is_never_resent,
             a_reply_is_not_claimed_before_it_is_due,
             a_retried_reply_comes_back_when_due,
             a_sent_reply_is_marked_with_the_platform_id,

@@ -854,3 +854,56 @@ async fn a_whatsapp_delivery_report_confirms_a_reply_whose_answer_was_lost() {
     assert_eq!(confirmed.external_id.as_deref(), Some("wamid.OUT1"));
     fake.verify().await;
 }
+
+#[tokio::test]
+async fn a_whatsapp_failure_report_marks_the_reply_failed_with_the_reason() {
+    let fake = MockServer::start().await;
+    let app = spawn_app().await;
+    platforms(&app, Some(fake.uri())).await;
+    accepted(
+        post_meta(
+            &app,
+            "whatsapp",
+            &whatsapp_text(
+                "31612345678",
+                "wamid.IN2",
+                "Is mijn bestelling al verzonden?",
+            ),
+        )
+        .await,
+    )
+    .await;
+    let conversation = only_conversation(&app).await;
+    let (user, _) = app.store.user_credentials(EMAIL).await.unwrap().unwrap();
+    let key = format!("web:{}:form-1", user.id);
+    Mock::given(method("POST"))
+        .and(path(format!("/v23.0/{PHONE_NUMBER_ID}/messages")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": "31612345678", "wa_id": "31612345678"}],
+            "messages": [{"id": "wamid.OUT2"}]})))
+        .expect(1)
+        .mount(&fake)
+        .await;
+    reply(&app, conversation, "Ja, vandaag verzonden!").await;
+    let sent = settled(app.store.as_ref(), conversation).await;
+    assert_eq!(sent.delivery, DeliveryState::Sent);
+    let status = json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
+        "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
+            "statuses": [{"id": "wamid.OUT2", "status": "failed",
+                "timestamp": (now_ms() / 1000).to_string(), "recipient_id": "31612345678",
+                "biz_opaque_callback_data": key,
+                "errors": [{"code": 131026, "title": "Message undeliverable"}]}]}}]}]});
+    accepted(post_meta(&app, "whatsapp", status.to_string().as_bytes()).await).await;
+    let failed = outbound(app.store.as_ref(), conversation).await.remove(0);
+    assert_eq!(failed.delivery, DeliveryState::Failed);
+    assert_eq!(
+        failed.delivery_error.as_deref(),
+        Some("WhatsApp: not delivered (131026: Message undeliverable)")
+    );
+    // Never sent again by itself: the fake expects exactly one send.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    fake.verify().await;
+}
