@@ -357,45 +357,37 @@ async fn apply_status(state: &AppState, routes: &MetaRoutes, status: &meta::Deli
     let Some(channel) = routes.find(ChannelKind::Whatsapp, &status.account_id) else {
         return;
     };
-    match status.status {
-        DeliveryState::Failed => {
-            tracing::warn!(
-                channel = %channel.name,
-                message = %status.external_id,
-                error = status.error.as_deref().unwrap_or(""),
-                "WhatsApp reports a reply as not delivered"
-            );
-            let Some(key) = &status.outbox_key else {
-                return;
-            };
-            let reason = format!(
-                "WhatsApp: not delivered ({})",
-                status.error.as_deref().unwrap_or("no reason given")
-            );
-            match state
-                .store
-                .fail_outbox_by_key(channel.id, key, &reason, now_ms())
-                .await
-            {
-                Ok(true) => state.live_tx.send_modify(|v| *v += 1),
-                Ok(false) => {}
-                Err(e) => tracing::error!(error = %e, "recording a WhatsApp status failed"),
-            }
-        }
-        DeliveryState::Sent | DeliveryState::Delivered | DeliveryState::Read => {
-            let Some(key) = &status.outbox_key else {
-                return;
-            };
-            match state
-                .store
-                .confirm_outbox_by_key(channel.id, key, &status.external_id, now_ms())
-                .await
-            {
-                Ok(true) => state.live_tx.send_modify(|v| *v += 1),
-                Ok(false) => {}
-                Err(e) => tracing::error!(error = %e, "recording a WhatsApp status failed"),
-            }
-        }
+    let failed = status.status == DeliveryState::Failed;
+    if failed {
+        tracing::warn!(
+            channel = %channel.name,
+            message = %status.external_id,
+            error = status.error.as_deref().unwrap_or(""),
+            "WhatsApp reports a reply as not delivered"
+        );
+    }
+    let Some(key) = &status.outbox_key else {
+        return;
+    };
+    let changed = if failed {
+        let reason = format!(
+            "WhatsApp: not delivered ({})",
+            status.error.as_deref().unwrap_or("no reason given")
+        );
+        state
+            .store
+            .fail_outbox_by_key(channel.id, key, &reason, now_ms())
+            .await
+    } else {
+        state
+            .store
+            .confirm_outbox_by_key(channel.id, key, &status.external_id, now_ms())
+            .await
+    };
+    match changed {
+        Ok(true) => state.live_tx.send_modify(|v| *v += 1),
+        Ok(false) => {}
+        Err(e) => tracing::error!(error = %e, "recording a WhatsApp status failed"),
     }
 }
 

@@ -907,6 +907,18 @@ async fn fail_by_key(
     let Some((msg, conv)) = row else {
         return Ok(false);
     };
+    show_reply_failed(tx, conv, msg, reason, now).await?;
+    Ok(true)
+}
+
+/// The reply message shows `reason` as failed, and the timeline a `reply_failed` event.
+async fn show_reply_failed(
+    tx: &mut Tx,
+    conv: i64,
+    msg: i64,
+    reason: &str,
+    now: Millis,
+) -> Result<()> {
     sqlx::query("UPDATE messages SET delivery = 'failed', delivery_error = $1 WHERE id = $2")
         .bind(reason)
         .bind(msg)
@@ -922,7 +934,7 @@ async fn fail_by_key(
         now,
     )
     .await?;
-    Ok(true)
+    Ok(())
 }
 
 /// Ends a claimed (`sending`) outbox row in `state` (`failed` or `unknown`); a row in any
@@ -940,21 +952,7 @@ async fn park_claimed(tx: &mut Tx, id: i64, state: &str, reason: &str, now: Mill
     .fetch_optional(&mut **tx)
     .await?;
     if let Some((msg, conv)) = row {
-        sqlx::query("UPDATE messages SET delivery = 'failed', delivery_error = $1 WHERE id = $2")
-            .bind(reason)
-            .bind(msg)
-            .execute(&mut **tx)
-            .await?;
-        insert_event(
-            tx,
-            conv,
-            EventKind::ReplyFailed,
-            Some(msg),
-            None,
-            reason,
-            now,
-        )
-        .await?;
+        show_reply_failed(tx, conv, msg, reason, now).await?;
     }
     Ok(())
 }

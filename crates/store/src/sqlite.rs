@@ -1372,6 +1372,18 @@ async fn fail_by_key(
     let Some((msg, conv)) = row else {
         return Ok(false);
     };
+    show_reply_failed(tx, conv, msg, reason, now).await?;
+    Ok(true)
+}
+
+/// The reply message shows `reason` as failed, and the timeline a `reply_failed` event.
+async fn show_reply_failed(
+    tx: &mut Transaction<'_, Sqlite>,
+    conv: i64,
+    msg: i64,
+    reason: &str,
+    now: Millis,
+) -> Result<()> {
     sqlx::query("UPDATE messages SET delivery = 'failed', delivery_error = ? WHERE id = ?")
         .bind(reason)
         .bind(msg)
@@ -1387,7 +1399,7 @@ async fn fail_by_key(
         now,
     )
     .await?;
-    Ok(true)
+    Ok(())
 }
 
 /// Ends a claimed (`sending`) outbox row in `state` (`failed`, or `unknown` when the platform
@@ -1412,21 +1424,7 @@ async fn park_claimed(
     .fetch_optional(&mut **tx)
     .await?;
     if let Some((msg, conv)) = row {
-        sqlx::query("UPDATE messages SET delivery = 'failed', delivery_error = ? WHERE id = ?")
-            .bind(reason)
-            .bind(msg)
-            .execute(&mut **tx)
-            .await?;
-        insert_event(
-            tx,
-            conv,
-            EventKind::ReplyFailed,
-            Some(msg),
-            None,
-            reason,
-            now,
-        )
-        .await?;
+        show_reply_failed(tx, conv, msg, reason, now).await?;
     }
     Ok(())
 }

@@ -225,7 +225,7 @@ impl Analyzer {
             complaint_p >= 0.5
                 || (cue && negative)
                 || (strong_signal && probs[2] < 0.5)
-                || (probs[0] >= STRONGLY_NEGATIVE && rules::addressed(&tokens, &phrase))
+                || (probs[0] >= STRONGLY_NEGATIVE && addressed)
         } else {
             // No labelled Dutch complaint data: cue phrases, escalation and negativity about a
             // service matter (see MODEL_CARD.md).

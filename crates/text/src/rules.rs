@@ -146,8 +146,21 @@ static CUES: LazyLock<PhraseSet> = LazyLock::new(|| {
         repeat.push(format!(" {n}x now"));
         repeat.push(format!(" {n} times "));
     }
-    // "al weken geen internet", "bel al dagen": a long time, with what did not happen.
-    for span in ["dagen", "weken", "maanden"] {
+    // Long waits: "2 uur gewacht", "45 minuten in de wacht"; and a long time with what did
+    // not happen or a contact verb: "al weken geen internet", "bel al dagen",
+    // "wacht al twee weken" (a bare "al 3 weken" is no complaint: "al 3 weken vakantie").
+    let mut spans: Vec<String> = ["dagen", "weken", "maanden"].map(String::from).to_vec();
+    for c in COUNTS.iter().chain(&["een", "anderhalf", "1"]) {
+        for unit in [
+            "uur", "minuten", "dagen", "weken", "maanden", "week", "maand",
+        ] {
+            repeat.push(format!(" {c} {unit} gewacht"));
+            repeat.push(format!(" {c} {unit} in de wacht"));
+            repeat.push(format!(" {c} {unit} aan de telefoon"));
+            spans.push(format!("{c} {unit}"));
+        }
+    }
+    for span in &spans {
         for next in [
             "geen", "niet", "niks", "niets", "zonder", "onderweg", "wachten",
         ] {
@@ -156,25 +169,6 @@ static CUES: LazyLock<PhraseSet> = LazyLock::new(|| {
         for verb in ["bel", "mail", "wacht", "probeer"] {
             repeat.push(format!(" {verb} al {span}"));
             repeat.push(format!(" {verb} ik al {span}"));
-        }
-    }
-    // Long waits: "2 uur gewacht", "45 minuten in de wacht", "al drie dagen geen".
-    for c in COUNTS.iter().chain(&["een", "anderhalf", "1"]) {
-        for unit in [
-            "uur", "minuten", "dagen", "weken", "maanden", "week", "maand",
-        ] {
-            repeat.push(format!(" {c} {unit} gewacht"));
-            repeat.push(format!(" {c} {unit} in de wacht"));
-            repeat.push(format!(" {c} {unit} aan de telefoon"));
-            for verb in ["bel", "mail", "wacht", "probeer"] {
-                repeat.push(format!(" {verb} al {c} {unit}"));
-                repeat.push(format!(" {verb} ik al {c} {unit}"));
-            }
-            for next in [
-                "geen", "niet", "niks", "niets", "zonder", "onderweg", "wachten",
-            ] {
-                repeat.push(format!(" al {c} {unit} {next} "));
-            }
         }
     }
     set.add(&repeat, REPEAT_CONTACT);

@@ -800,6 +800,19 @@ fn whatsapp_text(wa_id: &str, wamid: &str, text: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A WhatsApp delivery report for `31612345678`, sent just now, with the fields of `status`.
+fn whatsapp_status(mut status: Value) -> Vec<u8> {
+    status["timestamp"] = json!((now_ms() / 1000).to_string());
+    status["recipient_id"] = json!("31612345678");
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
+        "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
+            "statuses": [status]}}]}]})
+    .to_string()
+    .into_bytes()
+}
+
 #[tokio::test]
 async fn a_whatsapp_delivery_report_confirms_a_reply_whose_answer_was_lost() {
     let fake = MockServer::start().await;
@@ -841,14 +854,9 @@ async fn a_whatsapp_delivery_report_confirms_a_reply_whose_answer_was_lost() {
     let parked = settled(app.store.as_ref(), conversation).await;
     assert_eq!(parked.delivery, DeliveryState::Failed);
     assert!(parked.delivery_error.unwrap().starts_with(DELIVERY_UNKNOWN));
-    let status = json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
-        "field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
-            "statuses": [{"id": "wamid.OUT1", "status": "delivered",
-                "timestamp": (now_ms() / 1000).to_string(), "recipient_id": "31612345678",
-                "biz_opaque_callback_data": key}]}}]}]});
-    accepted(post_meta(&app, "whatsapp", status.to_string().as_bytes()).await).await;
+    let status = whatsapp_status(json!({"id": "wamid.OUT1", "status": "delivered",
+        "biz_opaque_callback_data": key}));
+    accepted(post_meta(&app, "whatsapp", &status).await).await;
     let confirmed = outbound(app.store.as_ref(), conversation).await.remove(0);
     assert_eq!(confirmed.delivery, DeliveryState::Sent);
     assert_eq!(confirmed.external_id.as_deref(), Some("wamid.OUT1"));
@@ -888,15 +896,10 @@ async fn a_whatsapp_failure_report_marks_the_reply_failed_with_the_reason() {
     reply(&app, conversation, "Ja, vandaag verzonden!").await;
     let sent = settled(app.store.as_ref(), conversation).await;
     assert_eq!(sent.delivery, DeliveryState::Sent);
-    let status = json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
-        "field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
-            "statuses": [{"id": "wamid.OUT2", "status": "failed",
-                "timestamp": (now_ms() / 1000).to_string(), "recipient_id": "31612345678",
-                "biz_opaque_callback_data": key,
-                "errors": [{"code": 131026, "title": "Message undeliverable"}]}]}}]}]});
-    accepted(post_meta(&app, "whatsapp", status.to_string().as_bytes()).await).await;
+    let status = whatsapp_status(json!({"id": "wamid.OUT2", "status": "failed",
+        "biz_opaque_callback_data": key,
+        "errors": [{"code": 131026, "title": "Message undeliverable"}]}));
+    accepted(post_meta(&app, "whatsapp", &status).await).await;
     let failed = outbound(app.store.as_ref(), conversation).await.remove(0);
     assert_eq!(failed.delivery, DeliveryState::Failed);
     assert_eq!(
