@@ -29,11 +29,37 @@ fn signed(consumer_secret: &str, message: &[u8]) -> String {
     )
 }
 
+/// The longest `crc_token` Balie answers. X sends short random tokens (a UUID, or 32-48
+/// base64 characters); anything longer is not a challenge.
+pub const CRC_TOKEN_MAX_LEN: usize = 128;
+
+/// Whether `token` looks like a CRC challenge: 1 to [`CRC_TOKEN_MAX_LEN`] characters of
+/// URL-safe base64 (`A-Z a-z 0-9 - _`, with `=` padding).
+///
+/// This is what keeps the CRC endpoint from being a signing oracle: a CRC answer is the same
+/// HMAC, under the same key, that signs a delivery's body, so answering an arbitrary token
+/// would sign an arbitrary body. A delivery is a JSON object, which needs `{`, `"` and `:`,
+/// none of which a valid token can hold.
+pub fn is_crc_token(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= CRC_TOKEN_MAX_LEN
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'='))
+}
+
 /// The JSON body answering a CRC `GET ?crc_token=…`:
-/// `{"response_token":"sha256=<base64 HMAC-SHA256(consumer secret, crc_token)>"}`.
-pub fn crc_response(consumer_secret: &str, crc_token: &str) -> String {
-    serde_json::json!({ "response_token": signed(consumer_secret, crc_token.as_bytes()) })
-        .to_string()
+/// `{"response_token":"sha256=<base64 HMAC-SHA256(consumer secret, crc_token)>"}`, or `None`
+/// when `crc_token` is not a challenge (see [`is_crc_token`]); such a request must be refused,
+/// never signed.
+pub fn crc_response(consumer_secret: &str, crc_token: &str) -> Option<String> {
+    if !is_crc_token(crc_token) {
+        return None;
+    }
+    Some(
+        serde_json::json!({ "response_token": signed(consumer_secret, crc_token.as_bytes()) })
+            .to_string(),
+    )
 }
 
 /// Checks `x-twitter-webhooks-signature` (`sha256=<base64 HMAC of the raw body>`), constant

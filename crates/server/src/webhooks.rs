@@ -414,10 +414,20 @@ async fn x_crc(
         )
             .into_response());
     };
+    // Only a token that looks like X's challenge is signed: the answer is the HMAC that also
+    // signs deliveries, so signing anything else would let a caller forge webhook bodies.
+    let Some(answer) = x::crc_response(secret.expose(), token) else {
+        Metrics::inc(&state.metrics.requests_rejected, 1);
+        tracing::warn!(channel = %channel.name, "X CRC refused: crc_token is not a challenge token");
+        return Err(ApiError::field(
+            "crc_token",
+            "crc_token must be 1 to 128 URL-safe base64 characters",
+        ));
+    };
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
-        x::crc_response(secret.expose(), token),
+        answer,
     )
         .into_response())
 }

@@ -16,9 +16,62 @@ fn parse(name: &str) -> x::XBatch {
 fn crc_response_matches_the_shared_vector() {
     let response = x::crc_response(SECRET, "9b4507b3-9040-4669-9ca3-6b94edb50553");
     assert_eq!(
-        response,
-        r#"{"response_token":"sha256=Cytd4Sq+NvEcV3MMrXxWJGJx5A+y/lXzzU2Maartkx8="}"#
+        response.as_deref(),
+        Some(r#"{"response_token":"sha256=Cytd4Sq+NvEcV3MMrXxWJGJx5A+y/lXzzU2Maartkx8="}"#)
     );
+}
+
+#[test]
+fn challenge_tokens_as_x_sends_them_are_answered() {
+    for token in [
+        "9b4507b3-9040-4669-9ca3-6b94edb50553",
+        "NjQ2ZDE3YmMtNWE4Mi00YzQ5LWI5OTUtYjM1ZTE4YTg2YjBm",
+        "aGVsbG8_d29ybGQ-Zm9v==",
+        "x",
+    ] {
+        assert!(x::crc_response(SECRET, token).is_some(), "{token}");
+    }
+}
+
+/// The CRC answer is the HMAC that signs deliveries. If it answered any token, a caller without
+/// the secret could send a delivery body as the token and get its valid signature back.
+#[test]
+fn no_delivery_body_can_be_signed_through_the_crc_endpoint() {
+    let mut bodies: Vec<Vec<u8>> = ["tweet_create_events.json", "direct_message_events.json"]
+        .iter()
+        .map(|name| fixture(&format!("x/{name}")))
+        .collect();
+    bodies.push(br#"{"for_user_id":"2244994945","tweet_create_events":[]}"#.to_vec());
+    bodies.push(b"{}".to_vec());
+    bodies.push(b"[]".to_vec());
+    for body in &bodies {
+        let as_token = String::from_utf8_lossy(body);
+        assert!(
+            x::crc_response(SECRET, &as_token).is_none(),
+            "a JSON body was signed: {as_token}"
+        );
+        // Nothing the CRC endpoint answers ever verifies as that body's delivery signature.
+        assert!(!x::is_crc_token(&as_token));
+    }
+    // Every string the endpoint does sign fails to parse as a delivery: it holds no `{`.
+    for token in [
+        "1",
+        "true",
+        "null",
+        "eyJmb3JfdXNlcl9pZCI6IjEifQ==",
+        "a-b_c=",
+    ] {
+        assert!(x::is_crc_token(token));
+        assert!(
+            x::parse(token.as_bytes()).is_err(),
+            "{token} parsed as a delivery"
+        );
+    }
+    // Too long, empty, or carrying anything outside URL-safe base64: refused.
+    let long = "a".repeat(x::CRC_TOKEN_MAX_LEN + 1);
+    for token in ["", long.as_str(), "a b", "a+b/c", "a\nb", "%7B", "é"] {
+        assert!(x::crc_response(SECRET, token).is_none(), "{token:?}");
+    }
 }
 
 #[test]

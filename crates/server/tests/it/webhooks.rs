@@ -453,10 +453,9 @@ async fn the_x_crc_is_answered_with_the_consumer_secret() {
         "application/json"
     );
     let body: Value = resp.json().await.unwrap();
-    let expected: Value = serde_json::from_str(&balie_channels::x::crc_response(
-        CONSUMER_SECRET,
-        "challenge-123",
-    ))
+    let expected: Value = serde_json::from_str(
+        &balie_channels::x::crc_response(CONSUMER_SECRET, "challenge-123").unwrap(),
+    )
     .unwrap();
     assert_eq!(body, expected);
     assert!(
@@ -465,6 +464,56 @@ async fn the_x_crc_is_answered_with_the_consumer_secret() {
             .unwrap()
             .starts_with("sha256=")
     );
+}
+
+/// The attack the security review found: ask the CRC endpoint to "answer" a delivery body, then
+/// post that body with the answer as its signature. The CRC request is refused, so the forged
+/// delivery has no valid signature: 401, and nothing is stored.
+#[tokio::test]
+async fn an_x_delivery_cannot_be_forged_through_the_crc_endpoint() {
+    let app = spawn_app().await;
+    platforms(&app, None).await;
+    let forged = fixture("x/tweet_create_events.json");
+    let crc = app
+        .http
+        .get(
+            reqwest::Url::parse_with_params(
+                &format!("{}/webhooks/x/x", app.base),
+                [("crc_token", String::from_utf8_lossy(&forged))],
+            )
+            .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(crc.status(), StatusCode::BAD_REQUEST);
+    let refusal: Value = crc.json().await.unwrap();
+    assert_eq!(refusal["field"], "crc_token");
+    assert!(refusal.get("response_token").is_none());
+
+    // The best an attacker has now is a signature for some other token.
+    let other = app
+        .http
+        .get(format!("{}/webhooks/x/x?crc_token=challenge-123", app.base))
+        .send()
+        .await
+        .unwrap();
+    let other: Value = other.json().await.unwrap();
+    let delivery = app
+        .http
+        .post(format!("{}/webhooks/x/x", app.base))
+        .header(
+            "x-twitter-webhooks-signature",
+            other["response_token"].as_str().unwrap(),
+        )
+        .header("content-type", "application/json")
+        .body(forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delivery.status(), StatusCode::UNAUTHORIZED);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(listed(&app).await, Vec::<(String, Vec<String>)>::new());
 }
 
 // ---- Replies ----------------------------------------------------------------------------------
