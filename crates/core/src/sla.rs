@@ -63,7 +63,7 @@ impl Priority {
 
 /// Reply targets per priority, in minutes, on the customer's clock (24/7, R4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SlaPolicy {
     pub urgent_minutes: i64,
     pub high_minutes: i64,
