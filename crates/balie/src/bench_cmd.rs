@@ -37,6 +37,15 @@ pub struct IngestArgs {
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     json: bool,
+    /// Drive an already-running Balie at this base URL (e.g. `http://127.0.0.1:8080`)
+    /// instead of starting one in this process. The bench sets up its channels and an API
+    /// token in that server's store, found as every `balie` command finds it (`--data-dir`,
+    /// `--config`, `BALIE_DATABASE_URL`), so the load generator runs as its own process.
+    #[arg(long)]
+    url: Option<String>,
+    /// With `--url`: the server's process id, to report its CPU seconds per 1,000 messages.
+    #[arg(long, requires = "url")]
+    server_pid: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -184,10 +193,11 @@ fn with_retries(
 
 /// N requests to the generic API: customers writing openings and follow-ups (threaded by
 /// `in_reply_to`), with about 5% of the requests retrying an earlier message.
-fn plan_api(n: usize, rng: &mut SplitMix) -> IngestPlan {
+fn plan_api(n: usize, rng: &mut SplitMix, id_base: usize) -> IngestPlan {
     let customers = (n / 3).max(1);
     let mut last_of: HashMap<usize, usize> = HashMap::new();
-    with_retries(rng, n, |rng, i| {
+    with_retries(rng, n, |rng, message| {
+        let i = id_base + message;
         let customer = rng.below(customers);
         let previous = last_of.insert(customer, i);
         let text = customer_text(rng, previous.is_some());
@@ -201,7 +211,7 @@ fn plan_api(n: usize, rng: &mut SplitMix) -> IngestPlan {
         .to_string()
         .into_bytes();
         let planned = Planned {
-            message: i,
+            message,
             path: "/api/v1/messages".to_owned(),
             header: None,
             body,
@@ -324,11 +334,17 @@ fn platform_delivery(
 /// N signed platform webhooks: customers on Messenger, WhatsApp, Facebook comments, X and
 /// Telegram writing openings and follow-ups (threaded with the platform's reply field), in
 /// Dutch and English, with about 5% of the requests retrying an earlier delivery exactly.
-fn plan_webhooks(n: usize, rng: &mut SplitMix, secrets: &WebhookSecrets) -> IngestPlan {
+fn plan_webhooks(
+    n: usize,
+    rng: &mut SplitMix,
+    secrets: &WebhookSecrets,
+    id_base: usize,
+) -> IngestPlan {
     let customers = (n / 3).max(1);
     let now_ms = balie_server::outbox::now_ms();
     let mut last_of: HashMap<usize, (usize, String)> = HashMap::new();
-    with_retries(rng, n, |rng, i| {
+    with_retries(rng, n, |rng, message| {
+        let i = id_base + message;
         let customer = rng.below(customers);
         let previous = last_of.get(&customer).cloned();
         let text = customer_text(rng, previous.is_some());
@@ -342,7 +358,7 @@ fn plan_webhooks(n: usize, rng: &mut SplitMix, secrets: &WebhookSecrets) -> Inge
         last_of.insert(customer, (i, external_id.clone()));
         let signed = delivery.sign(secrets, META_WEBHOOK, "x", "telegram");
         let planned = Planned {
-            message: i,
+            message,
             path: signed.path,
             header: Some(signed.header),
             body: signed.body,
@@ -368,7 +384,12 @@ fn round2(x: f64) -> f64 {
 
 /// Resident memory of this process, from /proc (0 where there is no /proc).
 fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    rss_mb_of("self")
+}
+
+/// Resident memory of process `pid` (`self` for this one), in MB; 0 where unreadable.
+fn rss_mb_of(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -401,18 +422,12 @@ async fn start_server(secrets: &WebhookSecrets) -> anyhow::Result<BenchServer> {
         .store
         .create_api_token("bench", &auth::token_hash(&token))
         .await?;
-    let tokens = ChannelTokens {
-        verify_token: "bench-verify".to_owned(),
-        meta_access_token: "EAAbench".to_owned(),
-        x_access_token: "bench-x-token".to_owned(),
-        bot_token: "7000000001:bench".to_owned(),
-    };
     configure_channels(
         app.state().store.as_ref(),
         dir.path(),
         "Balie",
         secrets,
-        &tokens,
+        &bench_tokens(),
         None,
     )
     .await?;
@@ -512,7 +527,110 @@ async fn raw_insert_rate(texts: &[String]) -> anyhow::Result<f64> {
     Ok(rate)
 }
 
-pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
+/// Where the load goes: a server this process started on a fresh data dir, or one already
+/// running elsewhere (`--url`).
+enum Target {
+    InProcess(BenchServer),
+    Running {
+        base: String,
+        token: String,
+        pid: Option<u32>,
+    },
+}
+
+impl Target {
+    fn base(&self) -> &str {
+        match self {
+            Target::InProcess(server) => &server.base,
+            Target::Running { base, .. } => base,
+        }
+    }
+
+    fn token(&self) -> &str {
+        match self {
+            Target::InProcess(server) => &server.token,
+            Target::Running { token, .. } => token,
+        }
+    }
+
+    /// CPU seconds (user + system) the server has used so far, where it can be read: this
+    /// process's own for an in-process server (load generator included), the server
+    /// process's for `--url --server-pid`.
+    fn cpu_seconds(&self) -> Option<f64> {
+        match self {
+            Target::InProcess(_) => cpu_seconds("self"),
+            Target::Running { pid, .. } => cpu_seconds(&pid.as_ref()?.to_string()),
+        }
+    }
+
+    async fn stop(self) {
+        if let Target::InProcess(server) = self {
+            let _ = server.stop.send(());
+            let _ = server.handle.await;
+        }
+    }
+}
+
+/// User plus system CPU seconds of `/proc/<pid>/stat` (Linux; `None` elsewhere).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // Linux reports these in USER_HZ, which is 100 on every architecture Balie runs on.
+    Some(ticks / 100.0)
+}
+
+/// The bench's channels and a fresh API token in the store of the server at `url`.
+async fn prepare_running_server(
+    url: &str,
+    pid: Option<u32>,
+    config: &Config,
+    secrets: &WebhookSecrets,
+) -> anyhow::Result<Target> {
+    let store = balie_server::open_store(config).await?;
+    let existed = store.channel_by_name(META_WEBHOOK).await?.is_some();
+    let token = auth::new_token("balie")?;
+    store
+        .create_api_token(
+            &format!("bench-{}", auth::random_hex(4)?),
+            &auth::token_hash(&token),
+        )
+        .await?;
+    configure_channels(
+        store.as_ref(),
+        &config.data_dir,
+        &config.default_brand,
+        secrets,
+        &bench_tokens(),
+        None,
+    )
+    .await?;
+    if existed {
+        // The server keeps opened channel credentials for up to 10 seconds; the bench just
+        // gave its channels new secrets.
+        eprintln!("bench channels existed: waiting 11 s for the server's channel cache");
+        tokio::time::sleep(Duration::from_secs(11)).await;
+    }
+    Ok(Target::Running {
+        base: url.trim_end_matches('/').to_owned(),
+        token,
+        pid,
+    })
+}
+
+fn bench_tokens() -> ChannelTokens {
+    ChannelTokens {
+        verify_token: "bench-verify".to_owned(),
+        meta_access_token: "EAAbench".to_owned(),
+        x_access_token: "bench-x-token".to_owned(),
+        bot_token: "7000000001:bench".to_owned(),
+    }
+}
+
+pub async fn ingest(args: IngestArgs, config: Config) -> anyhow::Result<()> {
     if args.messages == 0 || args.concurrency == 0 {
         bail!("--messages and --concurrency must be at least 1");
     }
@@ -522,10 +640,17 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         consumer_secret: auth::random_hex(24)?,
         telegram_secret: auth::random_hex(24)?,
     };
-    let ingest_plan = if args.api {
-        plan_api(args.messages, &mut rng)
+    // A server that ran the bench before has its messages: ids of this run start past them
+    // (the same workload otherwise, with the same seed). A fresh in-process server starts at 0.
+    let id_base = if args.url.is_some() {
+        usize::try_from(balie_server::outbox::now_ms() % 1_000_000_000)? * 1_000
     } else {
-        plan_webhooks(args.messages, &mut rng, &secrets)
+        0
+    };
+    let ingest_plan = if args.api {
+        plan_api(args.messages, &mut rng, id_base)
+    } else {
+        plan_webhooks(args.messages, &mut rng, &secrets, id_base)
     };
     let distinct = ingest_plan.distinct();
     let index_of: HashMap<String, usize> = ingest_plan
@@ -541,14 +666,17 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         .collect();
     let plan = ingest_plan.requests;
 
-    let server = start_server(&secrets).await?;
+    let server = match &args.url {
+        Some(url) => prepare_running_server(url, args.server_pid, &config, &secrets).await?,
+        None => Target::InProcess(start_server(&secrets).await?),
+    };
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()
         .context("building HTTP client")?;
     let stream = http
-        .get(format!("{}/events", server.base))
-        .bearer_auth(&server.token)
+        .get(format!("{}/events", server.base()))
+        .bearer_auth(server.token())
         .send()
         .await?
         .error_for_status()
@@ -567,7 +695,8 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let plan = Arc::new(plan);
     let sent_at = Arc::new(Mutex::new(vec![None::<Instant>; distinct]));
     let next = Arc::new(AtomicUsize::new(0));
-    let base = server.base.clone();
+    let base = server.base().to_owned();
+    let cpu_before = server.cpu_seconds();
     let start = Instant::now();
     let interval = args
         .rate
@@ -581,7 +710,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             sent_at.clone(),
             http.clone(),
             base.clone(),
-            server.token.clone(),
+            server.token().to_owned(),
         );
         senders.push(tokio::spawn(async move {
             let mut acks = Vec::new();
@@ -634,9 +763,20 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         );
     }
     let seconds = start.elapsed().as_secs_f64();
+    let cpu_used = server
+        .cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
+    let (mode_target, server_rss_mb) = match &server {
+        Target::InProcess(_) => ("in_process", rss_mb()),
+        // The server's own memory where its pid is known; the load generator's otherwise.
+        Target::Running { pid, .. } => (
+            "running_server",
+            pid.map_or_else(rss_mb, |pid| rss_mb_of(&pid.to_string())),
+        ),
+    };
     watcher.abort();
-    let _ = server.stop.send(());
-    let _ = server.handle.await;
+    server.stop().await;
 
     let mut visible: Vec<Duration> = {
         let seen = seen
@@ -669,7 +809,11 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         "visible_p99_ms": round2(percentile_ms(&mut visible, 99.0)),
         "raw_insert_messages_per_s": raw.round(),
         "ratio_to_raw": (rate / raw * 1000.0).round() / 1000.0,
-        "rss_mb": rss_mb(),
+        "rss_mb": server_rss_mb,
+        "server": mode_target,
+        // In-process: this process's CPU (server and load generator together); with
+        // `--url --server-pid`: the server process's own.
+        "cpu_s_per_1000_messages": cpu_used.map(|cpu| round2(cpu * 1000.0 / args.messages as f64)),
         "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
     });
     if args.json {
@@ -899,7 +1043,7 @@ mod tests {
 
     #[test]
     fn the_api_plan_threads_customers_and_repeats_a_few_messages() {
-        let plan = plan_api(2000, &mut SplitMix(1));
+        let plan = plan_api(2000, &mut SplitMix(1), 0);
         assert_eq!(plan.requests.len(), 2000);
         let dups = 2000 - plan.distinct();
         assert!(
@@ -931,8 +1075,26 @@ mod tests {
 
     #[test]
     fn the_webhook_plan_parses_on_every_platform_with_threads_and_retries() {
+        // 0 for a fresh server; the other as `--url` picks for a server that has run it before.
+        for id_base in [0, 999_999_999 * 1_000] {
+            check_webhook_plan(id_base);
+        }
+    }
+
+    #[test]
+    fn runs_against_a_running_server_never_repeat_an_earlier_runs_ids() {
         let secrets = secrets();
-        let plan = plan_webhooks(3000, &mut SplitMix(2), &secrets);
+        let first = plan_webhooks(3000, &mut SplitMix(2), &secrets, 5_000_000);
+        let second = plan_webhooks(3000, &mut SplitMix(2), &secrets, 5_003_000);
+        let earlier: std::collections::HashSet<_> = first.external_ids.iter().collect();
+        assert!(second.external_ids.iter().all(|id| !earlier.contains(id)));
+        let api = plan_api(100, &mut SplitMix(1), 7_000);
+        assert_eq!(api.external_ids[0], "m7000");
+    }
+
+    fn check_webhook_plan(id_base: usize) {
+        let secrets = secrets();
+        let plan = plan_webhooks(3000, &mut SplitMix(2), &secrets, id_base);
         let dups = 3000 - plan.distinct();
         assert!((60..=240).contains(&dups), "about 5% retries, got {dups}");
         let mut per_path: HashMap<String, usize> = HashMap::new();

@@ -221,7 +221,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open_store(&config).await?;
             channel_cmd::run(command, &config, &*store).await
         }
-        Command::Bench(BenchCommand::Ingest(args)) => bench_cmd::ingest(args).await,
+        Command::Bench(BenchCommand::Ingest(args)) => {
+            bench_cmd::ingest(args, load_config(&cli.global)?).await
+        }
         Command::Bench(BenchCommand::Query(args)) => bench_cmd::query(args).await,
         Command::Analyze(_) | Command::Train(_) | Command::Bench(BenchCommand::Analyze(_)) => {
             Ok(())
