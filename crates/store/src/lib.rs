@@ -7,6 +7,7 @@
 
 mod benchmark;
 mod common;
+mod plan;
 mod postgres;
 mod search;
 mod sqlite;

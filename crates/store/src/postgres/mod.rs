@@ -9,19 +9,22 @@
 //! outbox claims (`FOR UPDATE SKIP LOCKED`) run in parallel across processes.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use balie_core::{
     BrandId, Channel, ChannelId, ChannelKind, Conversation, ConversationId, ConversationStatus,
     Customer, CustomerId, DeliveryState, Direction, Event, EventId, EventKind, Identity,
-    IdentityId, InboundKind, Message, MessageId, Millis, Place, PlaceKind, Priority, Role,
-    SlaPolicy, User, UserId,
+    IdentityId, Message, MessageId, Millis, Place, PlaceKind, Priority, Role, SlaPolicy, User,
+    UserId,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
 
+mod pipeline;
+
 use crate::common::{conflict_or, corrupt, display_name, first_line, now_ms};
+use crate::plan;
 use crate::search::{search_lexemes, stem_tsquery};
 use crate::{
     Appended, Applied, Backlogs, BulkConversation, BulkMessage, ConversationView, InboxRow,
@@ -31,10 +34,10 @@ use crate::{
 
 /// Migrations in order. Released ones are never edited: add a new entry instead.
 const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (
         2,
-        include_str!("../migrations/postgres/0002_search_statistics.sql"),
+        include_str!("../../migrations/postgres/0002_search_statistics.sql"),
     ),
 ];
 
@@ -442,448 +445,6 @@ async fn insert_event(
     Ok(id)
 }
 
-/// Finds or creates the customer behind a platform identity; keeps handle and name current.
-async fn identify(
-    tx: &mut Tx,
-    platform: &str,
-    author: &balie_core::Author,
-    now: Millis,
-) -> Result<(i64, i64)> {
-    let found: Option<(i64, i64, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT id, customer_id, handle, name FROM identities \
-         WHERE platform = $1 AND external_id = $2",
-    )
-    .bind(platform)
-    .bind(&author.platform_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if let Some((identity, customer, old_handle, old_name)) = found {
-        if author.handle.is_some() || author.name.is_some() {
-            // The customer's name follows the platform while nobody chose another one.
-            let before = display_name(&author.platform_id, old_handle.as_ref(), old_name.as_ref());
-            let after = display_name(
-                &author.platform_id,
-                author.handle.as_ref().or(old_handle.as_ref()),
-                author.name.as_ref().or(old_name.as_ref()),
-            );
-            if after != before {
-                sqlx::query(
-                    "UPDATE customers SET display_name = $1 WHERE id = $2 AND display_name = $3",
-                )
-                .bind(&after)
-                .bind(customer)
-                .bind(&before)
-                .execute(&mut **tx)
-                .await?;
-            }
-            let changed = author
-                .handle
-                .as_ref()
-                .is_some_and(|h| Some(h) != old_handle.as_ref())
-                || author
-                    .name
-                    .as_ref()
-                    .is_some_and(|n| Some(n) != old_name.as_ref());
-            if changed {
-                sqlx::query(
-                    "UPDATE identities SET handle = COALESCE($1, handle), \
-                     name = COALESCE($2, name) WHERE id = $3",
-                )
-                .bind(&author.handle)
-                .bind(&author.name)
-                .bind(identity)
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
-        return Ok((identity, customer));
-    }
-    let display = display_name(
-        &author.platform_id,
-        author.handle.as_ref(),
-        author.name.as_ref(),
-    );
-    let customer: i64 = sqlx::query_scalar(
-        "INSERT INTO customers (display_name, created_at) VALUES ($1, $2) RETURNING id",
-    )
-    .bind(&display)
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await?;
-    let identity: i64 = sqlx::query_scalar(
-        "INSERT INTO identities (customer_id, platform, external_id, handle, name) \
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
-    )
-    .bind(customer)
-    .bind(platform)
-    .bind(&author.platform_id)
-    .bind(&author.handle)
-    .bind(&author.name)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok((identity, customer))
-}
-
-/// Which conversation a new customer message belongs to (see the SQLite backend's `thread`).
-async fn thread(
-    tx: &mut Tx,
-    channel: i64,
-    customer: i64,
-    in_reply_to: Option<&str>,
-    thread_key: Option<&str>,
-) -> Result<(Option<i64>, Option<i64>)> {
-    let mut reply_to_msg = None;
-    if let Some(ext) = in_reply_to {
-        let found: Option<(i64, i64, i64)> = sqlx::query_as(
-            "SELECT m.id, m.conversation_id, c.customer_id FROM messages m \
-             JOIN conversations c ON c.id = m.conversation_id \
-             WHERE m.channel_id = $1 AND m.external_id = $2",
-        )
-        .bind(channel)
-        .bind(ext)
-        .fetch_optional(&mut **tx)
-        .await?;
-        if let Some((msg, conv, owner)) = found {
-            if owner == customer {
-                return Ok((Some(conv), Some(msg)));
-            }
-            reply_to_msg = Some(msg);
-        }
-    }
-    if let Some(key) = thread_key {
-        let conv: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM conversations WHERE channel_id = $1 AND thread_key = $2 \
-             AND customer_id = $3 ORDER BY id DESC LIMIT 1",
-        )
-        .bind(channel)
-        .bind(key)
-        .bind(customer)
-        .fetch_optional(&mut **tx)
-        .await?;
-        if conv.is_some() {
-            return Ok((conv, reply_to_msg));
-        }
-    }
-    let conv: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM conversations WHERE customer_id = $1 AND channel_id = $2 \
-         ORDER BY (status = 'closed'), id DESC LIMIT 1",
-    )
-    .bind(customer)
-    .bind(channel)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok((conv, reply_to_msg))
-}
-
-async fn apply_message(
-    tx: &mut Tx,
-    p: &Prepared,
-    sla: &SlaPolicy,
-    now: Millis,
-) -> Result<(Option<i64>, Option<i64>)> {
-    let e = &p.entry;
-    let inb = &e.inbound;
-    let channel = e.channel_id.0;
-    let existing: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT id, conversation_id FROM messages WHERE channel_id = $1 AND external_id = $2",
-    )
-    .bind(channel)
-    .bind(&inb.external_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if let Some((msg, conv)) = existing {
-        return Ok((Some(conv), Some(msg)));
-    }
-    let (brand, kind): (i64, String) =
-        sqlx::query_as("SELECT brand_id, kind FROM channels WHERE id = $1")
-            .bind(channel)
-            .fetch_one(&mut **tx)
-            .await?;
-    let (identity, customer) = identify(tx, &kind, &inb.author, now).await?;
-    let (conv, reply_to) = thread(
-        tx,
-        channel,
-        customer,
-        inb.in_reply_to.as_deref(),
-        inb.thread_key.as_deref(),
-    )
-    .await?;
-    let priority = Priority::from_urgency(p.urgency);
-    let due = sla.reply_due(priority, e.received_at);
-    let line = first_line(&inb.text);
-    let conv =
-        match conv {
-            Some(id) => {
-                let status: String =
-                    sqlx::query_scalar("SELECT status FROM conversations WHERE id = $1")
-                        .bind(id)
-                        .fetch_one(&mut **tx)
-                        .await?;
-                if status != ConversationStatus::Open.as_str() {
-                    sqlx::query("UPDATE conversations SET status = 'open' WHERE id = $1")
-                        .bind(id)
-                        .execute(&mut **tx)
-                        .await?;
-                    let kind = if status == "closed" {
-                        EventKind::Reopened
-                    } else {
-                        EventKind::StatusChanged
-                    };
-                    insert_event(tx, id, kind, None, None, "open", now).await?;
-                }
-                // While a message waits, priority only rises; once everything was answered it
-                // follows the new message alone, so an old emergency does not linger.
-                sqlx::query(
-                    "UPDATE conversations SET priority = \
-                 CASE WHEN waiting_since IS NULL THEN $1 ELSE LEAST(priority, $1) END, \
-                 waiting_since = COALESCE(waiting_since, $2), \
-                 reply_due = LEAST(COALESCE(reply_due, $3), $3), \
-                 first_line = $4, last_message_at = GREATEST(last_message_at, $2), \
-                 updated_at = $5 WHERE id = $6",
-                )
-                .bind(priority.rank())
-                .bind(e.received_at)
-                .bind(due)
-                .bind(&line)
-                .bind(now)
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
-                id
-            }
-            None => sqlx::query_scalar(
-                "INSERT INTO conversations (brand_id, channel_id, customer_id, status, priority, \
-                 waiting_since, reply_due, thread_key, first_line, last_message_at, created_at, \
-                 updated_at) VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $8, $9, $10, $11) \
-                 RETURNING id",
-            )
-            .bind(brand)
-            .bind(channel)
-            .bind(customer)
-            .bind(priority.rank())
-            .bind(e.received_at)
-            .bind(due)
-            .bind(&inb.thread_key)
-            .bind(&line)
-            .bind(e.received_at)
-            .bind(now)
-            .bind(now)
-            .fetch_one(&mut **tx)
-            .await?,
-        };
-    let msg: i64 = sqlx::query_scalar(
-        "INSERT INTO messages (conversation_id, channel_id, direction, external_id, \
-         author_identity, text, in_reply_to, created_at, received_at, delivery, analysis, \
-         place_kind, place_url, terms) \
-         VALUES ($1, $2, 'in', $3, $4, $5, $6, $7, $8, 'received', $9, $10, $11, \
-         array_to_tsvector($12::text[])) RETURNING id",
-    )
-    .bind(conv)
-    .bind(channel)
-    .bind(&inb.external_id)
-    .bind(identity)
-    .bind(&inb.text)
-    .bind(reply_to)
-    .bind(inb.created_at)
-    .bind(e.received_at)
-    .bind(&p.analysis)
-    .bind(inb.place.as_ref().map(|pl| pl.kind.as_str()))
-    .bind(inb.place.as_ref().and_then(|pl| pl.url.as_deref()))
-    .bind(lexemes(&inb.text))
-    .fetch_one(&mut **tx)
-    .await?;
-    insert_event(
-        tx,
-        conv,
-        EventKind::MessageReceived,
-        Some(msg),
-        None,
-        "",
-        now,
-    )
-    .await?;
-    Ok((Some(conv), Some(msg)))
-}
-
-/// Edits and removals touch a message we already hold; unknown ones are recorded as done.
-async fn apply_change(
-    tx: &mut Tx,
-    p: &Prepared,
-    now: Millis,
-) -> Result<(Option<i64>, Option<i64>)> {
-    let inb = &p.entry.inbound;
-    let found: Option<(i64, i64, String)> = sqlx::query_as(
-        "SELECT id, conversation_id, text FROM messages \
-         WHERE channel_id = $1 AND external_id = $2",
-    )
-    .bind(p.entry.channel_id.0)
-    .bind(&inb.external_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some((msg, conv, old_text)) = found else {
-        return Ok((None, None));
-    };
-    match inb.kind {
-        InboundKind::Edited => {
-            sqlx::query(
-                "UPDATE messages SET text = $1, analysis = COALESCE($2, analysis), \
-                 terms = array_to_tsvector($3::text[]) WHERE id = $4",
-            )
-            .bind(&inb.text)
-            .bind(&p.analysis)
-            .bind(lexemes(&inb.text))
-            .bind(msg)
-            .execute(&mut **tx)
-            .await?;
-            // The earlier wording stays on the timeline: what was said can be dug up later.
-            insert_event(
-                tx,
-                conv,
-                EventKind::MessageEdited,
-                Some(msg),
-                None,
-                &old_text,
-                now,
-            )
-            .await?;
-        }
-        InboundKind::Removed => {
-            sqlx::query("UPDATE messages SET removed = TRUE WHERE id = $1")
-                .bind(msg)
-                .execute(&mut **tx)
-                .await?;
-            insert_event(
-                tx,
-                conv,
-                EventKind::MessageRemoved,
-                Some(msg),
-                None,
-                "",
-                now,
-            )
-            .await?;
-        }
-        InboundKind::Message | InboundKind::Echo => {}
-    }
-    Ok((Some(conv), Some(msg)))
-}
-
-/// The echo of one of our own replies, recognised by the idempotency key we sent along (see
-/// the SQLite backend's `confirm_by_echo`).
-async fn confirm_by_echo(
-    tx: &mut Tx,
-    channel: i64,
-    key: &str,
-    platform_id: &str,
-    now: Millis,
-) -> Result<Option<(i64, i64)>> {
-    let found: Option<(i64, i64, i64, String)> = sqlx::query_as(
-        "SELECT o.id, o.message_id, m.conversation_id, o.state FROM outbox o \
-         JOIN messages m ON m.id = o.message_id \
-         WHERE o.idempotency_key = $1 AND o.channel_id = $2",
-    )
-    .bind(key)
-    .bind(channel)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some((outbox, msg, conv, state)) = found else {
-        return Ok(None);
-    };
-    sqlx::query(
-        "UPDATE messages SET delivery = 'sent', delivery_error = NULL, \
-         external_id = COALESCE(external_id, $1) WHERE id = $2",
-    )
-    .bind(platform_id)
-    .bind(msg)
-    .execute(&mut **tx)
-    .await?;
-    if state != "sent" {
-        sqlx::query(
-            "UPDATE outbox SET state = 'sent', last_error = NULL, updated_at = $1 WHERE id = $2",
-        )
-        .bind(now)
-        .bind(outbox)
-        .execute(&mut **tx)
-        .await?;
-        insert_event(tx, conv, EventKind::ReplySent, Some(msg), None, "echo", now).await?;
-    }
-    Ok(Some((conv, msg)))
-}
-
-/// A message the brand sent from another tool: recorded as sent, in the customer's
-/// conversation, unless it is the echo of one of our own replies.
-async fn apply_echo(tx: &mut Tx, p: &Prepared, now: Millis) -> Result<(Option<i64>, Option<i64>)> {
-    let inb = &p.entry.inbound;
-    let channel = p.entry.channel_id.0;
-    let existing: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT id, conversation_id FROM messages WHERE channel_id = $1 AND external_id = $2",
-    )
-    .bind(channel)
-    .bind(&inb.external_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if let Some((msg, conv)) = existing {
-        return Ok((Some(conv), Some(msg)));
-    }
-    if let Some(key) = &inb.outbox_key
-        && let Some(ours) = confirm_by_echo(tx, channel, key, &inb.external_id, now).await?
-    {
-        return Ok((Some(ours.0), Some(ours.1)));
-    }
-    let kind: String = sqlx::query_scalar("SELECT kind FROM channels WHERE id = $1")
-        .bind(channel)
-        .fetch_one(&mut **tx)
-        .await?;
-    // For an echo, `author` is the customer the brand wrote to.
-    let (_, customer) = identify(tx, &kind, &inb.author, now).await?;
-    let (conv, reply_to) = thread(
-        tx,
-        channel,
-        customer,
-        inb.in_reply_to.as_deref(),
-        inb.thread_key.as_deref(),
-    )
-    .await?;
-    let Some(conv) = conv else {
-        return Ok((None, None));
-    };
-    let msg: i64 = sqlx::query_scalar(
-        "INSERT INTO messages (conversation_id, channel_id, direction, external_id, text, \
-         in_reply_to, created_at, received_at, delivery, terms) \
-         VALUES ($1, $2, 'out', $3, $4, $5, $6, $7, 'sent', array_to_tsvector($8::text[])) \
-         RETURNING id",
-    )
-    .bind(conv)
-    .bind(channel)
-    .bind(&inb.external_id)
-    .bind(&inb.text)
-    .bind(reply_to)
-    .bind(inb.created_at)
-    .bind(p.entry.received_at)
-    .bind(lexemes(&inb.text))
-    .fetch_one(&mut **tx)
-    .await?;
-    sqlx::query(
-        "UPDATE conversations SET waiting_since = NULL, reply_due = NULL, updated_at = $1 \
-         WHERE id = $2",
-    )
-    .bind(now)
-    .bind(conv)
-    .execute(&mut **tx)
-    .await?;
-    insert_event(
-        tx,
-        conv,
-        EventKind::ReplySent,
-        Some(msg),
-        None,
-        "sent elsewhere",
-        now,
-    )
-    .await?;
-    Ok((Some(conv), Some(msg)))
-}
-
 /// Marks the reply behind `key` failed (see [`Store::fail_outbox_by_key`]).
 async fn fail_by_key(
     tx: &mut Tx,
@@ -1168,50 +729,21 @@ impl Store for PgStore {
 
     async fn apply_journal(&self, batch: &[Prepared], sla: &SlaPolicy) -> Result<Vec<Applied>> {
         let now = now_ms();
+        // Every stored text free of NUL, so a customer's `\u0000` never fails its batch over
+        // and over.
+        let batch: Vec<Prepared> = batch
+            .iter()
+            .map(|p| prepared_without_nul(p).into_owned())
+            .collect();
         // Under the write lock: another worker applying the same entries waits, then sees
         // them processed and skips them.
         let mut tx = self.begin_write().await?;
-        let mut out = Vec::with_capacity(batch.len());
-        let ids: Vec<i64> = batch.iter().map(|p| p.entry.id).collect();
-        let done: HashSet<i64> = if batch.is_empty() {
-            HashSet::new()
-        } else {
-            sqlx::query_scalar(
-                "SELECT id FROM journal WHERE id = ANY($1) AND processed_at IS NOT NULL",
-            )
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect()
-        };
-        let mut applied_ids = Vec::with_capacity(batch.len());
-        for p in batch {
-            if done.contains(&p.entry.id) || applied_ids.contains(&p.entry.id) {
-                continue;
-            }
-            let p = &*prepared_without_nul(p);
-            let (conv, msg) = match p.entry.inbound.kind {
-                InboundKind::Message => apply_message(&mut tx, p, sla, now).await?,
-                InboundKind::Echo => apply_echo(&mut tx, p, now).await?,
-                InboundKind::Edited | InboundKind::Removed => apply_change(&mut tx, p, now).await?,
-            };
-            applied_ids.push(p.entry.id);
-            out.push(Applied {
-                journal_id: p.entry.id,
-                conversation_id: conv.map(ConversationId),
-                message_id: msg.map(MessageId),
-            });
-        }
-        if !applied_ids.is_empty() {
-            sqlx::query("UPDATE journal SET processed_at = $1 WHERE id = ANY($2)")
-                .bind(now)
-                .bind(&applied_ids)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let snapshot = pipeline::load_snapshot(&mut tx, &batch).await?;
+        let plan = plan::plan(snapshot, &batch, sla)
+            .map_err(|plan::Missing(what)| StoreError::NotFound(what))?;
+        pipeline::write_plan(&mut tx, &plan, now).await?;
         tx.commit().await?;
-        Ok(out)
+        Ok(plan.applied)
     }
 
     async fn bulk_load(
@@ -1923,10 +1455,16 @@ impl Store for PgStore {
         platform_id: &str,
         now: Millis,
     ) -> Result<bool> {
+        let platform_id = &*without_nul(platform_id);
         let mut tx = self.begin_write().await?;
-        let found = confirm_by_echo(&mut tx, channel.0, key, platform_id, now).await?;
+        let Some(reply) = pipeline::load_reply(&mut tx, channel.0, key).await? else {
+            return Ok(false);
+        };
+        let next = pipeline::next_ids(&mut tx).await?;
+        let plan = plan::confirm_reply(reply, channel.0, key, platform_id, next);
+        pipeline::write_plan(&mut tx, &plan, now).await?;
         tx.commit().await?;
-        Ok(found.is_some())
+        Ok(true)
     }
 
     async fn fail_outbox_by_key(
