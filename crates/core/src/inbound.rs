@@ -71,6 +71,16 @@ pub enum InboundKind {
     Removed,
     /// A message the brand sent from another tool (an echo); recorded as outbound.
     Echo,
+    /// Something that happened in a chat that is nobody's words to answer (a pinned message,
+    /// a dice roll, a member joining): noted on the timeline of the conversation it belongs to
+    /// (by `thread_key`), if there is one. It never opens a conversation, never sets a reply
+    /// deadline and never changes a conversation's priority or status.
+    Notice,
+    /// An event Balie cannot read yet but that may carry a customer's words (an unknown
+    /// message type, a malformed event, one for an account no channel is set up for). `text`
+    /// holds the event exactly as the platform sent it, kept in the journal for a later version
+    /// to read; it is shown nowhere.
+    Unread,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -262,10 +262,13 @@ pub enum EventKind {
     StatusChanged,
     Assigned,
     Reopened,
+    /// A platform notice in the conversation (Telegram: a pinned message, a dice roll); the
+    /// detail says what happened.
+    Notice,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         Self::MessageReceived,
         Self::ReplyQueued,
         Self::ReplySent,
@@ -275,6 +278,7 @@ impl EventKind {
         Self::StatusChanged,
         Self::Assigned,
         Self::Reopened,
+        Self::Notice,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -288,6 +292,7 @@ impl EventKind {
             Self::StatusChanged => "status_changed",
             Self::Assigned => "assigned",
             Self::Reopened => "reopened",
+            Self::Notice => "notice",
         }
     }
 

@@ -88,6 +88,8 @@ pub fn dedupe_key(inbound: &Inbound) -> String {
         (InboundKind::Message, _) => inbound.external_id.clone(),
         (InboundKind::Echo, _) => format!("echo:{}", inbound.external_id),
         (InboundKind::Removed, _) => format!("removed:{}", inbound.external_id),
+        (InboundKind::Notice, _) => format!("notice:{}", inbound.external_id),
+        (InboundKind::Unread, _) => format!("unread:{}", inbound.external_id),
         (InboundKind::Edited, Some(revision)) => {
             format!("edited:{}:rev:{revision}", inbound.external_id)
         }

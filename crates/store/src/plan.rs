@@ -10,8 +10,9 @@
 //! first, a closed one reopened), else a new one; while a message waits priority only rises,
 //! and the reply deadline comes from [`SlaPolicy`]; edits keep the earlier wording in an
 //! event, removals only mark; an echo of one of our replies confirms it, any other echo is
-//! recorded as sent elsewhere; an entry applied before, or a message already stored, changes
-//! nothing.
+//! recorded as sent elsewhere; a notice only adds an event to its thread's newest
+//! conversation (it opens none and sets no deadline), and an unread entry is kept in the
+//! journal as is; an entry applied before, or a message already stored, changes nothing.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -110,7 +111,18 @@ pub(crate) struct Snapshot {
     pub customer_names: HashMap<i64, String>,
     pub conversations: HashMap<i64, StoredConversation>,
     pub replies: HashMap<(i64, String), StoredReply>,
+    /// The newest stored conversation of each `(channel, thread key)` that a notice names.
+    pub threads: HashMap<(i64, String), i64>,
     pub next: NextIds,
+}
+
+/// The thread keys the batch's notices name (a backend loads [`Snapshot::threads`] for them).
+pub(crate) fn notice_threads(batch: &[Prepared]) -> Vec<&str> {
+    batch
+        .iter()
+        .filter(|p| p.entry.inbound.kind == InboundKind::Notice)
+        .filter_map(|p| p.entry.inbound.thread_key.as_deref())
+        .collect()
 }
 
 /// A customer created by the batch.
@@ -242,6 +254,9 @@ pub(crate) fn plan(
             InboundKind::Message => planner.message(p)?,
             InboundKind::Echo => planner.echo(p)?,
             InboundKind::Edited | InboundKind::Removed => planner.change(p)?,
+            InboundKind::Notice => planner.notice(p),
+            // Kept in the journal for a later version to read; nothing to show.
+            InboundKind::Unread => (None, None),
         };
         planner.out.processed.push(id);
         planner.out.applied.push(Applied {
@@ -708,6 +723,29 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// A notice goes on the timeline of the newest conversation of its platform thread on the
+    /// channel, stored or opened earlier in the batch; without one it is done as is. Nothing
+    /// else about the conversation changes.
+    fn notice(&mut self, p: &Prepared) -> Placed {
+        let inb = &p.entry.inbound;
+        let channel = p.entry.channel_id.0;
+        let Some(key) = inb.thread_key.as_deref() else {
+            return (None, None);
+        };
+        let in_batch = self
+            .convs
+            .iter()
+            .filter(|(_, c)| c.channel == channel && c.thread_key.as_deref() == Some(key))
+            .map(|(id, _)| *id)
+            .max();
+        let stored = self.s.threads.get(&(channel, key.to_owned())).copied();
+        let Some(conversation) = in_batch.max(stored) else {
+            return (None, None);
+        };
+        self.event(conversation, EventKind::Notice, None, &inb.text);
+        (Some(conversation), None)
+    }
+
     /// An edit or removal of a message we hold; one of an unknown message is done as is.
     fn change(&mut self, p: &Prepared) -> Result<Placed, Missing> {
         let inb = &p.entry.inbound;
@@ -1075,6 +1113,43 @@ mod tests {
             message 10 in 10 In a by Some(10) reply_to Some(70) text "text of a"
             event 10 10 message_received Some(10) ""
             applied 1 -> Some(10) Some(10)
+            "#,
+        );
+    }
+
+    #[test]
+    fn a_notice_goes_on_its_threads_newest_conversation_and_opens_none() {
+        let mut s = empty();
+        s.threads.insert((1, "chat-1".into()), 7);
+        let notice = |id, ext: &str, key: &str| {
+            with(kind(msg(id, ext, "bob", 90), InboundKind::Notice), |i| {
+                i.thread_key = Some(key.into());
+            })
+        };
+        check(
+            s,
+            &[
+                notice(1, "n1", "chat-1"),
+                notice(2, "n2", "chat-2"),
+                with(msg(3, "a", "lou", 30), |i| {
+                    i.thread_key = Some("chat-2".into())
+                }),
+                notice(4, "n4", "chat-2"),
+                kind(msg(5, "u", "", 30), InboundKind::Unread),
+            ],
+            r#"
+            customer 10 "lou"
+            identity 10 of 10 x:lou None None
+            conversation 10 of 10 key Some("chat-2"): open p2 waiting Some(3) due Some(33) line "text of a" last 3
+            message 10 in 10 In a by Some(10) reply_to None text "text of a"
+            event 10 7 notice None "text of n1"
+            event 11 10 message_received Some(10) ""
+            event 12 10 notice None "text of n4"
+            applied 1 -> Some(7) None
+            applied 2 -> None None
+            applied 3 -> Some(10) Some(10)
+            applied 4 -> Some(10) None
+            applied 5 -> None None
             "#,
         );
     }

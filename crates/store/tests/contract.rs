@@ -658,6 +658,93 @@ mod contract {
         );
     }
 
+    pub async fn a_notice_goes_on_the_timeline_and_changes_nothing_else(store: &dyn Store) {
+        let w = world(store).await;
+        let mut first = message("chat-1:1", "anna", "Mijn pakket is kwijt");
+        first.thread_key = Some("chat-1".to_owned());
+        let conv = receive(store, &w.api, first, T0).await;
+        let before = row(store, conv).await.conversation;
+        let mut pinned = message("chat-1:2", "bob", "📌 Mijn pakket is kwijt");
+        pinned.kind = InboundKind::Notice;
+        pinned.thread_key = Some("chat-1".to_owned());
+        let applied = ingest(store, &[entry(&w.api, pinned, T0 + MINUTE)], URGENT).await;
+        assert_eq!(applied[0].conversation_id, Some(conv));
+        assert_eq!(applied[0].message_id, None, "a notice is no message");
+        assert_eq!(messages(store, conv).await.len(), 1);
+        let after = row(store, conv).await.conversation;
+        assert_eq!(
+            (after.priority, after.reply_due, after.status),
+            (before.priority, before.reply_due, before.status),
+            "priority, deadline and status stay as they were"
+        );
+        let notices: Vec<String> = store
+            .conversation_events(conv)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == EventKind::Notice)
+            .map(|e| e.detail)
+            .collect();
+        assert_eq!(notices, vec!["📌 Mijn pakket is kwijt".to_owned()]);
+    }
+
+    pub async fn a_notice_without_a_conversation_opens_none(store: &dyn Store) {
+        let w = world(store).await;
+        let mut dice = message("chat-2:1", "anna", "🎲 4");
+        dice.kind = InboundKind::Notice;
+        dice.thread_key = Some("chat-2".to_owned());
+        let applied = ingest(store, &[entry(&w.api, dice, T0)], URGENT).await;
+        assert_eq!(applied.len(), 1);
+        assert_eq!(
+            (applied[0].conversation_id, applied[0].message_id),
+            (None, None)
+        );
+        assert_eq!(
+            store.backlogs().await.unwrap().journal,
+            0,
+            "recorded as done"
+        );
+        assert!(
+            store
+                .inbox(ConversationStatus::Open, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    pub async fn an_unread_event_is_kept_in_the_journal_and_shown_nowhere(store: &dyn Store) {
+        let w = world(store).await;
+        let mut unread = message(
+            "unread-1",
+            "",
+            r#"{"type":"hologram","hologram":{"text":"Hallo?"}}"#,
+        );
+        unread.kind = InboundKind::Unread;
+        let e = entry(&w.api, unread, T0);
+        assert_eq!(store.append_journal(&[e.clone()]).await.unwrap().len(), 1);
+        let pending = store.pending_journal(10).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].inbound, e.inbound, "kept exactly as received");
+        let applied = process(store, NORMAL, &SlaPolicy::default()).await;
+        assert_eq!(
+            (applied[0].conversation_id, applied[0].message_id),
+            (None, None)
+        );
+        assert!(
+            store
+                .inbox(ConversationStatus::Open, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store.append_journal(&[e]).await.unwrap(),
+            vec![Appended::Duplicate],
+            "a retried delivery keeps it once"
+        );
+    }
+
     pub async fn an_echo_from_another_tool_is_recorded_as_sent(store: &dyn Store) {
         let w = world(store).await;
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
@@ -2139,6 +2226,9 @@ macro_rules! all_checks {
             a_removed_message_is_marked_and_kept,
             a_change_to_an_unknown_message_is_recorded_as_done,
             an_echo_from_another_tool_is_recorded_as_sent,
+            a_notice_goes_on_the_timeline_and_changes_nothing_else,
+            a_notice_without_a_conversation_opens_none,
+            an_unread_event_is_kept_in_the_journal_and_shown_nowhere,
             the_same_author_is_the_same_customer,
             the_customer_name_follows_the_platform_until_someone_sets_one,
             the_same_platform_id_on_another_platform_is_another_customer,

@@ -11,7 +11,7 @@ use super::{Tx, lexemes};
 use crate::common::{conflict_or, corrupt};
 use crate::plan::{
     ChannelInfo, ConversationState, MessageChange, NextIds, Snapshot, StoredConversation,
-    StoredIdentity, StoredMessage, StoredReply, Way, WritePlan,
+    StoredIdentity, StoredMessage, StoredReply, Way, WritePlan, notice_threads,
 };
 use crate::{Prepared, Result};
 
@@ -226,6 +226,22 @@ pub(super) async fn load_snapshot(tx: &mut Tx, batch: &[Prepared]) -> Result<Sna
                 },
             );
         }
+    }
+    // The newest conversation of each thread a notice names.
+    let threads: Vec<&str> = sorted(notice_threads(batch));
+    if !threads.is_empty() {
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT channel_id, thread_key, MAX(id) FROM conversations \
+             WHERE channel_id = ANY($1) AND thread_key = ANY($2) GROUP BY channel_id, thread_key",
+        )
+        .bind(&channel_ids)
+        .bind(&threads)
+        .fetch_all(&mut **tx)
+        .await?;
+        s.threads.extend(
+            rows.into_iter()
+                .map(|(channel, key, id)| ((channel, key), id)),
+        );
     }
     s.next = next_ids(tx).await?;
     Ok(s)

@@ -10,7 +10,7 @@ use sqlx::{Sqlite, Transaction};
 use crate::common::{conflict_or, corrupt};
 use crate::plan::{
     ChannelInfo, ConversationState, MessageChange, NextIds, Snapshot, StoredConversation,
-    StoredIdentity, StoredMessage, StoredReply, Way, WritePlan,
+    StoredIdentity, StoredMessage, StoredReply, Way, WritePlan, notice_threads,
 };
 use crate::search::search_terms;
 use crate::{Prepared, Result, StoreError};
@@ -260,6 +260,23 @@ pub(super) async fn load_snapshot(tx: &mut Tx<'_>, batch: &[Prepared]) -> Result
                 },
             );
         }
+    }
+    // The newest conversation of each thread a notice names.
+    let threads = sorted(notice_threads(batch));
+    for chunk in threads.chunks(BATCH_KEYS) {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "SELECT json_group_array(json_array(channel_id, thread_key, id)) FROM \
+             (SELECT channel_id, thread_key, MAX(id) AS id FROM conversations WHERE channel_id IN ",
+        );
+        push_in(&mut q, &channel_ids);
+        q.push(" AND thread_key IN ");
+        push_in(&mut q, chunk);
+        q.push(" GROUP BY channel_id, thread_key)");
+        let rows: Vec<(i64, String, i64)> = fetch_json_rows(tx, q).await?;
+        s.threads.extend(
+            rows.into_iter()
+                .map(|(channel, key, id)| ((channel, key), id)),
+        );
     }
     s.next = next_ids(tx).await?;
     Ok(s)
