@@ -84,6 +84,18 @@ pub(crate) fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Er
     })
 }
 
+/// An epoch timestamp that may be in seconds or in milliseconds (Meta writes both, and its
+/// dashboard's test deliveries use seconds where real ones use milliseconds), as milliseconds.
+/// Anything below 10^11 is read as seconds: as milliseconds that would be March 1973, as
+/// seconds the year 5138.
+pub(crate) fn epoch_millis(t: i64) -> i64 {
+    if t.unsigned_abs() < 100_000_000_000 {
+        seconds_to_millis(t)
+    } else {
+        t
+    }
+}
+
 /// Seconds since the epoch to milliseconds, saturating instead of overflowing.
 pub(crate) fn seconds_to_millis(s: i64) -> i64 {
     s.saturating_mul(1000)
@@ -109,6 +121,12 @@ mod tests {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
         assert_eq!(days_from_civil(2018, 10, 10), 17_814);
+    }
+
+    #[test]
+    fn epoch_timestamps_in_seconds_or_milliseconds_are_read_as_such() {
+        assert_eq!(epoch_millis(1_527_459_824), 1_527_459_824_000);
+        assert_eq!(epoch_millis(1_458_692_752_478), 1_458_692_752_478);
     }
 
     #[test]

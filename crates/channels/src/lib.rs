@@ -39,12 +39,14 @@ mod error;
 mod json;
 pub mod meta;
 pub mod outbound;
+pub mod outcome;
 mod secret;
 pub mod signature;
 pub mod telegram;
 pub mod x;
 
 pub use error::ParseError;
+pub use outcome::{DropReason, Dropped, Unreadable};
 pub use outbound::{
     GraphApi, OutboundKind, OutboundReply, OutboundTarget, Refusal, SendOutcome, WindowMode,
     reply_window, send, send_at,

@@ -11,7 +11,8 @@ use balie_core::{Author, ChannelKind, Inbound, InboundKind, Millis, Place, Place
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::json::{Lenient, decode_body, decode_value, id_string, seconds_to_millis};
+use crate::json::{Lenient, decode_body, decode_value, epoch_millis, id_string};
+use crate::outcome::{self, DropReason, Dropped, Unreadable};
 use crate::signature::{constant_time_eq, verify_sha256_header};
 use crate::{ParseError, new_inbound};
 
@@ -63,22 +64,34 @@ pub fn verify_signature(app_secret: &str, raw_body: &[u8], header_value: Option<
     header_value.is_some_and(|header| verify_sha256_header(app_secret.as_bytes(), raw_body, header))
 }
 
-/// Everything one webhook POST carried.
+/// Everything one webhook POST carried. Every event in it is in exactly one of the lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetaBatch {
     pub events: Vec<MetaEvent>,
     /// WhatsApp delivery receipts for messages Balie sent.
     pub statuses: Vec<DeliveryStatus>,
-    /// Events that were not what Meta documents, each naming what is wrong. The rest of the
-    /// batch is still good: log these and answer 200, or Meta redelivers the whole POST.
-    pub rejected: Vec<ParseError>,
+    /// Events set aside (receipts, reactions, fields Balie does not take), each with its reason.
+    pub dropped: Vec<Dropped>,
+    /// Events Balie cannot read yet that may carry a customer's words: journal each on the
+    /// webhook's own channel (kind `Unread`) and log why. The rest of the batch is still good:
+    /// answer 200, or Meta redelivers the whole POST.
+    pub unread: Vec<Unreadable>,
 }
 
 impl MetaBatch {
-    fn keep(&mut self, result: Result<(), ParseError>) {
-        if let Err(e) = result {
-            self.rejected.push(e);
+    /// An event that could not be read: kept unread if it may carry words, else dropped.
+    fn unreadable(&mut self, raw: &Value, e: &ParseError) {
+        match outcome::unreadable(raw, e.to_string()) {
+            Ok(inbound) => self.unread.push(Unreadable {
+                why: e.to_string(),
+                inbound,
+            }),
+            Err(dropped) => self.dropped.push(dropped),
         }
+    }
+
+    fn drop(&mut self, reason: DropReason, what: String) {
+        self.dropped.push(Dropped::new(reason, what));
     }
 }
 
@@ -89,7 +102,8 @@ pub struct MetaEvent {
     /// (DMs and comments) or `Whatsapp`.
     pub channel: ChannelKind,
     /// Page id, Instagram account id or WhatsApp `phone_number_id` (also in
-    /// `inbound.account_id`).
+    /// `inbound.account_id`); empty when the delivery did not say (a dashboard test of a
+    /// single change): route it to the webhook's own channel if that is of the right kind.
     pub account_id: String,
     pub inbound: Inbound,
 }
@@ -103,7 +117,8 @@ pub struct DeliveryStatus {
     pub external_id: String,
     pub status: DeliveryState,
     pub at: Millis,
-    /// The customer's `wa_id`.
+    /// The customer's `wa_id`, or their business-scoped user id when WhatsApp gives no phone
+    /// number.
     pub recipient: Option<String>,
     /// For `Failed`: the platform's code and explanation.
     pub error: Option<String>,
@@ -121,9 +136,15 @@ pub enum DeliveryState {
 
 #[derive(Deserialize)]
 struct Envelope {
-    object: String,
     #[serde(default)]
-    entry: Vec<Value>,
+    object: Option<String>,
+    #[serde(default)]
+    entry: Option<Vec<Value>>,
+    /// A single change without its envelope, as the App Dashboard's "Test" button sends it.
+    #[serde(default)]
+    field: Option<String>,
+    #[serde(default)]
+    value: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +155,9 @@ struct Entry {
     time: Option<Lenient>,
     #[serde(default)]
     messaging: Vec<Value>,
+    /// Events for conversations another app controls (the handover protocol).
+    #[serde(default)]
+    standby: Vec<Value>,
     #[serde(default)]
     changes: Vec<Change>,
 }
@@ -145,47 +169,126 @@ struct Change {
     value: Value,
 }
 
+/// The webhook `object` a channel of `kind` receives.
+fn object_of(kind: ChannelKind) -> Option<&'static str> {
+    match kind {
+        ChannelKind::Messenger | ChannelKind::FacebookPage => Some("page"),
+        ChannelKind::Instagram => Some("instagram"),
+        ChannelKind::Whatsapp => Some("whatsapp_business_account"),
+        _ => None,
+    }
+}
+
 /// Parses a webhook body (after [`verify_signature`]). A body that is not a Meta webhook
-/// envelope is a [`ParseError`]; a malformed event inside a good envelope lands in
-/// [`MetaBatch::rejected`] and the other events are still returned. Unknown objects, fields
-/// and event types yield nothing.
+/// envelope is a [`ParseError`]; inside a good envelope every event lands in exactly one of
+/// [`MetaBatch`]'s lists. The top-level `object` is required; see [`parse_for_channel`].
 pub fn parse(raw_body: &[u8]) -> Result<MetaBatch, ParseError> {
+    parse_envelope(raw_body, None)
+}
+
+/// [`parse`] for a delivery to a channel of `kind`: a body without the top-level `object`
+/// (Meta's dashboard test deliveries, which may also be a single bare change) is read as the
+/// object that kind receives.
+pub fn parse_for_channel(raw_body: &[u8], kind: ChannelKind) -> Result<MetaBatch, ParseError> {
+    parse_envelope(raw_body, object_of(kind))
+}
+
+fn parse_envelope(raw_body: &[u8], default_object: Option<&str>) -> Result<MetaBatch, ParseError> {
     let envelope: Envelope = decode_body(PLATFORM, raw_body)?;
+    let object = match (envelope.object.as_deref(), default_object) {
+        (Some(object), _) | (None, Some(object)) => object.to_owned(),
+        (None, None) => {
+            return Err(ParseError::Malformed {
+                platform: PLATFORM,
+                path: ".".to_owned(),
+                reason: "missing field `object`".to_owned(),
+            });
+        }
+    };
+    let entries = match (envelope.entry, envelope.field, envelope.value) {
+        (Some(entries), _, _) => entries,
+        (None, Some(field), Some(value)) => {
+            vec![serde_json::json!({"id": "", "changes": [{"field": field, "value": value}]})]
+        }
+        _ => Vec::new(),
+    };
     let mut batch = MetaBatch::default();
-    for (i, raw) in envelope.entry.iter().enumerate() {
+    for (i, raw) in entries.iter().enumerate() {
         let at = format!("entry[{i}]");
         let entry: Entry = match decode_value(PLATFORM, &at, raw) {
             Ok(entry) => entry,
             Err(e) => {
-                batch.rejected.push(e);
+                batch.unreadable(raw, &e);
                 continue;
             }
         };
         let entry = &entry;
-        let (messaging_channel, change_fields): (_, &[&str]) = match envelope.object.as_str() {
-            "page" => (Some(ChannelKind::Messenger), &["feed"]),
-            "instagram" => (Some(ChannelKind::Instagram), &["comments", "live_comments"]),
-            "whatsapp_business_account" => (None, &["messages"]),
-            _ => continue,
-        };
-        if let Some(channel) = messaging_channel {
-            messaging(&mut batch, channel, entry, &at);
-        }
-        for (j, change) in entry.changes.iter().enumerate() {
-            if !change_fields.contains(&change.field.as_str()) {
+        match object.as_str() {
+            "page" => {
+                for (k, raw) in entry.messaging.iter().enumerate() {
+                    let at = format!("{at}.messaging[{k}]");
+                    messaging(&mut batch, ChannelKind::Messenger, entry, raw, &at);
+                }
+            }
+            "instagram" => {
+                for (k, raw) in entry.messaging.iter().enumerate() {
+                    let at = format!("{at}.messaging[{k}]");
+                    messaging(&mut batch, ChannelKind::Instagram, entry, raw, &at);
+                }
+            }
+            "whatsapp_business_account" => {}
+            other => {
+                batch.drop(
+                    DropReason::NotConversation,
+                    format!("{at}: object `{other}`"),
+                );
                 continue;
             }
+        }
+        for (k, raw) in entry.standby.iter().enumerate() {
+            // Another app has the conversation; Balie keeps what was said but does not answer.
+            let at = format!("{at}.standby[{k}]");
+            if outcome::carries_words(raw) {
+                batch.unread.push(Unreadable {
+                    why: format!("{at}: a message while another app controls the conversation"),
+                    inbound: outcome::unread(raw),
+                });
+            } else {
+                batch.drop(DropReason::NotConversation, format!("{at}: standby event"));
+            }
+        }
+        for (j, change) in entry.changes.iter().enumerate() {
             let at = format!("{at}.changes[{j}].value");
-            match envelope.object.as_str() {
-                "page" => {
-                    let result = feed_change(&mut batch, entry, &change.value, &at);
-                    batch.keep(result);
+            let result = match (object.as_str(), change.field.as_str()) {
+                ("page", "feed") => feed_change(&mut batch, entry, &change.value, &at),
+                ("instagram", "comments" | "live_comments") => {
+                    instagram_comment(&mut batch, entry, &change.value, &at)
                 }
-                "instagram" => {
-                    let result = instagram_comment(&mut batch, entry, &change.value, &at);
-                    batch.keep(result);
+                // Instagram API with Instagram Login puts DMs under changes.
+                ("instagram", field) if field.starts_with("messag") => {
+                    messaging(
+                        &mut batch,
+                        ChannelKind::Instagram,
+                        entry,
+                        &change.value,
+                        &at,
+                    );
+                    Ok(())
                 }
-                _ => whatsapp_change(&mut batch, &change.value, &at),
+                ("whatsapp_business_account", "messages") => {
+                    whatsapp_change(&mut batch, &change.value, &at);
+                    Ok(())
+                }
+                (_, field) => {
+                    batch.drop(
+                        DropReason::NotConversation,
+                        format!("{at}: field `{field}`"),
+                    );
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                batch.unreadable(&change.value, &e);
             }
         }
     }
@@ -193,7 +296,7 @@ pub fn parse(raw_body: &[u8]) -> Result<MetaBatch, ParseError> {
 }
 
 fn push(batch: &mut MetaBatch, channel: ChannelKind, account_id: &str, mut inbound: Inbound) {
-    inbound.account_id = Some(account_id.to_owned());
+    inbound.account_id = Some(account_id.to_owned()).filter(|a| !a.is_empty());
     batch.events.push(MetaEvent {
         channel,
         account_id: account_id.to_owned(),
@@ -207,7 +310,9 @@ fn push(batch: &mut MetaBatch, channel: ChannelKind, account_id: &str, mut inbou
 struct MessagingEvent {
     sender: Party,
     recipient: Party,
-    timestamp: Lenient,
+    /// Milliseconds on real deliveries; seconds, as a string, on dashboard tests.
+    #[serde(default)]
+    timestamp: Option<Lenient>,
     #[serde(default)]
     message: Option<DirectMessage>,
     #[serde(default)]
@@ -271,95 +376,127 @@ struct MessageEdit {
     num_edit: Option<Lenient>,
 }
 
-fn messaging(batch: &mut MetaBatch, channel: ChannelKind, entry: &Entry, at: &str) {
-    for (k, raw) in entry.messaging.iter().enumerate() {
-        let at = format!("{at}.messaging[{k}]");
-        let event: MessagingEvent = match decode_value(PLATFORM, &at, raw) {
-            Ok(event) => event,
-            Err(e) => {
-                batch.rejected.push(e);
-                continue;
-            }
-        };
-        let created_at = event.timestamp.0;
-        if let Some(edit) = event.message_edit {
-            let mut inbound = new_inbound(
-                edit.mid,
-                InboundKind::Edited,
-                author(&event.sender.id),
-                edit.text,
-                created_at,
-            );
-            inbound.revision = edit.num_edit.map(|n| n.0.to_string());
-            inbound.thread_key = Some(event.sender.id.clone());
-            inbound.place = Some(direct());
-            push(batch, channel, &entry.id, inbound);
-            continue;
+/// Messaging events that are not conversation, and why they are set aside.
+const NOT_SAID: [(&str, DropReason); 6] = [
+    ("delivery", DropReason::Receipt),
+    ("read", DropReason::Receipt),
+    ("messaging_seen", DropReason::Receipt),
+    ("typing", DropReason::Receipt),
+    ("reaction", DropReason::Reaction),
+    ("message_reactions", DropReason::Reaction),
+];
+
+fn messaging(batch: &mut MetaBatch, channel: ChannelKind, entry: &Entry, raw: &Value, at: &str) {
+    let said = ["message", "message_edit", "postback"]
+        .iter()
+        .any(|k| raw.get(k).is_some());
+    if !said {
+        let (reason, kind) = NOT_SAID
+            .iter()
+            .find(|(k, _)| raw.get(k).is_some())
+            .map_or((DropReason::NotConversation, "event"), |(k, r)| (*r, *k));
+        batch.drop(reason, format!("{at}: {} {kind}", channel.as_str()));
+        return;
+    }
+    let event = decode_value::<MessagingEvent>(PLATFORM, at, raw).and_then(|event| {
+        let created_at = event
+            .timestamp
+            .or(entry.time)
+            .map(|t| epoch_millis(t.0))
+            .ok_or_else(|| missing(at, "timestamp"))?;
+        Ok((event, created_at))
+    });
+    let (event, created_at) = match event {
+        Ok(read) => read,
+        Err(e) => {
+            batch.unreadable(raw, &e);
+            return;
         }
-        if let Some(postback) = event.postback {
-            // Older postbacks have no `mid`; sender and time identify the tap.
-            let external_id = postback
-                .mid
-                .unwrap_or_else(|| format!("postback:{}:{created_at}", event.sender.id));
-            let mut inbound = new_inbound(
-                external_id,
-                InboundKind::Message,
-                author(&event.sender.id),
-                postback.title,
-                created_at,
-            );
-            inbound.thread_key = Some(event.sender.id.clone());
-            inbound.place = Some(direct());
-            push(batch, channel, &entry.id, inbound);
-            continue;
-        }
-        let Some(message) = event.message else {
-            continue;
-        };
-        let kind = if message.is_deleted {
-            InboundKind::Removed
-        } else if message.is_echo {
-            InboundKind::Echo
-        } else {
-            InboundKind::Message
-        };
-        // The conversation is with the customer: for echoes that is the recipient, and an
-        // echo's `author` names the customer the brand wrote to (as the store expects).
-        let customer = if message.is_echo {
-            &event.recipient.id
-        } else {
-            &event.sender.id
-        };
+    };
+    let is_echo = event.message.as_ref().is_some_and(|m| m.is_echo);
+    // The brand's side of the conversation: the entry says, else the event does.
+    let account = match (entry.id.is_empty(), is_echo) {
+        (false, _) => entry.id.clone(),
+        (true, false) => event.recipient.id.clone(),
+        (true, true) => event.sender.id.clone(),
+    };
+    if let Some(edit) = event.message_edit {
         let mut inbound = new_inbound(
-            message.mid,
-            kind,
-            author(customer),
-            message.text.unwrap_or_default(),
+            edit.mid,
+            InboundKind::Edited,
+            author(&event.sender.id),
+            edit.text,
             created_at,
         );
-        inbound.in_reply_to = message.reply_to.and_then(|r| r.mid);
-        inbound.thread_key = Some(customer.clone());
+        inbound.revision = edit.num_edit.map(|n| n.0.to_string());
+        inbound.thread_key = Some(event.sender.id.clone());
         inbound.place = Some(direct());
-        inbound.attachments = message
-            .attachments
-            .into_iter()
-            .map(|a| Attachment {
-                url: a
-                    .payload
-                    .as_ref()
-                    .and_then(|p| p.get("url"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                kind: a.kind,
-                media_id: None,
-                mime_type: None,
-            })
-            .collect();
-        if message.is_echo {
-            inbound.outbox_key = message.metadata;
-        }
-        push(batch, channel, &entry.id, inbound);
+        push(batch, channel, &account, inbound);
+        return;
     }
+    if let Some(postback) = event.postback {
+        // Older postbacks have no `mid`; sender and time identify the tap.
+        let external_id = postback
+            .mid
+            .unwrap_or_else(|| format!("postback:{}:{created_at}", event.sender.id));
+        let mut inbound = new_inbound(
+            external_id,
+            InboundKind::Message,
+            author(&event.sender.id),
+            postback.title,
+            created_at,
+        );
+        inbound.thread_key = Some(event.sender.id.clone());
+        inbound.place = Some(direct());
+        push(batch, channel, &account, inbound);
+        return;
+    }
+    let Some(message) = event.message else {
+        return;
+    };
+    let kind = if message.is_deleted {
+        InboundKind::Removed
+    } else if message.is_echo {
+        InboundKind::Echo
+    } else {
+        InboundKind::Message
+    };
+    // The conversation is with the customer: for echoes that is the recipient, and an
+    // echo's `author` names the customer the brand wrote to (as the store expects).
+    let customer = if message.is_echo {
+        &event.recipient.id
+    } else {
+        &event.sender.id
+    };
+    let mut inbound = new_inbound(
+        message.mid,
+        kind,
+        author(customer),
+        message.text.unwrap_or_default(),
+        created_at,
+    );
+    inbound.in_reply_to = message.reply_to.and_then(|r| r.mid);
+    inbound.thread_key = Some(customer.clone());
+    inbound.place = Some(direct());
+    inbound.attachments = message
+        .attachments
+        .into_iter()
+        .map(|a| Attachment {
+            url: a
+                .payload
+                .as_ref()
+                .and_then(|p| p.get("url"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            kind: a.kind,
+            media_id: None,
+            mime_type: None,
+        })
+        .collect();
+    if message.is_echo {
+        inbound.outbox_key = message.metadata;
+    }
+    push(batch, channel, &account, inbound);
 }
 
 fn author(platform_id: &str) -> Author {
@@ -420,27 +557,44 @@ fn feed_change(
     let value: FeedValue = decode_value(PLATFORM, at, raw)?;
     let place_kind = match value.item.as_str() {
         "comment" => PlaceKind::Comment,
-        "post" | "status" => PlaceKind::Post,
-        _ => return Ok(()),
+        "post" | "status" | "photo" | "video" => PlaceKind::Post,
+        "reaction" | "like" | "share" => {
+            batch.drop(DropReason::Reaction, format!("{at}: feed {}", value.item));
+            return Ok(());
+        }
+        other => {
+            batch.drop(DropReason::NotConversation, format!("{at}: feed item `{other}`"));
+            return Ok(());
+        }
     };
     let mut kind = match value.verb.as_str() {
         "add" => InboundKind::Message,
         "edited" => InboundKind::Edited,
         // A hidden comment is no longer public; Balie marks it like a removal.
         "remove" | "hide" => InboundKind::Removed,
-        _ => return Ok(()),
+        other => {
+            batch.drop(DropReason::NotConversation, format!("{at}: feed verb `{other}`"));
+            return Ok(());
+        }
     };
     let post_id = required(value.post_id, at, "post_id")?;
     let external_id = match place_kind {
         PlaceKind::Comment => required(value.comment_id, at, "comment_id")?,
         _ => post_id.clone(),
     };
-    if value.from.as_ref().is_some_and(|from| from.id == entry.id) {
+    // A post id is `<page id>_<post id>`: the page, when the delivery has no entry around it.
+    let page_id = if entry.id.is_empty() {
+        post_id.split('_').next().unwrap_or_default().to_owned()
+    } else {
+        entry.id.clone()
+    };
+    if value.from.as_ref().is_some_and(|from| from.id == page_id) {
         // The page's own comment: a reply sent from Balie or another tool. The customer it
         // answers is not in the payload, so `author` stays the page; `in_reply_to` and
         // `thread_key` place it. The page's own posts, edits and removals are not
         // conversation.
         if kind != InboundKind::Message || place_kind != PlaceKind::Comment {
+            batch.drop(DropReason::OwnActivity, format!("{at}: the page's own {}", value.item));
             return Ok(());
         }
         kind = InboundKind::Echo;
@@ -449,7 +603,7 @@ fn feed_change(
         Some(from) => from,
         // Removals may come without an author; the page is the best we know.
         None if kind == InboundKind::Removed => FeedFrom {
-            id: entry.id.clone(),
+            id: page_id.clone(),
             name: None,
         },
         None => return Err(missing(at, "from")),
@@ -457,7 +611,7 @@ fn feed_change(
     let created_at = value
         .created_time
         .or(entry.time)
-        .map(|t| seconds_to_millis(t.0))
+        .map(|t| epoch_millis(t.0))
         .ok_or_else(|| missing(at, "created_time"))?;
     let url = value.permalink_url.or_else(|| {
         value
@@ -487,7 +641,7 @@ fn feed_change(
     if kind == InboundKind::Edited {
         inbound.revision = entry.time.map(|t| t.0.to_string());
     }
-    push(batch, ChannelKind::FacebookPage, &entry.id, inbound);
+    push(batch, ChannelKind::FacebookPage, &page_id, inbound);
     Ok(())
 }
 
@@ -547,7 +701,7 @@ fn instagram_comment(
     // Comment changes carry no timestamp of their own; the entry's `time` is in seconds.
     let created_at = entry
         .time
-        .map(|t| seconds_to_millis(t.0))
+        .map(|t| epoch_millis(t.0))
         .ok_or_else(|| missing(&at.replace(".value", ""), "time"))?;
     let mut inbound = new_inbound(
         value.id,
@@ -589,9 +743,15 @@ struct WhatsappMetadata {
     phone_number_id: String,
 }
 
+/// A WhatsApp user. `wa_id` is their phone number; since 2026 WhatsApp also gives a
+/// business-scoped user id (`user_id`, e.g. `NL.1502576394655843`) and leaves the phone
+/// number out for users who adopted a username.
 #[derive(Deserialize)]
 struct WhatsappContact {
-    wa_id: String,
+    #[serde(default)]
+    wa_id: Option<String>,
+    #[serde(default)]
+    user_id: Option<String>,
     #[serde(default)]
     profile: Option<WhatsappProfile>,
 }
@@ -600,25 +760,35 @@ struct WhatsappContact {
 struct WhatsappProfile {
     #[serde(default)]
     name: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct WhatsappMessage {
-    from: String,
+    /// The sender's phone number; absent for users WhatsApp knows only by `from_user_id`.
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    from_user_id: Option<String>,
     id: String,
     timestamp: Lenient,
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
     context: Option<WhatsappContext>,
-    #[serde(default)]
-    text: Option<WhatsappText>,
-    #[serde(default)]
-    button: Option<WhatsappButton>,
-    #[serde(default)]
-    interactive: Option<Value>,
-    #[serde(default)]
-    location: Option<Value>,
+}
+
+impl WhatsappMessage {
+    /// Who wrote it: the phone number when WhatsApp gives one (as Balie has always known its
+    /// WhatsApp customers), else the business-scoped user id.
+    fn sender(&self, at: &str) -> Result<&str, ParseError> {
+        self.from
+            .as_deref()
+            .or(self.from_user_id.as_deref())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| missing(at, "from"))
+    }
 }
 
 #[derive(Deserialize)]
@@ -627,15 +797,13 @@ struct WhatsappContext {
     id: Option<String>,
 }
 
+/// A change to an earlier message (`edit`, `revoke`): which one.
 #[derive(Deserialize)]
-struct WhatsappText {
-    body: String,
-}
-
-#[derive(Deserialize)]
-struct WhatsappButton {
+struct WhatsappChange {
+    original_message_id: String,
+    /// For edits: the message as it reads now, with its own `type`.
     #[serde(default)]
-    text: String,
+    message: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -658,6 +826,8 @@ struct WhatsappStatus {
     #[serde(default)]
     recipient_id: Option<String>,
     #[serde(default)]
+    recipient_user_id: Option<String>,
+    #[serde(default)]
     errors: Vec<WhatsappError>,
     #[serde(default)]
     biz_opaque_callback_data: Option<String>,
@@ -679,7 +849,7 @@ fn whatsapp_change(batch: &mut MetaBatch, raw: &Value, at: &str) {
     let value: WhatsappValue = match decode_value(PLATFORM, at, raw) {
         Ok(value) => value,
         Err(e) => {
-            batch.rejected.push(e);
+            batch.unreadable(raw, &e);
             return;
         }
     };
@@ -687,35 +857,137 @@ fn whatsapp_change(batch: &mut MetaBatch, raw: &Value, at: &str) {
     for (k, raw) in value.messages.iter().enumerate() {
         let at = format!("{at}.messages[{k}]");
         match whatsapp_message(&value, raw, &at) {
-            Ok(Some(inbound)) => push(batch, ChannelKind::Whatsapp, account, inbound),
-            Ok(None) => {}
-            Err(e) => batch.rejected.push(e),
+            Ok(Ok(inbound)) => push(batch, ChannelKind::Whatsapp, account, inbound),
+            Ok(Err(dropped)) => batch.dropped.push(dropped),
+            // Whatever a customer sent is theirs: kept unread even without words in it.
+            Err(e) => batch.unread.push(Unreadable {
+                why: e.to_string(),
+                inbound: outcome::unread(raw),
+            }),
         }
     }
     for (k, raw) in value.statuses.iter().enumerate() {
         let at = format!("{at}.statuses[{k}]");
         match whatsapp_status(account, raw, &at) {
             Ok(Some(status)) => batch.statuses.push(status),
-            Ok(None) => {}
-            Err(e) => batch.rejected.push(e),
+            Ok(None) => batch.drop(DropReason::NotConversation, format!("{at}: status")),
+            Err(e) => batch.unreadable(raw, &e),
         }
     }
 }
 
-/// One customer message; `None` for types Balie does not show (reactions, system notices,
-/// `unsupported` and future types).
+/// One customer message: an inbound event, or why it is set aside. Types Balie cannot show
+/// (`unsupported`, future ones) are errors, so the caller keeps them unread.
 fn whatsapp_message(
     value: &WhatsappValue,
     raw: &Value,
     at: &str,
-) -> Result<Option<Inbound>, ParseError> {
+) -> Result<Result<Inbound, Dropped>, ParseError> {
     let message: WhatsappMessage = decode_value(PLATFORM, at, raw)?;
+    let sender = message.sender(at)?.to_owned();
+    let created_at = epoch_millis(message.timestamp.0);
+    let contact = value.contacts.iter().find(|c| {
+        (message.from.is_some() && c.wa_id == message.from)
+            || (message.from_user_id.is_some() && c.user_id == message.from_user_id)
+    });
+    let profile = contact.and_then(|c| c.profile.as_ref());
+    let author = Author {
+        platform_id: sender.clone(),
+        handle: profile.and_then(|p| p.username.clone()),
+        name: profile.and_then(|p| p.name.clone()),
+    };
+    let change = |kind: &str| -> Result<WhatsappChange, ParseError> {
+        let sub = raw.get(kind).ok_or_else(|| missing(at, kind))?;
+        decode_value(PLATFORM, &format!("{at}.{kind}"), sub)
+    };
+    let (kind, external_id, content) = match message.kind.as_str() {
+        "reaction" => {
+            return Ok(Err(Dropped::new(
+                DropReason::Reaction,
+                format!("{at}: WhatsApp reaction"),
+            )));
+        }
+        "request_welcome" => {
+            return Ok(Err(Dropped::new(
+                DropReason::NotConversation,
+                format!("{at}: WhatsApp request_welcome"),
+            )));
+        }
+        "system" => {
+            // A customer changed their number, say: worth a line on the timeline.
+            let text = raw
+                .pointer("/system/body")
+                .and_then(Value::as_str)
+                .unwrap_or("WhatsApp system message")
+                .to_owned();
+            (InboundKind::Notice, message.id.clone(), (text, Vec::new()))
+        }
+        "edit" => {
+            let edit = change("edit")?;
+            let edited = edit.message.ok_or_else(|| missing(at, "edit.message"))?;
+            let content = whatsapp_content(&edited, &format!("{at}.edit.message"))?
+                .ok_or_else(|| unexpected_type(at, "edit.message.type"))?;
+            (InboundKind::Edited, edit.original_message_id, content)
+        }
+        "revoke" => {
+            let revoke = change("revoke")?;
+            (
+                InboundKind::Removed,
+                revoke.original_message_id,
+                (String::new(), Vec::new()),
+            )
+        }
+        _ => {
+            let content =
+                whatsapp_content(raw, at)?.ok_or_else(|| unexpected_type(at, "type"))?;
+            (InboundKind::Message, message.id.clone(), content)
+        }
+    };
+    let (text, attachments) = content;
+    let mut inbound = new_inbound(external_id, kind, author, text, created_at);
+    if kind == InboundKind::Edited {
+        // Each edit is a message of its own, with its own id: that tells edits apart.
+        inbound.revision = Some(message.id);
+    }
+    inbound.in_reply_to = message.context.and_then(|c| c.id);
+    inbound.thread_key = Some(sender);
+    inbound.place = Some(direct());
+    inbound.attachments = attachments;
+    Ok(Ok(inbound))
+}
+
+fn unexpected_type(at: &str, field: &str) -> ParseError {
+    ParseError::Malformed {
+        platform: PLATFORM,
+        path: format!("{at}.{field}"),
+        reason: "a message type Balie cannot show yet".to_owned(),
+    }
+}
+
+/// The words and attachments of a message object (`raw` has `type` and the matching key);
+/// `None` for types Balie cannot show.
+fn whatsapp_content(
+    raw: &Value,
+    at: &str,
+) -> Result<Option<(String, Vec<Attachment>)>, ParseError> {
+    let kind = raw
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| missing(at, "type"))?;
     let mut attachments = Vec::new();
-    let text = match message.kind.as_str() {
-        "text" => required(message.text.map(|t| t.body), at, "text.body")?,
-        "button" => message.button.map(|b| b.text).unwrap_or_default(),
-        "interactive" => interactive_title(message.interactive.as_ref()),
-        "location" => location_text(message.location.as_ref()),
+    let text = match kind {
+        "text" => raw
+            .pointer("/text/body")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| missing(at, "text.body"))?,
+        "button" => raw
+            .pointer("/button/text")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        "interactive" => interactive_title(raw.get("interactive")),
+        "location" => location_text(raw.get("location")),
         media if WHATSAPP_MEDIA.contains(&media) => {
             let sub = raw.get(media).ok_or_else(|| missing(at, media))?;
             let m: WhatsappMedia = decode_value(PLATFORM, &format!("{at}.{media}"), sub)?;
@@ -729,28 +1001,7 @@ fn whatsapp_message(
         }
         _ => return Ok(None),
     };
-    let name = value
-        .contacts
-        .iter()
-        .find(|c| c.wa_id == message.from)
-        .and_then(|c| c.profile.as_ref())
-        .and_then(|p| p.name.clone());
-    let mut inbound = new_inbound(
-        message.id,
-        InboundKind::Message,
-        Author {
-            platform_id: message.from.clone(),
-            handle: None,
-            name,
-        },
-        text,
-        seconds_to_millis(message.timestamp.0),
-    );
-    inbound.in_reply_to = message.context.and_then(|c| c.id);
-    inbound.thread_key = Some(message.from);
-    inbound.place = Some(direct());
-    inbound.attachments = attachments;
-    Ok(Some(inbound))
+    Ok(Some((text, attachments)))
 }
 
 /// One delivery receipt; `None` for states Balie does not track.
@@ -780,8 +1031,8 @@ fn whatsapp_status(
         account_id: account.to_owned(),
         external_id: status.id,
         status: state,
-        at: seconds_to_millis(status.timestamp.0),
-        recipient: status.recipient_id,
+        at: epoch_millis(status.timestamp.0),
+        recipient: status.recipient_id.or(status.recipient_user_id),
         error,
         outbox_key: status.biz_opaque_callback_data,
     }))

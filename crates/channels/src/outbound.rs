@@ -151,6 +151,8 @@ impl OutboundKind {
     pub fn for_conversation(channel: ChannelKind, place: PlaceKind) -> Option<Self> {
         Some(match (channel, place) {
             (ChannelKind::Messenger, _) => Self::Messenger,
+            // A Page channel also takes the Page's Messenger DMs.
+            (ChannelKind::FacebookPage, PlaceKind::Direct) => Self::Messenger,
             (ChannelKind::FacebookPage, _) => Self::FacebookComment,
             (ChannelKind::Instagram, PlaceKind::Direct) => Self::InstagramDirect,
             (ChannelKind::Instagram, _) => Self::InstagramComment,
@@ -465,10 +467,13 @@ fn build<'a>(
             let mut body = json!({
                 "messaging_product": "whatsapp",
                 "recipient_type": "individual",
-                "to": to,
                 "type": "text",
                 "text": { "preview_url": false, "body": reply.text },
             });
+            // A phone number goes in `to`; a customer WhatsApp knows only by their
+            // business-scoped user id (`NL.1502576394655843`) in `recipient`.
+            let phone = to.trim_start_matches('+').bytes().all(|b| b.is_ascii_digit());
+            body[if phone { "to" } else { "recipient" }] = json!(to);
             if let Some(wamid) = reply_to {
                 body["context"] = json!({ "message_id": wamid });
             }

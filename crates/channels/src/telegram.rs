@@ -1,11 +1,13 @@
 //! Telegram Bot API webhooks: the `X-Telegram-Bot-Api-Secret-Token` check and parsing of
-//! `message` and `edited_message` updates.
+//! `message` and `edited_message` updates (also their `business_` forms), with service
+//! messages (a pinned message, a dice roll, members joining) as timeline notices.
 
 use balie_core::inbound::Attachment;
 use balie_core::{Author, Inbound, InboundKind, Place, PlaceKind};
 use serde::Deserialize;
 
 use crate::json::{Lenient, decode_body, seconds_to_millis};
+use crate::outcome::{self, DropReason, Dropped, Unreadable};
 use crate::signature::constant_time_eq;
 use crate::{ParseError, new_inbound};
 
@@ -22,23 +24,62 @@ pub fn verify_secret_token(configured: Option<&str>, header: Option<&str>) -> bo
     }
 }
 
-/// One webhook POST is one update.
+/// One webhook POST is one update. Exactly one of `event`, `dropped` and `unread` is set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TelegramUpdate {
     /// Telegram's sequence number for the update; redeliveries repeat it.
     pub update_id: i64,
-    /// The customer's message, or `None` for update types Balie does not use.
+    /// The customer's message, its edit, or a notice for the chat's timeline.
     pub event: Option<Inbound>,
+    /// An update Balie does not take, and why.
+    pub dropped: Option<Dropped>,
+    /// A message Balie could not read, kept in the journal.
+    pub unread: Option<Unreadable>,
 }
 
 #[derive(Deserialize)]
 struct Update {
     update_id: i64,
-    #[serde(default)]
-    message: Option<serde_json::Value>,
-    #[serde(default)]
-    edited_message: Option<serde_json::Value>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
 }
+
+/// Update keys that carry a chat message, and what kind of event each is.
+const MESSAGE_UPDATES: [(&str, InboundKind); 4] = [
+    ("message", InboundKind::Message),
+    ("edited_message", InboundKind::Edited),
+    ("business_message", InboundKind::Message),
+    ("edited_business_message", InboundKind::Edited),
+];
+
+/// Service-message keys, and the mark their timeline notice starts with.
+const SERVICE: [(&str, &str); 25] = [
+    ("pinned_message", "📌"),
+    ("dice", ""),
+    ("new_chat_members", "➕"),
+    ("left_chat_member", "➖"),
+    ("new_chat_title", "✏️"),
+    ("new_chat_photo", "🖼️"),
+    ("delete_chat_photo", "🖼️"),
+    ("group_chat_created", "ℹ️"),
+    ("supergroup_chat_created", "ℹ️"),
+    ("migrate_to_chat_id", "ℹ️"),
+    ("migrate_from_chat_id", "ℹ️"),
+    ("message_auto_delete_timer_changed", "ℹ️"),
+    ("forum_topic_created", "ℹ️"),
+    ("forum_topic_edited", "ℹ️"),
+    ("forum_topic_closed", "ℹ️"),
+    ("forum_topic_reopened", "ℹ️"),
+    ("general_forum_topic_hidden", "ℹ️"),
+    ("general_forum_topic_unhidden", "ℹ️"),
+    ("video_chat_scheduled", "ℹ️"),
+    ("video_chat_started", "ℹ️"),
+    ("video_chat_ended", "ℹ️"),
+    ("video_chat_participants_invited", "ℹ️"),
+    ("boost_added", "ℹ️"),
+    ("chat_background_set", "ℹ️"),
+    ("write_access_allowed", "ℹ️"),
+];
 
 #[derive(Deserialize)]
 struct Message {
@@ -67,6 +108,27 @@ struct Message {
     audio: Option<File>,
     #[serde(default)]
     sticker: Option<Sticker>,
+    #[serde(default)]
+    dice: Option<Dice>,
+    #[serde(default)]
+    new_chat_members: Vec<User>,
+    #[serde(default)]
+    left_chat_member: Option<User>,
+    #[serde(default)]
+    new_chat_title: Option<String>,
+    #[serde(default)]
+    pinned_message: Option<serde_json::Value>,
+    /// Service keys Balie names but does not read (forum topics, video chats, boosts, ...).
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Dice {
+    #[serde(default)]
+    emoji: String,
+    #[serde(default)]
+    value: i64,
 }
 
 #[derive(Deserialize)]
@@ -123,20 +185,96 @@ pub fn split_external_id(external_id: &str) -> Option<(i64, i64)> {
 
 /// Parses one update (after [`verify_secret_token`]). `message` becomes a `Message` event,
 /// `edited_message` an `Edited` event for the same external id with the `edit_date` as its
-/// revision. Other update types give `event: None`.
+/// revision, a service message a `Notice`. A message that cannot be read is kept unread;
+/// other update types are dropped with their reason. Only a body that is not an update at
+/// all is an error.
 pub fn parse(raw_body: &[u8]) -> Result<TelegramUpdate, ParseError> {
     let update: Update = decode_body(PLATFORM, raw_body)?;
-    let (raw, kind, at) = match (update.message, update.edited_message) {
-        (Some(raw), _) => (raw, InboundKind::Message, "message"),
-        (None, Some(raw)) => (raw, InboundKind::Edited, "edited_message"),
-        (None, None) => {
-            return Ok(TelegramUpdate {
-                update_id: update.update_id,
-                event: None,
-            });
-        }
+    let mut out = TelegramUpdate {
+        update_id: update.update_id,
+        event: None,
+        dropped: None,
+        unread: None,
     };
-    let message: Message = crate::json::decode_value(PLATFORM, at, &raw)?;
+    let found = MESSAGE_UPDATES
+        .iter()
+        .find_map(|(key, kind)| update.rest.get(*key).map(|raw| (raw, *kind, *key)));
+    let Some((raw, kind, at)) = found else {
+        let what = update.rest.keys().next().map_or("empty", String::as_str);
+        let reason = match what {
+            "message_reaction" | "message_reaction_count" => DropReason::Reaction,
+            "channel_post" | "edited_channel_post" => DropReason::OwnActivity,
+            _ => DropReason::NotConversation,
+        };
+        out.dropped = Some(Dropped::new(reason, format!("telegram update `{what}`")));
+        return Ok(out);
+    };
+    match crate::json::decode_value::<Message>(PLATFORM, at, raw) {
+        Ok(message) => out.event = Some(chat_message(message, kind)),
+        Err(e) => match outcome::unreadable(raw, e.to_string()) {
+            Ok(inbound) => {
+                out.unread = Some(Unreadable {
+                    why: e.to_string(),
+                    inbound,
+                });
+            }
+            Err(dropped) => out.dropped = Some(dropped),
+        },
+    }
+    Ok(out)
+}
+
+/// A service message's notice text, or `None` for a message someone wrote.
+fn notice(message: &Message) -> Option<String> {
+    let (key, mark) = SERVICE
+        .iter()
+        .find(|(key, _)| message.rest.contains_key(*key) || service_field_set(message, key))?;
+    let name = |u: &User| {
+        [u.first_name.as_deref(), u.last_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let detail = match *key {
+        "pinned_message" => message.pinned_message.as_ref().map_or(String::new(), |m| {
+            ["text", "caption"]
+                .iter()
+                .find_map(|k| m.get(k).and_then(serde_json::Value::as_str))
+                .unwrap_or_default()
+                .to_owned()
+        }),
+        "dice" => message
+            .dice
+            .as_ref()
+            .map_or(String::new(), |d| format!("{} {}", d.emoji, d.value)),
+        "new_chat_members" => message
+            .new_chat_members
+            .iter()
+            .map(name)
+            .collect::<Vec<_>>()
+            .join(", "),
+        "left_chat_member" => message.left_chat_member.as_ref().map(name).unwrap_or_default(),
+        "new_chat_title" => message.new_chat_title.clone().unwrap_or_default(),
+        other => other.replace('_', " "),
+    };
+    Some(format!("{mark} {detail}").trim().to_owned())
+}
+
+/// Whether a service key Balie reads into a typed field is set.
+fn service_field_set(message: &Message, key: &str) -> bool {
+    match key {
+        "pinned_message" => message.pinned_message.is_some(),
+        "dice" => message.dice.is_some(),
+        "new_chat_members" => !message.new_chat_members.is_empty(),
+        "left_chat_member" => message.left_chat_member.is_some(),
+        "new_chat_title" => message.new_chat_title.is_some(),
+        _ => false,
+    }
+}
+
+fn chat_message(message: Message, kind: InboundKind) -> Inbound {
+    let notice = notice(&message);
     let chat_id = message.chat.id;
     let author = match message.from {
         Some(user) => {
@@ -203,6 +341,10 @@ pub fn parse(raw_body: &[u8]) -> Result<TelegramUpdate, ParseError> {
         (Some(name), false) => Some(format!("https://t.me/{name}/{}", message.message_id)),
         _ => None,
     };
+    let (kind, text) = match notice {
+        Some(notice) => (InboundKind::Notice, notice),
+        None => (kind, text),
+    };
     let mut inbound = new_inbound(
         external_id(chat_id, message.message_id),
         kind,
@@ -226,10 +368,7 @@ pub fn parse(raw_body: &[u8]) -> Result<TelegramUpdate, ParseError> {
     if kind == InboundKind::Edited {
         inbound.revision = message.edit_date.map(|d| d.0.to_string());
     }
-    Ok(TelegramUpdate {
-        update_id: update.update_id,
-        event: Some(inbound),
-    })
+    inbound
 }
 
 #[cfg(test)]

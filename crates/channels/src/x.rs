@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::json::{Lenient, days_from_civil, decode_body, decode_value, seconds_to_millis};
+use crate::outcome::{self, DropReason, Dropped, Unreadable};
 use crate::signature::{constant_time_eq, hmac_sha256};
 use crate::{ParseError, new_inbound};
 
@@ -83,9 +84,11 @@ pub struct XBatch {
     /// The subscribed account (Balie's brand account); also each event's `account_id`.
     pub for_user_id: String,
     pub events: Vec<Inbound>,
-    /// Events that were not what X documents, each naming what is wrong; the rest of the
-    /// batch is still good. Log these and answer 200.
-    pub rejected: Vec<ParseError>,
+    /// Events set aside (the brand's own tweets, likes, follows, typing), each with its reason.
+    pub dropped: Vec<Dropped>,
+    /// Events that were not what X documents but may carry a customer's words: journal them
+    /// (kind `Unread`) and log why. The rest of the batch is still good: answer 200.
+    pub unread: Vec<Unreadable>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +103,9 @@ struct Envelope {
     direct_message_events: Vec<Value>,
     #[serde(default)]
     users: HashMap<String, DmUser>,
+    /// Every other event array (`favorite_events`, `follow_events`, ...) and lookup tables.
+    #[serde(flatten)]
+    other: serde_json::Map<String, Value>,
 }
 
 #[derive(Deserialize)]
@@ -226,33 +232,58 @@ pub fn parse(raw_body: &[u8]) -> Result<XBatch, ParseError> {
         for_user_id,
         ..XBatch::default()
     };
-    let keep = |batch: &mut XBatch, result: Result<Option<Inbound>, ParseError>| match result {
-        Ok(Some(inbound)) => batch.events.push(inbound),
-        Ok(None) => {}
-        Err(e) => batch.rejected.push(e),
+    let keep = |batch: &mut XBatch, raw: &Value, result: Outcome| match result {
+        Ok(Ok(inbound)) => batch.events.push(inbound),
+        Ok(Err(dropped)) => batch.dropped.push(dropped),
+        Err(e) => match outcome::unreadable(raw, e.to_string()) {
+            Ok(inbound) => batch.unread.push(Unreadable {
+                why: e.to_string(),
+                inbound,
+            }),
+            Err(dropped) => batch.dropped.push(dropped),
+        },
     };
     for (i, raw) in envelope.tweet_create_events.iter().enumerate() {
         let at = format!("tweet_create_events[{i}]");
         let result = tweet_event(raw, &batch.for_user_id, &at);
-        keep(&mut batch, result);
+        keep(&mut batch, raw, result);
     }
     for (i, raw) in envelope.tweet_delete_events.iter().enumerate() {
         let at = format!("tweet_delete_events[{i}]");
         let result = delete_event(raw, &batch.for_user_id, &at);
-        keep(&mut batch, result);
+        keep(&mut batch, raw, result);
     }
     for (i, raw) in envelope.direct_message_events.iter().enumerate() {
         let at = format!("direct_message_events[{i}]");
         let result = dm_event(raw, &envelope.users, &batch.for_user_id, &at);
-        keep(&mut batch, result);
+        keep(&mut batch, raw, result);
+    }
+    for (key, value) in &envelope.other {
+        if !key.ends_with("_events") {
+            continue;
+        }
+        let reason = match key.as_str() {
+            "favorite_events" => DropReason::Reaction,
+            "direct_message_indicate_typing_events" | "direct_message_mark_read_events" => {
+                DropReason::Receipt
+            }
+            _ => DropReason::NotConversation,
+        };
+        let count = value.as_array().map_or(1, Vec::len);
+        for i in 0..count {
+            batch.dropped.push(Dropped::new(reason, format!("{key}[{i}]")));
+        }
     }
     Ok(batch)
 }
 
-fn delete_event(raw: &Value, for_user_id: &str, at: &str) -> Result<Option<Inbound>, ParseError> {
+/// One event: an inbound event or why it is set aside; an error when it cannot be read.
+type Outcome = Result<Result<Inbound, Dropped>, ParseError>;
+
+fn delete_event(raw: &Value, for_user_id: &str, at: &str) -> Outcome {
     let delete: TweetDelete = decode_value(PLATFORM, at, raw)?;
     if delete.status.user_id == for_user_id {
-        return Ok(None);
+        return Ok(Err(own(at)));
     }
     let mut inbound = new_inbound(
         delete.status.id,
@@ -262,7 +293,11 @@ fn delete_event(raw: &Value, for_user_id: &str, at: &str) -> Result<Option<Inbou
         delete.timestamp_ms.map_or(0, |t| t.0),
     );
     inbound.account_id = Some(for_user_id.to_owned());
-    Ok(Some(inbound))
+    Ok(Ok(inbound))
+}
+
+fn own(at: &str) -> Dropped {
+    Dropped::new(DropReason::OwnActivity, format!("{at}: the brand's own"))
 }
 
 fn dm_event(
@@ -270,10 +305,13 @@ fn dm_event(
     users: &HashMap<String, DmUser>,
     for_user_id: &str,
     at: &str,
-) -> Result<Option<Inbound>, ParseError> {
+) -> Outcome {
     let dm: DmEvent = decode_value(PLATFORM, at, raw)?;
     if dm.kind != "message_create" {
-        return Ok(None);
+        return Ok(Err(Dropped::new(
+            DropReason::NotConversation,
+            format!("{at}: DM event `{}`", dm.kind),
+        )));
     }
     let Some(create) = dm.message_create else {
         return Err(ParseError::Malformed {
@@ -283,7 +321,7 @@ fn dm_event(
         });
     };
     if create.sender_id == for_user_id {
-        return Ok(None);
+        return Ok(Err(own(at)));
     }
     let user = users.get(&create.sender_id);
     let mut inbound = new_inbound(
@@ -315,7 +353,7 @@ fn dm_event(
         .into_iter()
         .collect();
     inbound.account_id = Some(for_user_id.to_owned());
-    Ok(Some(inbound))
+    Ok(Ok(inbound))
 }
 
 fn author(platform_id: String, handle: Option<String>, name: Option<String>) -> Author {
@@ -326,10 +364,16 @@ fn author(platform_id: String, handle: Option<String>, name: Option<String>) -> 
     }
 }
 
-fn tweet_event(raw: &Value, for_user_id: &str, at: &str) -> Result<Option<Inbound>, ParseError> {
+fn tweet_event(raw: &Value, for_user_id: &str, at: &str) -> Outcome {
     let tweet: Tweet = decode_value(PLATFORM, at, raw)?;
-    if tweet.user.id_str == for_user_id || tweet.retweeted_status.is_some() {
-        return Ok(None);
+    if tweet.user.id_str == for_user_id {
+        return Ok(Err(own(at)));
+    }
+    if tweet.retweeted_status.is_some() {
+        return Ok(Err(Dropped::new(
+            DropReason::Reaction,
+            format!("{at}: a retweet"),
+        )));
     }
     let created_at = match (tweet.timestamp_ms, tweet.created_at.as_deref()) {
         (Some(ms), _) => ms.0,
@@ -387,7 +431,7 @@ fn tweet_event(raw: &Value, for_user_id: &str, at: &str) -> Result<Option<Inboun
         url,
     });
     inbound.account_id = Some(for_user_id.to_owned());
-    Ok(Some(inbound))
+    Ok(Ok(inbound))
 }
 
 /// Parses the v1.1 `created_at` form, `Wed Oct 10 20:19:24 +0000 2018`, to epoch millis.

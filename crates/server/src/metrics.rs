@@ -30,11 +30,33 @@ pub struct Metrics {
     pub replies_failed: AtomicU64,
     pub replies_retried: AtomicU64,
     latencies: Mutex<BTreeMap<(String, String), Histogram>>,
+    /// Webhook events answered 2xx but set aside, by (platform, reason).
+    webhook_dropped: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Webhook events kept unread in the journal, by platform.
+    webhook_unread: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
     pub fn inc(counter: &AtomicU64, by: u64) {
         counter.fetch_add(by, Ordering::Relaxed);
+    }
+
+    /// Counts one webhook event set aside for `reason`.
+    pub fn webhook_dropped(&self, platform: &'static str, reason: &'static str) {
+        let mut map = self
+            .webhook_dropped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *map.entry((platform, reason)).or_default() += 1;
+    }
+
+    /// Counts one webhook event kept unread in the journal.
+    pub fn webhook_unread(&self, platform: &'static str) {
+        let mut map = self
+            .webhook_unread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *map.entry(platform).or_default() += 1;
     }
 
     pub fn observe_request(&self, route: &str, method: &str, took: Duration) {
@@ -120,6 +142,32 @@ impl Metrics {
             out,
             "# HELP balie_outbox_backlog Replies waiting for delivery.\n# TYPE balie_outbox_backlog gauge\nbalie_outbox_backlog {outbox_backlog}"
         );
+        let name = "balie_webhook_events_dropped_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Webhook events answered 2xx and set aside (receipts, reactions, the brand's own activity, ...), by platform and reason.\n# TYPE {name} counter"
+        );
+        let dropped = self
+            .webhook_dropped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for ((platform, reason), n) in dropped.iter() {
+            let _ = writeln!(out, "{name}{{platform=\"{platform}\",reason=\"{reason}\"}} {n}");
+        }
+        drop(dropped);
+        let name = "balie_webhook_events_unread_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Webhook events Balie could not read, kept in the journal for a later version, by platform.\n# TYPE {name} counter"
+        );
+        let unread = self
+            .webhook_unread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (platform, n) in unread.iter() {
+            let _ = writeln!(out, "{name}{{platform=\"{platform}\"}} {n}");
+        }
+        drop(unread);
         let name = "balie_http_request_duration_seconds";
         let _ = writeln!(
             out,
@@ -165,7 +213,14 @@ mod tests {
         let m = Metrics::default();
         Metrics::inc(&m.messages_received, 3);
         m.observe_request("/api/v1/messages", "POST", Duration::from_millis(3));
+        m.webhook_dropped("meta", "receipt");
+        m.webhook_dropped("meta", "receipt");
+        m.webhook_unread("telegram");
         let text = m.render(7, 2);
+        assert!(text.contains(
+            "balie_webhook_events_dropped_total{platform=\"meta\",reason=\"receipt\"} 2"
+        ));
+        assert!(text.contains("balie_webhook_events_unread_total{platform=\"telegram\"} 1"));
         assert!(text.contains("balie_messages_received_total 3"));
         assert!(text.contains("balie_journal_backlog 7"));
         assert!(text.contains("balie_outbox_backlog 2"));

@@ -4,6 +4,10 @@
 //!
 //! A forged or unsigned request gets 401, stores nothing, counts in
 //! `balie_signatures_rejected_total` and logs the channel and reason, never a secret.
+//!
+//! Nothing answered 2xx is lost without a trace: every event a delivery carried is journalled
+//! (as a message, an edit, a notice, or kept unread for a later version), or it is counted in
+//! `balie_webhook_events_dropped_total{platform,reason}` and logged with what and why.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use balie_channels::meta::{self, DeliveryState};
-use balie_channels::{Secret, telegram, x};
+use balie_channels::{DropReason, Dropped, Secret, Unreadable, outcome, telegram, x};
 use balie_core::{Channel, ChannelKind, Inbound};
 use balie_store::{Appended, NewJournalEntry};
 use serde_json::json;
@@ -195,14 +199,44 @@ async fn journal(
     Ok((new, appended.len() - new))
 }
 
-fn accepted(stored: (usize, usize), skipped: usize, rejected: usize) -> Response {
+/// Counts and logs an event set aside: everyday ones (receipts, reactions, the brand's own
+/// activity) at debug level, the rest at info, malformed ones as warnings.
+fn dropped(state: &AppState, platform: &'static str, channel: &str, event: &Dropped) {
+    state
+        .metrics
+        .webhook_dropped(platform, event.reason.as_str());
+    let (what, reason) = (event.what.as_str(), event.reason.as_str());
+    match event.reason {
+        r if r.routine() => {
+            tracing::debug!(platform, channel, what, reason, "webhook event set aside");
+        }
+        DropReason::Malformed => {
+            tracing::warn!(platform, channel, what, reason, "webhook event set aside");
+        }
+        _ => tracing::info!(platform, channel, what, reason, "webhook event set aside"),
+    }
+}
+
+/// Counts and logs an event kept unread, and hands back its inbound to journal.
+fn kept_unread(state: &AppState, platform: &'static str, channel: &str, unread: Unreadable) -> Inbound {
+    state.metrics.webhook_unread(platform);
+    tracing::warn!(
+        platform,
+        channel,
+        why = %unread.why,
+        "webhook event Balie cannot read yet; kept in the journal"
+    );
+    unread.inbound
+}
+
+fn accepted(stored: (usize, usize), skipped: usize, unread: usize) -> Response {
     (
         StatusCode::OK,
         axum::Json(json!({
             "stored": stored.0,
             "duplicates": stored.1,
             "skipped": skipped,
-            "rejected": rejected,
+            "unread": unread,
         })),
     )
         .into_response()
@@ -273,32 +307,61 @@ async fn meta_events(
             "X-Hub-Signature-256 does not match",
         ));
     }
-    let batch = meta::parse(&body).map_err(|e| refused(&state, "meta", &channel.name, &e))?;
-    for rejected in &batch.rejected {
-        tracing::warn!(channel = %channel.name, error = %rejected, "Meta event skipped");
-    }
+    let batch = meta::parse_for_channel(&body, channel.kind)
+        .map_err(|e| refused(&state, "meta", &channel.name, &e))?;
     let routes = cache.meta_routes(&state, channel, app_secret).await?;
     let mut events = Vec::with_capacity(batch.events.len());
-    let mut skipped = 0;
+    let mut unread = 0;
     for event in batch.events {
-        match routes.find(event.channel, &event.account_id) {
+        // A delivery that does not name the account (a dashboard test) is for this channel.
+        let target = if event.account_id.is_empty() && accepts(channel.kind, event.channel) {
+            Some(channel)
+        } else {
+            routes.find(event.channel, &event.account_id)
+        };
+        match target {
             Some(target) => events.push((target.clone(), event.inbound)),
             None => {
-                skipped += 1;
-                tracing::warn!(
-                    webhook = %channel.name,
-                    kind = event.channel.as_str(),
-                    account = %event.account_id,
-                    "Meta event for an account no channel is configured for; skipped"
+                // A customer's words for an account no channel is set up for: kept, not lost.
+                unread += 1;
+                let raw = serde_json::to_value(&event.inbound).unwrap_or_default();
+                let why = format!(
+                    "a {} event for account {}, which no channel is set up for",
+                    event.channel.as_str(),
+                    event.account_id
                 );
+                let inbound = kept_unread(
+                    &state,
+                    "meta",
+                    &channel.name,
+                    Unreadable { why, inbound: outcome::unread(&raw) },
+                );
+                events.push((channel.clone(), inbound));
             }
         }
     }
+    for event in &batch.dropped {
+        dropped(&state, "meta", &channel.name, event);
+    }
+    unread += batch.unread.len();
+    for event in batch.unread {
+        let inbound = kept_unread(&state, "meta", &channel.name, event);
+        events.push((channel.clone(), inbound));
+    }
+    let mut skipped = batch.dropped.len();
     for status in &batch.statuses {
-        apply_status(&state, &routes, status).await;
+        if !apply_status(&state, &routes, status).await {
+            skipped += 1;
+        }
     }
     let stored = journal(&state, events).await?;
-    Ok(accepted(stored, skipped, batch.rejected.len()))
+    Ok(accepted(stored, skipped, unread))
+}
+
+/// Whether a channel of kind `channel` takes events of kind `event`: its own, and for a
+/// Facebook Page channel also the Page's Messenger DMs.
+fn accepts(channel: ChannelKind, event: ChannelKind) -> bool {
+    channel == event || (channel == ChannelKind::FacebookPage && event == ChannelKind::Messenger)
 }
 
 /// Which channel each Meta account's events go to: channels of the event's kind whose
@@ -342,52 +405,92 @@ impl MetaRoutes {
         })
     }
 
+    /// The channel for events of `kind` from `account_id`: one of that kind first; Messenger
+    /// DMs of a Page without a Messenger channel go to the Page's channel.
     fn find(&self, kind: ChannelKind, account_id: &str) -> Option<&Channel> {
-        self.channels
-            .iter()
-            .find(|(c, s)| c.kind == kind && s.account_id(kind) == Some(account_id))
-            .map(|(c, _)| c)
+        let of = |k: ChannelKind| {
+            self.channels
+                .iter()
+                .find(|(c, s)| c.kind == k && s.account_id(k) == Some(account_id))
+                .map(|(c, _)| c)
+        };
+        of(kind).or_else(|| {
+            (kind == ChannelKind::Messenger)
+                .then(|| of(ChannelKind::FacebookPage))
+                .flatten()
+        })
     }
 }
 
 /// A WhatsApp delivery report: one naming our key confirms the reply it belongs to (also
 /// one whose send answer was lost); a failure marks it failed with WhatsApp's reason, so the
-/// agent sees it did not arrive (it is never resent by itself).
-async fn apply_status(state: &AppState, routes: &MetaRoutes, status: &meta::DeliveryStatus) {
+/// agent sees it did not arrive (it is never resent by itself). A report for a message Balie
+/// did not send is counted as set aside and logged once (a failure as a warning). Returns
+/// whether the report was about one of Balie's replies.
+async fn apply_status(state: &AppState, routes: &MetaRoutes, status: &meta::DeliveryStatus) -> bool {
     let Some(channel) = routes.find(ChannelKind::Whatsapp, &status.account_id) else {
-        return;
+        let what = format!("WhatsApp status for account {}", status.account_id);
+        let event = Dropped::new(DropReason::NotConversation, what);
+        dropped(state, "meta", "", &event);
+        return false;
     };
     let failed = status.status == DeliveryState::Failed;
-    if failed {
-        tracing::warn!(
-            channel = %channel.name,
-            message = %status.external_id,
-            error = status.error.as_deref().unwrap_or(""),
-            "WhatsApp reports a reply as not delivered"
-        );
-    }
-    let Some(key) = &status.outbox_key else {
-        return;
-    };
-    let changed = if failed {
-        let reason = format!(
-            "WhatsApp: not delivered ({})",
-            status.error.as_deref().unwrap_or("no reason given")
-        );
-        state
-            .store
-            .fail_outbox_by_key(channel.id, key, &reason, now_ms())
-            .await
-    } else {
-        state
-            .store
-            .confirm_outbox_by_key(channel.id, key, &status.external_id, now_ms())
-            .await
+    let reason = status.error.as_deref().unwrap_or("no reason given");
+    let changed = match &status.outbox_key {
+        None => Ok(false),
+        Some(key) if failed => {
+            let why = format!("WhatsApp: not delivered ({reason})");
+            state
+                .store
+                .fail_outbox_by_key(channel.id, key, &why, now_ms())
+                .await
+        }
+        Some(key) => {
+            state
+                .store
+                .confirm_outbox_by_key(channel.id, key, &status.external_id, now_ms())
+                .await
+        }
     };
     match changed {
-        Ok(true) => state.live_tx.send_modify(|v| *v += 1),
-        Ok(false) => {}
-        Err(e) => tracing::error!(error = %e, "recording a WhatsApp status failed"),
+        Ok(true) => {
+            if failed {
+                tracing::warn!(
+                    channel = %channel.name,
+                    wamid = %status.external_id,
+                    error = reason,
+                    "WhatsApp reports a reply as not delivered"
+                );
+            }
+            state.live_tx.send_modify(|v| *v += 1);
+            true
+        }
+        // Ours, already recorded (a repeated report, or `read` after `delivered`).
+        Ok(false) if status.outbox_key.is_some() && !failed => true,
+        Ok(false) => {
+            state
+                .metrics
+                .webhook_dropped("meta", DropReason::UnknownMessage.as_str());
+            if failed {
+                tracing::warn!(
+                    channel = %channel.name,
+                    wamid = %status.external_id,
+                    error = reason,
+                    "WhatsApp reports a message Balie did not send as not delivered"
+                );
+            } else {
+                tracing::debug!(
+                    channel = %channel.name,
+                    wamid = %status.external_id,
+                    "WhatsApp status for a message Balie did not send; set aside"
+                );
+            }
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recording a WhatsApp status failed");
+            true
+        }
     }
 }
 
@@ -456,27 +559,38 @@ async fn x_events(
         ));
     }
     let batch = x::parse(&body).map_err(|e| refused(&state, "x", &channel.name, &e))?;
-    for rejected in &batch.rejected {
-        tracing::warn!(channel = %channel.name, error = %rejected, "X event skipped");
+    for event in &batch.dropped {
+        dropped(&state, "x", &channel.name, event);
     }
     let settings = PlatformSettings::parse(&channel.settings).unwrap_or_default();
-    if let Some(ours) = settings.x_user_id.as_deref()
-        && ours != batch.for_user_id
-    {
-        tracing::warn!(
-            channel = %channel.name,
-            for_user_id = %batch.for_user_id,
-            "X events for another account than this channel's; skipped"
-        );
-        return Ok(accepted((0, 0), batch.events.len(), batch.rejected.len()));
+    let theirs = settings
+        .x_user_id
+        .as_deref()
+        .is_some_and(|ours| ours != batch.for_user_id);
+    let mut unread = batch.unread;
+    let mut events = Vec::with_capacity(batch.events.len());
+    for inbound in batch.events {
+        if theirs {
+            // Another account's events on this channel's URL: kept, not shown here.
+            let raw = serde_json::to_value(&inbound).unwrap_or_default();
+            unread.push(Unreadable {
+                why: format!(
+                    "an event for X account {}, not this channel's",
+                    batch.for_user_id
+                ),
+                inbound: outcome::unread(&raw),
+            });
+        } else {
+            events.push((channel.clone(), inbound));
+        }
     }
-    let events = batch
-        .events
-        .into_iter()
-        .map(|inbound| (channel.clone(), inbound))
-        .collect();
+    let kept = unread.len();
+    for event in unread {
+        let inbound = kept_unread(&state, "x", &channel.name, event);
+        events.push((channel.clone(), inbound));
+    }
     let stored = journal(&state, events).await?;
-    Ok(accepted(stored, 0, batch.rejected.len()))
+    Ok(accepted(stored, batch.dropped.len(), kept))
 }
 
 // ---- Telegram ----------------------------------------------------------------------------------
@@ -506,11 +620,18 @@ async fn telegram_update(
     }
     let update =
         telegram::parse(&body).map_err(|e| refused(&state, "telegram", &channel.name, &e))?;
-    let events = update
-        .event
-        .into_iter()
-        .map(|inbound| (channel.clone(), inbound))
-        .collect();
+    let mut events = Vec::new();
+    if let Some(inbound) = update.event {
+        events.push((channel.clone(), inbound));
+    }
+    if let Some(event) = &update.dropped {
+        dropped(&state, "telegram", &channel.name, event);
+    }
+    let kept = usize::from(update.unread.is_some());
+    if let Some(event) = update.unread {
+        let inbound = kept_unread(&state, "telegram", &channel.name, event);
+        events.push((channel.clone(), inbound));
+    }
     let stored = journal(&state, events).await?;
-    Ok(accepted(stored, 0, 0))
+    Ok(accepted(stored, usize::from(update.dropped.is_some()), kept))
 }

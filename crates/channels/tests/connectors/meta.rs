@@ -1,6 +1,6 @@
 //! Meta: signature vectors, and Messenger, Page feed, Instagram and WhatsApp fixtures.
 
-use balie_channels::ParseError;
+use balie_channels::{DropReason, Dropped, ParseError};
 use balie_channels::meta::{self, DeliveryState, DeliveryStatus, MetaEvent};
 use balie_core::ChannelKind;
 use serde_json::json;
@@ -373,12 +373,23 @@ fn whatsapp_statuses_become_delivery_receipts() {
 }
 
 #[test]
-fn unknown_objects_fields_and_event_types_are_ignored() {
+fn unknown_objects_fields_and_event_types_are_set_aside_with_a_reason() {
     let body =
         br#"{"object":"user","entry":[{"id":"1","changes":[{"field":"email","value":"x"}]}]}"#;
-    assert_eq!(meta::parse(body), Ok(meta::MetaBatch::default()));
+    let batch = meta::parse(body).expect("parses");
+    assert!(batch.events.is_empty() && batch.unread.is_empty());
+    assert_eq!(
+        batch.dropped,
+        [Dropped::new(DropReason::NotConversation, "entry[0]: object `user`")]
+    );
     let body = br#"{"object":"page","extra":1,"entry":[{"id":"1","time":1,"changes":[{"field":"ratings","value":{"a":1}}],"standby":[{"x":1}]}]}"#;
-    assert_eq!(meta::parse(body), Ok(meta::MetaBatch::default()));
+    let batch = meta::parse(body).expect("parses");
+    assert!(batch.events.is_empty() && batch.unread.is_empty());
+    let reasons: Vec<_> = batch.dropped.iter().map(|d| d.reason).collect();
+    assert_eq!(
+        reasons,
+        [DropReason::NotConversation, DropReason::NotConversation]
+    );
 }
 
 #[test]
@@ -403,60 +414,70 @@ fn a_body_that_is_not_a_webhook_envelope_is_an_error() {
     );
 }
 
-#[test]
-fn malformed_events_are_rejected_by_path_and_the_rest_of_the_batch_kept() {
-    let check = |body: &str, path: &str, reason: &str| {
-        let batch = meta::parse(body.as_bytes()).expect("the envelope is fine");
-        match batch.rejected.as_slice() {
-            [
-                ParseError::Malformed {
-                    path: got,
-                    reason: why,
-                    ..
-                },
-            ] => {
-                assert_eq!(got, path, "{body}");
-                assert!(why.contains(reason), "{why} should mention {reason}");
-            }
-            other => panic!("{body}: expected one rejection, got {other:?}"),
+/// What became of the one event in `body` that could not be read: kept unread (`true`) or
+/// dropped as malformed (`false`); either way its path and reason are named.
+fn unreadable(body: &str, path: &str, reason: &str) -> (bool, Vec<MetaEvent>) {
+    let batch = meta::parse(body.as_bytes()).expect("the envelope is fine");
+    let (kept, said) = match (batch.unread.as_slice(), batch.dropped.as_slice()) {
+        ([unread], []) => {
+            assert_eq!(unread.inbound.kind, balie_core::InboundKind::Unread);
+            (true, unread.why.clone())
         }
-        batch.events
+        ([], [dropped]) => {
+            assert_eq!(dropped.reason, DropReason::Malformed);
+            (false, dropped.what.clone())
+        }
+        other => panic!("{body}: expected one unreadable event, got {other:?}"),
     };
+    assert!(said.contains(&format!("`{path}`")), "{said} should name {path}");
+    assert!(said.contains(reason), "{said} should mention {reason}");
+    (kept, batch.events)
+}
+
+#[test]
+fn unreadable_events_with_words_are_kept_the_rest_dropped_and_the_batch_kept() {
     let good = r#"{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":5,"message":{"mid":"m_ok","text":"hi"}}"#;
-    let events = check(
+    let (kept, events) = unreadable(
         &format!(
             r#"{{"object":"page","entry":[{{"id":"1","messaging":[{{"sender":{{"id":"2"}},"recipient":{{"id":"1"}},"timestamp":5,"message":{{"text":"hi"}}}},{good}]}}]}}"#
         ),
         "entry[0].messaging[0].message",
         "missing field `mid`",
     );
+    assert!(kept, "the customer's words are kept");
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].inbound.external_id, "m_ok");
-    check(
+    let (kept, _) = unreadable(
         r#"{"object":"page","entry":[{"id":"1","messaging":[{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":"soon","message":{"mid":"m"}}]}]}"#,
         "entry[0].messaging[0].timestamp",
         "expected an integer",
     );
-    check(
+    assert!(!kept);
+    let (kept, _) = unreadable(
         r#"{"object":"page","entry":[{"time":1}]}"#,
         "entry[0]",
         "missing field `id`",
     );
-    check(
-        r#"{"object":"page","entry":[{"id":"1","time":1,"changes":[{"field":"feed","value":{"item":"comment","verb":"add","post_id":"1_2","from":{"id":"3"}}}]}]}"#,
+    assert!(!kept);
+    let (kept, _) = unreadable(
+        r#"{"object":"page","entry":[{"id":"1","time":1,"changes":[{"field":"feed","value":{"item":"comment","verb":"add","post_id":"1_2","from":{"id":"3"},"message":"Waar is mijn order?"}}]}]}"#,
         "entry[0].changes[0].value.comment_id",
         "missing field",
     );
-    check(
+    assert!(kept);
+    // Whatever a WhatsApp customer sent is kept, words or not.
+    let (kept, _) = unreadable(
         r#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"9"},"messages":[{"from":"3","id":"w","timestamp":"1","type":"text"}]}}]}]}"#,
         "entry[0].changes[0].value.messages[0].text.body",
         "missing field",
     );
-    check(
+    assert!(kept);
+    let (kept, _) = unreadable(
         r#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"contacts":[]}}]}]}"#,
         "entry[0].changes[0].value",
         "missing field `metadata`",
     );
+    assert!(!kept);
 }
 
 #[test]

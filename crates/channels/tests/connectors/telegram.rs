@@ -1,6 +1,6 @@
 //! Telegram: private messages, edits, group replies with photos, ignored update types.
 
-use balie_channels::ParseError;
+use balie_channels::{DropReason, Dropped, ParseError};
 use balie_channels::telegram;
 use serde_json::json;
 
@@ -62,36 +62,45 @@ fn a_group_reply_with_a_photo_keeps_the_reply_link_and_the_largest_photo() {
 }
 
 #[test]
-fn other_update_types_give_no_event_but_keep_the_update_id() {
+fn other_update_types_are_set_aside_with_their_reason_and_keep_the_update_id() {
     let update = parse("telegram/callback_query.json");
     assert_eq!(update.update_id, 815_200_004);
     assert_eq!(update.event, None);
+    assert_eq!(
+        update.dropped,
+        Some(Dropped::new(
+            DropReason::NotConversation,
+            "telegram update `callback_query`"
+        ))
+    );
 }
 
 #[test]
-fn malformed_updates_name_what_is_wrong() {
-    let check = |body: &str, path: &str, reason: &str| match telegram::parse(body.as_bytes()) {
-        Err(ParseError::Malformed {
-            path: got,
-            reason: why,
-            ..
-        }) => {
-            assert_eq!(got, path, "{body}");
-            assert!(why.contains(reason), "{why}");
+fn a_body_that_is_not_an_update_is_an_error_and_an_unreadable_message_is_set_aside() {
+    match telegram::parse(br#"{"message":{}}"#) {
+        Err(ParseError::Malformed { path, reason, .. }) => {
+            assert_eq!(path, ".");
+            assert!(reason.contains("missing field `update_id`"), "{reason}");
         }
-        other => panic!("{body}: expected malformed, got {other:?}"),
-    };
-    check(r#"{"message":{}}"#, ".", "missing field `update_id`");
-    check(
-        r#"{"update_id":1,"message":{"message_id":1,"date":1}}"#,
-        "message",
-        "missing field `chat`",
-    );
-    check(
-        r#"{"update_id":1,"edited_message":{"message_id":"x","chat":{"id":1,"type":"private"},"date":1}}"#,
-        "edited_message.message_id",
-        "invalid type",
-    );
+        other => panic!("expected malformed, got {other:?}"),
+    }
+    // Words in it: kept unread, with the path of what is wrong.
+    let update = telegram::parse(
+        br#"{"update_id":1,"message":{"message_id":1,"date":1,"text":"Hallo?"}}"#,
+    )
+    .expect("an update");
+    let unread = update.unread.expect("kept unread");
+    assert!(unread.why.contains("missing field `chat`"), "{}", unread.why);
+    assert!(unread.inbound.text.contains("Hallo?"));
+    assert_eq!((update.event, update.dropped), (None, None));
+    // No words: dropped as malformed.
+    let update = telegram::parse(
+        br#"{"update_id":1,"edited_message":{"message_id":"x","chat":{"id":1,"type":"private"},"date":1}}"#,
+    )
+    .expect("an update");
+    let dropped = update.dropped.expect("dropped");
+    assert_eq!(dropped.reason, DropReason::Malformed);
+    assert!(dropped.what.contains("edited_message.message_id"), "{}", dropped.what);
 }
 
 #[test]

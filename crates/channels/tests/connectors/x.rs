@@ -1,6 +1,6 @@
 //! X: CRC and signature vectors, mentions, replies and DMs.
 
-use balie_channels::ParseError;
+use balie_channels::{DropReason, Dropped, ParseError};
 use balie_channels::x;
 use serde_json::json;
 
@@ -156,29 +156,39 @@ fn incoming_dms_are_normalised_and_our_own_sends_skipped() {
 }
 
 #[test]
-fn other_activity_is_ignored() {
+fn other_activity_is_set_aside_with_its_reason() {
     let batch = parse("x/favorite_events.json");
     assert!(batch.events.is_empty());
+    assert!(!batch.dropped.is_empty());
+    assert!(
+        batch
+            .dropped
+            .iter()
+            .all(|d| d.reason == DropReason::Reaction)
+    );
 }
 
 #[test]
-fn malformed_events_are_rejected_by_path_and_the_rest_kept() {
+fn malformed_events_are_kept_unread_or_dropped_by_path_and_the_rest_kept() {
     let body = br#"{"for_user_id":"1","tweet_create_events":[{"id_str":"9","text":"hi","timestamp_ms":"5"},{"id_str":"10","text":"ok","timestamp_ms":"6","user":{"id_str":"2"}}]}"#;
     let batch = x::parse(body).expect("the envelope is fine");
     assert_eq!(batch.events.len(), 1);
     assert_eq!(batch.events[0].external_id, "10");
-    match batch.rejected.as_slice() {
-        [ParseError::Malformed { path, reason, .. }] => {
-            assert_eq!(path, "tweet_create_events[0]");
-            assert!(reason.contains("missing field `user`"), "{reason}");
+    match batch.unread.as_slice() {
+        [unread] => {
+            assert!(unread.why.contains("tweet_create_events[0]"), "{}", unread.why);
+            assert!(unread.why.contains("missing field `user`"), "{}", unread.why);
+            assert_eq!(unread.inbound.kind, balie_core::InboundKind::Unread);
+            assert!(unread.inbound.text.contains(r#""text":"hi""#));
         }
-        other => panic!("expected one rejection, got {other:?}"),
+        other => panic!("expected one kept unread, got {other:?}"),
     }
+    // No words in it: nothing to keep, dropped as malformed with its path.
     let body = br#"{"for_user_id":"1","tweet_create_events":[{"id_str":"9","created_at":"last week","user":{"id_str":"2"}}]}"#;
     let batch = x::parse(body).expect("the envelope is fine");
     assert!(matches!(
-        batch.rejected.as_slice(),
-        [ParseError::Malformed { path, .. }] if path == "tweet_create_events[0].created_at"
+        batch.dropped.as_slice(),
+        [Dropped { reason: DropReason::Malformed, what }] if what.contains("tweet_create_events[0].created_at")
     ));
 }
 
