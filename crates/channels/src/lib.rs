@@ -46,11 +46,11 @@ pub mod telegram;
 pub mod x;
 
 pub use error::ParseError;
-pub use outcome::{DropReason, Dropped, Unreadable};
 pub use outbound::{
     GraphApi, OutboundKind, OutboundReply, OutboundTarget, Refusal, SendOutcome, WindowMode,
     reply_window, send, send_at,
 };
+pub use outcome::{DropReason, Dropped, Unreadable};
 pub use secret::Secret;
 
 use balie_core::{Author, Inbound, InboundKind, Millis};

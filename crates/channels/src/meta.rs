@@ -563,7 +563,10 @@ fn feed_change(
             return Ok(());
         }
         other => {
-            batch.drop(DropReason::NotConversation, format!("{at}: feed item `{other}`"));
+            batch.drop(
+                DropReason::NotConversation,
+                format!("{at}: feed item `{other}`"),
+            );
             return Ok(());
         }
     };
@@ -573,7 +576,10 @@ fn feed_change(
         // A hidden comment is no longer public; Balie marks it like a removal.
         "remove" | "hide" => InboundKind::Removed,
         other => {
-            batch.drop(DropReason::NotConversation, format!("{at}: feed verb `{other}`"));
+            batch.drop(
+                DropReason::NotConversation,
+                format!("{at}: feed verb `{other}`"),
+            );
             return Ok(());
         }
     };
@@ -594,7 +600,10 @@ fn feed_change(
         // `thread_key` place it. The page's own posts, edits and removals are not
         // conversation.
         if kind != InboundKind::Message || place_kind != PlaceKind::Comment {
-            batch.drop(DropReason::OwnActivity, format!("{at}: the page's own {}", value.item));
+            batch.drop(
+                DropReason::OwnActivity,
+                format!("{at}: the page's own {}", value.item),
+            );
             return Ok(());
         }
         kind = InboundKind::Echo;
@@ -938,8 +947,7 @@ fn whatsapp_message(
             )
         }
         _ => {
-            let content =
-                whatsapp_content(raw, at)?.ok_or_else(|| unexpected_type(at, "type"))?;
+            let content = whatsapp_content(raw, at)?.ok_or_else(|| unexpected_type(at, "type"))?;
             (InboundKind::Message, message.id.clone(), content)
         }
     };

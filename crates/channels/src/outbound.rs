@@ -472,7 +472,10 @@ fn build<'a>(
             });
             // A phone number goes in `to`; a customer WhatsApp knows only by their
             // business-scoped user id (`NL.1502576394655843`) in `recipient`.
-            let phone = to.trim_start_matches('+').bytes().all(|b| b.is_ascii_digit());
+            let phone = to
+                .trim_start_matches('+')
+                .bytes()
+                .all(|b| b.is_ascii_digit());
             body[if phone { "to" } else { "recipient" }] = json!(to);
             if let Some(wamid) = reply_to {
                 body["context"] = json!({ "message_id": wamid });

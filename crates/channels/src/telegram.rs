@@ -254,7 +254,11 @@ fn notice(message: &Message) -> Option<String> {
             .map(name)
             .collect::<Vec<_>>()
             .join(", "),
-        "left_chat_member" => message.left_chat_member.as_ref().map(name).unwrap_or_default(),
+        "left_chat_member" => message
+            .left_chat_member
+            .as_ref()
+            .map(name)
+            .unwrap_or_default(),
         "new_chat_title" => message.new_chat_title.clone().unwrap_or_default(),
         other => other.replace('_', " "),
     };

@@ -271,7 +271,9 @@ pub fn parse(raw_body: &[u8]) -> Result<XBatch, ParseError> {
         };
         let count = value.as_array().map_or(1, Vec::len);
         for i in 0..count {
-            batch.dropped.push(Dropped::new(reason, format!("{key}[{i}]")));
+            batch
+                .dropped
+                .push(Dropped::new(reason, format!("{key}[{i}]")));
         }
     }
     Ok(batch)
@@ -300,12 +302,7 @@ fn own(at: &str) -> Dropped {
     Dropped::new(DropReason::OwnActivity, format!("{at}: the brand's own"))
 }
 
-fn dm_event(
-    raw: &Value,
-    users: &HashMap<String, DmUser>,
-    for_user_id: &str,
-    at: &str,
-) -> Outcome {
+fn dm_event(raw: &Value, users: &HashMap<String, DmUser>, for_user_id: &str, at: &str) -> Outcome {
     let dm: DmEvent = decode_value(PLATFORM, at, raw)?;
     if dm.kind != "message_create" {
         return Ok(Err(Dropped::new(

@@ -152,7 +152,10 @@ impl Metrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for ((platform, reason), n) in dropped.iter() {
-            let _ = writeln!(out, "{name}{{platform=\"{platform}\",reason=\"{reason}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "{name}{{platform=\"{platform}\",reason=\"{reason}\"}} {n}"
+            );
         }
         drop(dropped);
         let name = "balie_webhook_events_unread_total";

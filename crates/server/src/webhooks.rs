@@ -218,7 +218,12 @@ fn dropped(state: &AppState, platform: &'static str, channel: &str, event: &Drop
 }
 
 /// Counts and logs an event kept unread, and hands back its inbound to journal.
-fn kept_unread(state: &AppState, platform: &'static str, channel: &str, unread: Unreadable) -> Inbound {
+fn kept_unread(
+    state: &AppState,
+    platform: &'static str,
+    channel: &str,
+    unread: Unreadable,
+) -> Inbound {
     state.metrics.webhook_unread(platform);
     tracing::warn!(
         platform,
@@ -229,14 +234,26 @@ fn kept_unread(state: &AppState, platform: &'static str, channel: &str, unread: 
     unread.inbound
 }
 
-fn accepted(stored: (usize, usize), skipped: usize, unread: usize) -> Response {
+/// What became of a delivery's events, for the platform's (and a person's) eyes: journalled
+/// new or again (`stored`, `duplicates`; `unread` of them kept unread), set aside (`skipped`),
+/// or applied as delivery statuses (`statuses`). Every event is in exactly one count.
+#[derive(Default)]
+struct Tally {
+    stored: (usize, usize),
+    skipped: usize,
+    unread: usize,
+    statuses: usize,
+}
+
+fn accepted(tally: Tally) -> Response {
     (
         StatusCode::OK,
         axum::Json(json!({
-            "stored": stored.0,
-            "duplicates": stored.1,
-            "skipped": skipped,
-            "unread": unread,
+            "stored": tally.stored.0,
+            "duplicates": tally.stored.1,
+            "skipped": tally.skipped,
+            "unread": tally.unread,
+            "statuses": tally.statuses,
         })),
     )
         .into_response()
@@ -334,7 +351,10 @@ async fn meta_events(
                     &state,
                     "meta",
                     &channel.name,
-                    Unreadable { why, inbound: outcome::unread(&raw) },
+                    Unreadable {
+                        why,
+                        inbound: outcome::unread(&raw),
+                    },
                 );
                 events.push((channel.clone(), inbound));
             }
@@ -349,13 +369,21 @@ async fn meta_events(
         events.push((channel.clone(), inbound));
     }
     let mut skipped = batch.dropped.len();
+    let mut statuses = 0;
     for status in &batch.statuses {
-        if !apply_status(&state, &routes, status).await {
+        if apply_status(&state, &routes, status).await {
+            statuses += 1;
+        } else {
             skipped += 1;
         }
     }
     let stored = journal(&state, events).await?;
-    Ok(accepted(stored, skipped, unread))
+    Ok(accepted(Tally {
+        stored,
+        skipped,
+        unread,
+        statuses,
+    }))
 }
 
 /// Whether a channel of kind `channel` takes events of kind `event`: its own, and for a
@@ -427,7 +455,11 @@ impl MetaRoutes {
 /// agent sees it did not arrive (it is never resent by itself). A report for a message Balie
 /// did not send is counted as set aside and logged once (a failure as a warning). Returns
 /// whether the report was about one of Balie's replies.
-async fn apply_status(state: &AppState, routes: &MetaRoutes, status: &meta::DeliveryStatus) -> bool {
+async fn apply_status(
+    state: &AppState,
+    routes: &MetaRoutes,
+    status: &meta::DeliveryStatus,
+) -> bool {
     let Some(channel) = routes.find(ChannelKind::Whatsapp, &status.account_id) else {
         let what = format!("WhatsApp status for account {}", status.account_id);
         let event = Dropped::new(DropReason::NotConversation, what);
@@ -590,7 +622,12 @@ async fn x_events(
         events.push((channel.clone(), inbound));
     }
     let stored = journal(&state, events).await?;
-    Ok(accepted(stored, batch.dropped.len(), kept))
+    Ok(accepted(Tally {
+        stored,
+        skipped: batch.dropped.len(),
+        unread: kept,
+        statuses: 0,
+    }))
 }
 
 // ---- Telegram ----------------------------------------------------------------------------------
@@ -633,5 +670,10 @@ async fn telegram_update(
         events.push((channel.clone(), inbound));
     }
     let stored = journal(&state, events).await?;
-    Ok(accepted(stored, usize::from(update.dropped.is_some()), kept))
+    Ok(accepted(Tally {
+        stored,
+        skipped: usize::from(update.dropped.is_some()),
+        unread: kept,
+        statuses: 0,
+    }))
 }

@@ -722,7 +722,14 @@ mod contract {
         );
         unread.kind = InboundKind::Unread;
         let e = entry(&w.api, unread, T0);
-        assert_eq!(store.append_journal(std::slice::from_ref(&e)).await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .append_journal(std::slice::from_ref(&e))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         let pending = store.pending_journal(10).await.unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].inbound, e.inbound, "kept exactly as received");

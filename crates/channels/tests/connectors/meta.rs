@@ -1,7 +1,7 @@
 //! Meta: signature vectors, and Messenger, Page feed, Instagram and WhatsApp fixtures.
 
-use balie_channels::{DropReason, Dropped, ParseError};
 use balie_channels::meta::{self, DeliveryState, DeliveryStatus, MetaEvent};
+use balie_channels::{DropReason, Dropped, ParseError};
 use balie_core::ChannelKind;
 use serde_json::json;
 
@@ -380,7 +380,10 @@ fn unknown_objects_fields_and_event_types_are_set_aside_with_a_reason() {
     assert!(batch.events.is_empty() && batch.unread.is_empty());
     assert_eq!(
         batch.dropped,
-        [Dropped::new(DropReason::NotConversation, "entry[0]: object `user`")]
+        [Dropped::new(
+            DropReason::NotConversation,
+            "entry[0]: object `user`"
+        )]
     );
     let body = br#"{"object":"page","extra":1,"entry":[{"id":"1","time":1,"changes":[{"field":"ratings","value":{"a":1}}],"standby":[{"x":1}]}]}"#;
     let batch = meta::parse(body).expect("parses");
@@ -429,7 +432,10 @@ fn unreadable(body: &str, path: &str, reason: &str) -> (bool, Vec<MetaEvent>) {
         }
         other => panic!("{body}: expected one unreadable event, got {other:?}"),
     };
-    assert!(said.contains(&format!("`{path}`")), "{said} should name {path}");
+    assert!(
+        said.contains(&format!("`{path}`")),
+        "{said} should name {path}"
+    );
     assert!(said.contains(reason), "{said} should mention {reason}");
     (kept, batch.events)
 }
@@ -482,5 +488,94 @@ fn unreadable_events_with_words_are_kept_the_rest_dropped_and_the_batch_kept() {
 
 #[test]
 fn no_fixture_mutation_makes_the_parser_panic() {
-    crate::assert_never_panics("meta", meta::parse);
+    // The dashboard test fixture has no `object`: read as a delivery to an Instagram channel.
+    crate::assert_never_panics("meta", |body| {
+        meta::parse_for_channel(body, ChannelKind::Instagram)
+    });
+}
+
+#[test]
+fn a_whatsapp_user_known_only_by_their_user_id_is_identified_by_it() {
+    let batch = parse("meta/whatsapp_username_contact.json");
+    let authors: Vec<_> = batch
+        .events
+        .iter()
+        .map(|e| (e.inbound.author.clone(), e.inbound.thread_key.clone()))
+        .collect();
+    assert_eq!(
+        json!(authors),
+        json!([
+            [{"platform_id": "NL.1502576394655843", "handle": "@sanne.bakt", "name": "Sanne"}, "NL.1502576394655843"],
+            // With both, the phone number: the id Balie has always known the customer by.
+            [{"platform_id": "31612345678", "name": "Test Klant"}, "31612345678"],
+        ])
+    );
+    assert!(batch.unread.is_empty() && batch.dropped.is_empty());
+}
+
+#[test]
+fn a_whatsapp_edit_names_the_original_message_and_the_edit_as_revision() {
+    let batch = parse("meta/whatsapp_edit.json");
+    assert_eq!(
+        inbound_json(&batch.events),
+        json!([{
+            "external_id": "wamid.HBgLMzE2MTIzNDU2NzgVAgASGBQzT1JJR0lOQUwwMDAwMDAwMDAwMQA=",
+            "kind": "edited",
+            "author": {"platform_id": "31612345678", "name": "Test Klant"},
+            "text": "Mijn ordernummer is 5521, niet 5512",
+            "thread_key": "31612345678",
+            "place": {"kind": "direct"},
+            "created_at": 1_795_000_300_000_i64,
+            "account_id": "106540352242922",
+            "revision": "wamid.HBgLMzE2MTIzNDU2NzgVAgASGBQzRURJVDAwMDAwMDAwMDAwMDAwMQA=",
+        }])
+    );
+}
+
+#[test]
+fn a_whatsapp_message_of_an_unknown_type_is_kept_unread() {
+    let batch = parse("meta/whatsapp_unsupported.json");
+    assert!(batch.events.is_empty());
+    let [unread] = batch.unread.as_slice() else {
+        panic!("one kept unread: {batch:?}");
+    };
+    assert!(unread.why.contains("messages[0].type"), "{}", unread.why);
+    assert!(unread.inbound.text.contains("\"type\":\"unsupported\""));
+}
+
+#[test]
+fn messenger_receipts_without_a_timestamp_are_set_aside_quietly() {
+    let batch = parse("meta/messenger_delivery_receipt.json");
+    assert!(batch.events.is_empty() && batch.unread.is_empty());
+    assert_eq!(
+        batch.dropped,
+        [
+            Dropped::new(
+                DropReason::Receipt,
+                "entry[0].messaging[0]: messenger delivery"
+            ),
+            Dropped::new(DropReason::Receipt, "entry[0].messaging[1]: messenger read"),
+        ]
+    );
+    assert!(DropReason::Receipt.routine(), "logged at debug level only");
+}
+
+#[test]
+fn a_dashboard_test_without_object_is_read_as_the_channels_kind_in_seconds() {
+    let body = fixture("meta/instagram_test_without_object.json");
+    assert!(
+        meta::parse(&body).is_err(),
+        "without a channel kind it is no envelope"
+    );
+    let batch = meta::parse_for_channel(&body, ChannelKind::Instagram).expect("parses");
+    assert_eq!(
+        routes(&batch.events),
+        [(ChannelKind::Instagram, "17841400000000001")]
+    );
+    let inbound = &batch.events[0].inbound;
+    assert_eq!(inbound.text, "Hebben jullie deze jas ook in maat M?");
+    assert_eq!(
+        inbound.created_at, 1_795_000_600_000,
+        "seconds, as a string"
+    );
 }

@@ -1,7 +1,7 @@
 //! Telegram: private messages, edits, group replies with photos, ignored update types.
 
-use balie_channels::{DropReason, Dropped, ParseError};
 use balie_channels::telegram;
+use balie_channels::{DropReason, Dropped, ParseError};
 use serde_json::json;
 
 use crate::fixture;
@@ -85,12 +85,15 @@ fn a_body_that_is_not_an_update_is_an_error_and_an_unreadable_message_is_set_asi
         other => panic!("expected malformed, got {other:?}"),
     }
     // Words in it: kept unread, with the path of what is wrong.
-    let update = telegram::parse(
-        br#"{"update_id":1,"message":{"message_id":1,"date":1,"text":"Hallo?"}}"#,
-    )
-    .expect("an update");
+    let update =
+        telegram::parse(br#"{"update_id":1,"message":{"message_id":1,"date":1,"text":"Hallo?"}}"#)
+            .expect("an update");
     let unread = update.unread.expect("kept unread");
-    assert!(unread.why.contains("missing field `chat`"), "{}", unread.why);
+    assert!(
+        unread.why.contains("missing field `chat`"),
+        "{}",
+        unread.why
+    );
     assert!(unread.inbound.text.contains("Hallo?"));
     assert_eq!((update.event, update.dropped), (None, None));
     // No words: dropped as malformed.
@@ -100,10 +103,31 @@ fn a_body_that_is_not_an_update_is_an_error_and_an_unreadable_message_is_set_asi
     .expect("an update");
     let dropped = update.dropped.expect("dropped");
     assert_eq!(dropped.reason, DropReason::Malformed);
-    assert!(dropped.what.contains("edited_message.message_id"), "{}", dropped.what);
+    assert!(
+        dropped.what.contains("edited_message.message_id"),
+        "{}",
+        dropped.what
+    );
 }
 
 #[test]
 fn no_fixture_mutation_makes_the_parser_panic() {
     crate::assert_never_panics("telegram", telegram::parse);
+}
+
+#[test]
+fn service_messages_are_notices_for_the_chats_timeline() {
+    for (name, text) in [
+        ("telegram/pinned_message.json", "📌 Hier is de foto"),
+        ("telegram/dice.json", "🎲 4"),
+    ] {
+        let event = parse(name).event.expect("an event");
+        assert_eq!(event.kind, balie_core::InboundKind::Notice, "{name}");
+        assert_eq!(event.text, text, "{name}");
+        assert_eq!(
+            event.thread_key.as_deref(),
+            Some("-1001234567890"),
+            "{name}"
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! X: CRC and signature vectors, mentions, replies and DMs.
 
-use balie_channels::{DropReason, Dropped, ParseError};
 use balie_channels::x;
+use balie_channels::{DropReason, Dropped, ParseError};
 use serde_json::json;
 
 use crate::fixture;
@@ -176,8 +176,16 @@ fn malformed_events_are_kept_unread_or_dropped_by_path_and_the_rest_kept() {
     assert_eq!(batch.events[0].external_id, "10");
     match batch.unread.as_slice() {
         [unread] => {
-            assert!(unread.why.contains("tweet_create_events[0]"), "{}", unread.why);
-            assert!(unread.why.contains("missing field `user`"), "{}", unread.why);
+            assert!(
+                unread.why.contains("tweet_create_events[0]"),
+                "{}",
+                unread.why
+            );
+            assert!(
+                unread.why.contains("missing field `user`"),
+                "{}",
+                unread.why
+            );
             assert_eq!(unread.inbound.kind, balie_core::InboundKind::Unread);
             assert!(unread.inbound.text.contains(r#""text":"hi""#));
         }

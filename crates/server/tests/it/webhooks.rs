@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use balie_core::{ChannelKind, ConversationId, DeliveryState, Direction, Message};
+use balie_core::{ChannelKind, ConversationId, DeliveryState, Direction, EventKind, Message};
 use balie_server::channel_keys::ChannelKeys;
 use balie_server::outbox::DELIVERY_UNKNOWN;
 use balie_server::platform_channels::{self, PlatformSettings, SecretName};
@@ -958,4 +958,532 @@ async fn a_whatsapp_failure_report_marks_the_reply_failed_with_the_reason() {
     // Never sent again by itself: the fake expects exactly one send.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     fake.verify().await;
+}
+
+// ---- Nothing answered 200 and lost ---------------------------------------------------------------
+
+const IG_ACCOUNT_ID: &str = "17841400000000001";
+
+/// The texts of every message in the open conversations, each once per time it is listed.
+async fn all_texts(app: &TestApp) -> Vec<String> {
+    let mut texts: Vec<String> = listed(app)
+        .await
+        .into_iter()
+        .flat_map(|(_, texts)| texts)
+        .collect();
+    texts.sort();
+    texts
+}
+
+/// Posts `body` twice (the platform retrying), answering 200 both times.
+async fn post_meta_twice(app: &TestApp, channel: &str, body: &[u8]) -> Value {
+    let first = accepted(post_meta(app, channel, body).await).await;
+    let again = accepted(post_meta(app, channel, body).await).await;
+    assert_eq!(again["stored"], 0, "{again}");
+    assert_eq!(again["duplicates"], first["stored"], "{again}");
+    first
+}
+
+async fn metric_with(app: &TestApp, series: &str) -> u64 {
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{series} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn events_of(app: &TestApp, conversation: i64) -> Vec<(EventKind, String)> {
+    app.store
+        .conversation_events(ConversationId(conversation))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.kind, e.detail))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_whatsapp_customer_known_only_by_their_user_id_is_heard_once_after_a_retry() {
+    let app = spawn_app().await;
+    platforms(&app, None).await;
+    let first = post_meta_twice(
+        &app,
+        "whatsapp",
+        &fixture("meta/whatsapp_username_contact.json"),
+    )
+    .await;
+    assert_eq!(first["stored"], 2, "{first}");
+    assert_eq!(
+        all_texts(&app).await,
+        [
+            "Kunnen jullie mij terugbellen over order 5512?",
+            "Mijn bestelling 7781 is beschadigd aangekomen, wat nu?",
+        ]
+    );
+    let mut ids = Vec::new();
+    for c in app.conversations().await.as_array().unwrap() {
+        let id = ConversationId(c["id"].as_i64().unwrap());
+        let view = app.store.conversation(id).await.unwrap().unwrap();
+        ids.push(view.customer.identities[0].external_id.clone());
+    }
+    ids.sort();
+    assert_eq!(ids, ["31612345678", "NL.1502576394655843"]);
+}
+
+#[tokio::test]
+async fn a_reply_to_a_whatsapp_user_id_goes_to_the_recipient_field() {
+    let fake = MockServer::start().await;
+    let app = spawn_app().await;
+    platforms(&app, Some(fake.uri())).await;
+    let mut body: Value =
+        serde_json::from_slice(&fixture("meta/whatsapp_username_contact.json")).unwrap();
+    // Only the username-only customer, written just now (inside the 24-hour window).
+    let change = &mut body["entry"][0]["changes"];
+    change.as_array_mut().unwrap().truncate(1);
+    change[0]["value"]["messages"][0]["timestamp"] = json!((now_ms() / 1000).to_string());
+    accepted(post_meta(&app, "whatsapp", body.to_string().as_bytes()).await).await;
+    let conversation = only_conversation(&app).await;
+    let (user, _) = app.store.user_credentials(EMAIL).await.unwrap().unwrap();
+    let key = format!("web:{}:form-1", user.id);
+    Mock::given(method("POST"))
+        .and(path(format!("/v23.0/{PHONE_NUMBER_ID}/messages")))
+        .and(body_json(json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "recipient": "NL.1502576394655843",
+            "type": "text",
+            "text": {"preview_url": false, "body": "Wat vervelend! Stuur je een foto?"},
+            "context": {"message_id": "wamid.HBgUTkwuMTUwMjU3NjM5NDY1NTg0MxUCABIYFDNBQzQ5QkY1RTAzRDU1NkE0QzE3AA=="},
+            "biz_opaque_callback_data": key,
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": "NL.1502576394655843", "user_id": "NL.1502576394655843"}],
+            "messages": [{"id": "wamid.OUT-BSUID"}]})))
+        .expect(1)
+        .mount(&fake)
+        .await;
+    reply(&app, conversation, "Wat vervelend! Stuur je een foto?").await;
+    let sent = settled(app.store.as_ref(), conversation).await;
+    assert_eq!(
+        sent.delivery,
+        DeliveryState::Sent,
+        "{:?}",
+        sent.delivery_error
+    );
+    fake.verify().await;
+}
+
+/// The README's Facebook set-up: one `facebook_page` channel. Its Page's Messenger DMs and
+/// comments both arrive, each once, and a DM is answered through the Send API.
+#[tokio::test]
+async fn one_facebook_page_channel_hears_its_dms_and_its_comments() {
+    let fake = MockServer::start().await;
+    let app = spawn_app().await;
+    let page = PlatformSettings {
+        page_id: Some(PAGE_ID.to_owned()),
+        api_base: Some(fake.uri()),
+        ..PlatformSettings::default()
+    };
+    channel(&app, ChannelKind::FacebookPage, "fb", page, &meta_secrets()).await;
+    let dm = post_meta_twice(
+        &app,
+        "fb",
+        &messenger_dm("7012345678901234", "m_dm_1", "Waar blijft mijn pakket?"),
+    )
+    .await;
+    assert_eq!(dm["stored"], 1, "{dm}");
+    post_meta_twice(&app, "fb", &fixture("meta/page_feed_comments.json")).await;
+    let listed = listed(&app).await;
+    let texts: Vec<&String> = listed.iter().flat_map(|(_, t)| t).collect();
+    for said in [
+        "Waar blijft mijn pakket?",
+        "Wanneer gaat de winkel in Utrecht weer open?",
+    ] {
+        assert_eq!(
+            texts.iter().filter(|t| **t == said).count(),
+            1,
+            "{said}: {listed:?}"
+        );
+    }
+    assert!(
+        listed.iter().all(|(kind, _)| kind == "facebook_page"),
+        "{listed:?}"
+    );
+    let conversation = app
+        .conversations()
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["messages"][0]["text"] == "Waar blijft mijn pakket?")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    Mock::given(method("POST"))
+        .and(path(format!("/v23.0/{PAGE_ID}/messages")))
+        .and(body_json(json!({
+            "recipient": {"id": "7012345678901234"},
+            "messaging_type": "RESPONSE",
+            "message": {"text": "We zoeken het uit!", "metadata": reply_key(&app).await},
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "recipient_id": "7012345678901234", "message_id": "m_out_dm"
+        })))
+        .expect(1)
+        .mount(&fake)
+        .await;
+    reply(&app, conversation, "We zoeken het uit!").await;
+    let sent = settled(app.store.as_ref(), conversation).await;
+    assert_eq!(
+        sent.delivery,
+        DeliveryState::Sent,
+        "{:?}",
+        sent.delivery_error
+    );
+    fake.verify().await;
+}
+
+async fn reply_key(app: &TestApp) -> String {
+    let (user, _) = app.store.user_credentials(EMAIL).await.unwrap().unwrap();
+    format!("web:{}:form-1", user.id)
+}
+
+#[tokio::test]
+async fn a_whatsapp_edit_is_applied_and_the_earlier_wording_kept() {
+    let app = spawn_app().await;
+    platforms(&app, None).await;
+    let original = "wamid.HBgLMzE2MTIzNDU2NzgVAgASGBQzT1JJR0lOQUwwMDAwMDAwMDAwMQA=";
+    accepted(
+        post_meta(
+            &app,
+            "whatsapp",
+            &whatsapp_text("31612345678", original, "Mijn ordernummer is 5512"),
+        )
+        .await,
+    )
+    .await;
+    let conversation = only_conversation(&app).await;
+    let first = post_meta_twice(&app, "whatsapp", &fixture("meta/whatsapp_edit.json")).await;
+    assert_eq!(first["stored"], 1, "{first}");
+    assert_eq!(
+        all_texts(&app).await,
+        ["Mijn ordernummer is 5521, niet 5512"]
+    );
+    let edits: Vec<String> = events_of(&app, conversation)
+        .await
+        .into_iter()
+        .filter(|(kind, _)| *kind == EventKind::MessageEdited)
+        .map(|(_, was)| was)
+        .collect();
+    assert_eq!(
+        edits,
+        ["Mijn ordernummer is 5512"],
+        "applied once, earlier wording kept"
+    );
+}
+
+#[tokio::test]
+async fn a_meta_test_delivery_without_object_arrives_on_its_instagram_channel() {
+    let app = spawn_app().await;
+    let ig = PlatformSettings {
+        ig_account_id: Some(IG_ACCOUNT_ID.to_owned()),
+        ..PlatformSettings::default()
+    };
+    channel(&app, ChannelKind::Instagram, "ig", ig, &meta_secrets()).await;
+    let first = post_meta_twice(
+        &app,
+        "ig",
+        &fixture("meta/instagram_test_without_object.json"),
+    )
+    .await;
+    assert_eq!(first["stored"], 1, "{first}");
+    assert_eq!(
+        all_texts(&app).await,
+        ["Hebben jullie deze jas ook in maat M?"]
+    );
+    let message = &app.conversations().await[0]["messages"][0];
+    assert_eq!(
+        message["created_at"], "2026-11-18T11:16:40Z",
+        "the timestamp in seconds, as a string, read as such: {message}"
+    );
+}
+
+#[tokio::test]
+async fn telegram_service_messages_go_on_the_timeline_and_open_nothing() {
+    let app = spawn_app().await;
+    platforms(&app, None).await;
+    // Before anyone in the group wrote: nothing opens, nothing is left waiting.
+    for name in ["telegram/pinned_message.json", "telegram/dice.json"] {
+        let stored = accepted(post_telegram(&app, &fixture(name)).await).await;
+        assert_eq!(stored["stored"], 1, "journalled: {stored}");
+    }
+    assert!(listed(&app).await.is_empty());
+    assert_eq!(app.store.backlogs().await.unwrap().journal, 0);
+    accepted(post_telegram(&app, &fixture("telegram/group_reply_with_photo.json")).await).await;
+    let conversation = only_conversation(&app).await;
+    let due = app.conversations().await[0]["reply_due"].clone();
+    for name in ["telegram/pinned_message.json", "telegram/dice.json"] {
+        // New update ids: Telegram sends a fresh update for a new service message.
+        let mut update: Value = serde_json::from_slice(&fixture(name)).unwrap();
+        update["update_id"] = json!(update["update_id"].as_i64().unwrap() + 100);
+        update["message"]["message_id"] =
+            json!(update["message"]["message_id"].as_i64().unwrap() + 100);
+        for _ in 0..2 {
+            accepted(post_telegram(&app, update.to_string().as_bytes()).await).await;
+        }
+    }
+    let _ = only_conversation(&app).await;
+    assert_eq!(
+        all_texts(&app).await,
+        ["Hier is de foto"],
+        "notices are no messages"
+    );
+    assert_eq!(
+        app.conversations().await[0]["reply_due"],
+        due,
+        "the deadline stands"
+    );
+    let notices: Vec<String> = events_of(&app, conversation)
+        .await
+        .into_iter()
+        .filter(|(kind, _)| *kind == EventKind::Notice)
+        .map(|(_, detail)| detail)
+        .collect();
+    assert_eq!(notices, ["📌 Hier is de foto", "🎲 4"]);
+}
+
+#[tokio::test]
+async fn receipts_without_a_timestamp_are_accepted_and_counted_quietly() {
+    let app = spawn_app().await;
+    platforms(&app, None).await;
+    let answer = accepted(
+        post_meta(
+            &app,
+            "fb-dm",
+            &fixture("meta/messenger_delivery_receipt.json"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (answer["stored"].as_u64(), answer["skipped"].as_u64()),
+        (Some(0), Some(2)),
+        "{answer}"
+    );
+    assert_eq!(
+        metric_with(
+            &app,
+            r#"balie_webhook_events_dropped_total{platform="meta",reason="receipt"}"#
+        )
+        .await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_failure_report_for_a_message_balie_did_not_send_is_set_aside() {
+    let app = spawn_app().await;
+    platforms(&app, None).await;
+    let answer = accepted(
+        post_meta(
+            &app,
+            "whatsapp",
+            &fixture("meta/whatsapp_failed_status_unknown.json"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (answer["skipped"].as_u64(), answer["statuses"].as_u64()),
+        (Some(1), Some(0)),
+        "{answer}"
+    );
+    assert_eq!(
+        metric_with(
+            &app,
+            r#"balie_webhook_events_dropped_total{platform="meta",reason="unknown_message"}"#
+        )
+        .await,
+        1
+    );
+    assert!(listed(&app).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_whatsapp_message_balie_cannot_read_is_kept_in_the_journal() {
+    let app = spawn_app().await;
+    platforms(&app, None).await;
+    let answer =
+        post_meta_twice(&app, "whatsapp", &fixture("meta/whatsapp_unsupported.json")).await;
+    assert_eq!(
+        (answer["stored"].as_u64(), answer["unread"].as_u64()),
+        (Some(1), Some(1)),
+        "{answer}"
+    );
+    assert_eq!(
+        metric_with(
+            &app,
+            r#"balie_webhook_events_unread_total{platform="meta"}"#
+        )
+        .await,
+        2
+    );
+    assert!(listed(&app).await.is_empty(), "shown nowhere");
+}
+
+/// Events in a fixture, counted from the JSON itself: Meta messaging events, changes and
+/// WhatsApp messages and statuses; X `*_events` entries; one per Telegram update.
+fn events_in(platform: &str, body: &Value) -> usize {
+    match platform {
+        "meta" => {
+            let entries = match body.get("entry") {
+                Some(entries) => entries.as_array().unwrap().clone(),
+                None => vec![json!({"changes": [body]})],
+            };
+            let len =
+                |v: &Value, key: &str| v.get(key).and_then(Value::as_array).map_or(0, Vec::len);
+            entries
+                .iter()
+                .map(|entry| {
+                    let changes: usize =
+                        entry
+                            .get("changes")
+                            .and_then(Value::as_array)
+                            .map_or(0, |changes| {
+                                changes
+                                    .iter()
+                                    .map(|c| match c["value"].get("metadata") {
+                                        Some(_) => {
+                                            len(&c["value"], "messages")
+                                                + len(&c["value"], "statuses")
+                                        }
+                                        None => 1,
+                                    })
+                                    .sum()
+                            });
+                    len(entry, "messaging") + len(entry, "standby") + changes
+                })
+                .sum()
+        }
+        "x" => body
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.ends_with("_events"))
+            .map(|(_, v)| v.as_array().map_or(1, Vec::len))
+            .sum(),
+        _ => 1,
+    }
+}
+
+/// The rule, over every connector and every fixture: each event a delivery carries is
+/// journalled (new, or a duplicate on the retry), applied as a delivery status, or set aside
+/// and counted in `balie_webhook_events_dropped_total`; none is answered 200 and lost.
+#[tokio::test]
+async fn every_event_of_every_fixture_is_journalled_applied_or_counted() {
+    let app = spawn_app().await;
+    platforms(&app, None).await;
+    let ig = PlatformSettings {
+        ig_account_id: Some(IG_ACCOUNT_ID.to_owned()),
+        ..PlatformSettings::default()
+    };
+    channel(&app, ChannelKind::Instagram, "ig", ig, &meta_secrets()).await;
+    let mut skipped = 0;
+    for platform in ["meta", "x", "telegram"] {
+        let dir = format!(
+            "{}/../channels/fixtures/{platform}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names {
+            let body = fixture(&format!("{platform}/{name}"));
+            let events = events_in(platform, &serde_json::from_slice(&body).unwrap());
+            let post = || async {
+                match platform {
+                    "meta" if name.starts_with("whatsapp") => {
+                        post_meta(&app, "whatsapp", &body).await
+                    }
+                    "meta" if name.starts_with("instagram") => post_meta(&app, "ig", &body).await,
+                    "meta" => post_meta(&app, "fb-dm", &body).await,
+                    "x" => post_x(&app, &body).await,
+                    _ => post_telegram(&app, &body).await,
+                }
+            };
+            for attempt in ["first", "retry"] {
+                let answer = accepted(post().await).await;
+                let accounted: u64 = ["stored", "duplicates", "skipped", "statuses"]
+                    .iter()
+                    .map(|k| answer[k].as_u64().unwrap())
+                    .sum();
+                assert_eq!(
+                    accounted, events as u64,
+                    "{platform}/{name} ({attempt}): {answer}"
+                );
+                skipped += answer["skipped"].as_u64().unwrap();
+            }
+        }
+    }
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("balie_webhook_events_dropped_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(counted, skipped, "every event set aside is counted");
+}
+
+/// A field named `message` in a log line collides with the line's own message: JSON log
+/// readers see two `message` keys and most keep only one.
+#[test]
+fn no_log_line_names_a_field_message() {
+    let root = format!("{}/..", env!("CARGO_MANIFEST_DIR"));
+    let mut offenders = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from(root)];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let source = std::fs::read_to_string(&path).unwrap();
+                for (at, _) in source.match_indices("tracing::") {
+                    let call = &source[at..];
+                    let call = &call[..call.find(");").unwrap_or(call.len())];
+                    let named = call.split([',', '(']).any(|arg| {
+                        let arg = arg.trim();
+                        arg.starts_with("message =") || arg.starts_with("message=")
+                    });
+                    if named {
+                        offenders.push(format!(
+                            "{}: {}",
+                            path.display(),
+                            call.lines().next().unwrap_or("")
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "{offenders:#?}");
 }
