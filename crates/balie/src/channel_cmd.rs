@@ -20,7 +20,9 @@ pub enum ChannelCommand {
 
 #[derive(Args, Debug)]
 pub struct AddArgs {
-    /// messenger, facebook_page, instagram, whatsapp, x or telegram.
+    /// messenger, facebook_page, instagram, whatsapp, x or telegram. A facebook_page channel
+    /// takes the Page's comments and posts and also its Messenger DMs (unless a messenger
+    /// channel for the same page exists, which then takes the DMs).
     #[arg(value_name = "KIND")]
     kind: String,
     /// Unique channel name; part of the webhook URL.
@@ -199,6 +201,12 @@ async fn add(args: AddArgs, config: &Config, store: &dyn Store) -> anyhow::Resul
     let public = public_url(args.public_url.as_deref(), config);
     if let Some(url) = platform_channels::webhook_url(&public, &channel) {
         println!("Webhook URL to register with the platform: {url}");
+    }
+    if kind == ChannelKind::FacebookPage {
+        println!(
+            "Subscribe the Page to the `feed` field (comments) and to `messages` (Messenger DMs): \
+             this channel receives both."
+        );
     }
     let missing: Vec<&str> = SecretName::needed_by(kind)
         .iter()

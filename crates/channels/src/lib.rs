@@ -9,15 +9,17 @@
 //! - [`x`]: X Account Activity webhooks (inbound).
 //! - [`telegram`]: Telegram Bot API webhooks (inbound).
 //! - [`outbound`]: the reply window rules and the sender for all of them.
+//! - [`outcome`]: what becomes of events that are not plain messages (dropped, kept unread).
 //!
 //! # Wiring a webhook
 //!
 //! Every handler reads the body as raw bytes, verifies before parsing, journals what
-//! parsing returns, then answers 200 (log `rejected` events; do not fail the POST for them):
+//! parsing returns (events, and `unread` ones on the webhook's own channel), counts and logs
+//! every [`Dropped`] (see [`outcome`]), then answers 200; one bad event never fails the POST:
 //!
 //! | Platform | Handshake (`GET`) | Check (`POST`) | Parse |
 //! |---|---|---|---|
-//! | Meta | [`meta::verify_subscription`] → bare challenge, else 403 | [`meta::verify_signature`] with `X-Hub-Signature-256` | [`meta::parse`]: events routed by `(channel, account_id)`, WhatsApp `statuses` |
+//! | Meta | [`meta::verify_subscription`] → bare challenge, else 403 | [`meta::verify_signature`] with `X-Hub-Signature-256` | [`meta::parse_for_channel`]: events routed by `(channel, account_id)`, WhatsApp `statuses` |
 //! | X | [`x::crc_response`] as `application/json` | [`x::verify_signature`] with `x-twitter-webhooks-signature` | [`x::parse`]: `for_user_id` routes |
 //! | Telegram | none | [`telegram::verify_secret_token`] with `X-Telegram-Bot-Api-Secret-Token` | [`telegram::parse`]: one update, route by URL |
 //!
