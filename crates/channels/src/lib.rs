@@ -5,6 +5,7 @@
 //! no HTTP framework. Handlers pass in raw bodies and header values; the outbox passes in a
 //! [`reqwest::Client`] and gets a classified [`SendOutcome`] back.
 //!
+//! - [`api`]: the generic API channel's outbound webhook.
 //! - [`meta`]: Facebook Messenger and Page feed, Instagram, WhatsApp Cloud API (inbound).
 //! - [`x`]: X Account Activity webhooks (inbound).
 //! - [`telegram`]: Telegram Bot API webhooks (inbound).
@@ -37,6 +38,7 @@
 //! provider: the binary must install one (`rustls::crypto::ring::default_provider()
 //! .install_default()`) before building the client, and give the client a timeout.
 
+pub mod api;
 mod error;
 mod json;
 pub mod meta;

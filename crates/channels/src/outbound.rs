@@ -264,8 +264,9 @@ pub fn reply_window(
 pub enum SendOutcome {
     /// The platform took it; `platform_id` is its id for the new message (Messenger
     /// `message_id`, comment id, `wamid`, tweet id, `dm_event_id`, Telegram
-    /// `<chat_id>:<message_id>`), matching the external ids inbound parsing produces.
-    Sent { platform_id: String },
+    /// `<chat_id>:<message_id>`), matching the external ids inbound parsing produces; `None`
+    /// where the receiver gives none (the generic API channel's webhook).
+    Sent { platform_id: Option<String> },
     /// The platform did not take it and said so (rate limit, throttling, server error) or the
     /// connection never opened: try again after `after`.
     Retry { after: Duration, reason: String },
@@ -631,7 +632,9 @@ fn id_at(json: &Value, success: SuccessId) -> Option<String> {
 
 fn sent_or_unknown(platform: &str, json: &Value, success: SuccessId) -> SendOutcome {
     match id_at(json, success) {
-        Some(platform_id) => SendOutcome::Sent { platform_id },
+        Some(platform_id) => SendOutcome::Sent {
+            platform_id: Some(platform_id),
+        },
         None => SendOutcome::Unknown {
             reason: format!("{platform} accepted the message but its answer has no message id"),
         },
@@ -642,6 +645,35 @@ fn sent_or_unknown(platform: &str, json: &Value, success: SuccessId) -> SendOutc
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// How long to wait before retrying when an answer does not say: after being throttled, and
+/// after a server error.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Waits {
+    pub throttled: Duration,
+    pub transient: Duration,
+}
+
+/// The rule every receiver's non-success answer ends with: 429 (too many requests) and 408
+/// (request timeout) mean it did not take the message and wants us to slow down, a 5xx that it
+/// could not take it now; both are retried after the answer's `Retry-After`, else after
+/// `waits`. Anything else is refused for good. `described` says what the receiver answered.
+pub(crate) fn refused_or_retried(
+    status: reqwest::StatusCode,
+    headers: &HeaderMap,
+    described: String,
+    waits: Waits,
+) -> SendOutcome {
+    let wait = match status.as_u16() {
+        429 | 408 => waits.throttled,
+        _ if status.is_server_error() => waits.transient,
+        _ => return SendOutcome::Permanent { reason: described },
+    };
+    SendOutcome::Retry {
+        after: retry_after(headers).unwrap_or(wait),
+        reason: described,
+    }
 }
 
 /// Graph error codes that mean "throttled, slow down" (application, user, page and business
@@ -709,18 +741,20 @@ fn graph_outcome(
         }
         _ => {}
     }
-    if transient_flag || status.as_u16() == 429 || status.is_server_error() {
+    if transient_flag && !status.is_server_error() && status.as_u16() != 429 {
         return SendOutcome::Retry {
-            after: retry_after(headers).unwrap_or(if status.as_u16() == 429 {
-                THROTTLE_DELAY
-            } else {
-                TRANSIENT_DELAY
-            }),
+            after: retry_after(headers).unwrap_or(TRANSIENT_DELAY),
             reason: described,
         };
     }
-    SendOutcome::Permanent { reason: described }
+    refused_or_retried(status, headers, described, PLATFORM_WAITS)
 }
+
+/// Waits for platform APIs that do not say how long.
+const PLATFORM_WAITS: Waits = Waits {
+    throttled: THROTTLE_DELAY,
+    transient: TRANSIENT_DELAY,
+};
 
 fn x_outcome(
     status: reqwest::StatusCode,
@@ -755,13 +789,7 @@ fn x_outcome(
             reason: format!("rate limited by X ({described})"),
         };
     }
-    if status.is_server_error() {
-        return SendOutcome::Retry {
-            after: retry_after(headers).unwrap_or(TRANSIENT_DELAY),
-            reason: described,
-        };
-    }
-    SendOutcome::Permanent { reason: described }
+    refused_or_retried(status, headers, described, PLATFORM_WAITS)
 }
 
 fn telegram_outcome(status: reqwest::StatusCode, headers: &HeaderMap, json: &Value) -> SendOutcome {
@@ -770,7 +798,7 @@ fn telegram_outcome(status: reqwest::StatusCode, headers: &HeaderMap, json: &Val
         let message = json.pointer("/result/message_id").and_then(Value::as_i64);
         return match (chat, message) {
             (Some(chat), Some(message)) => SendOutcome::Sent {
-                platform_id: crate::telegram::external_id(chat, message),
+                platform_id: Some(crate::telegram::external_id(chat, message)),
             },
             _ => SendOutcome::Unknown {
                 reason: "Telegram accepted the message but its answer has no message id".to_owned(),

@@ -17,10 +17,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use balie_channels::api::{self, ApiReply, ApiWebhook};
 use balie_channels::{OutboundReply, SendOutcome};
 use balie_core::{Channel, ChannelKind, Millis};
 use balie_store::{OutboxItem, Store};
-use serde_json::json;
 use tokio::sync::{Notify, watch};
 
 use crate::channel_keys::ChannelKeys;
@@ -30,25 +30,6 @@ use crate::platform_channels::{self, PLATFORM_KINDS, PlatformSettings};
 
 /// What an agent reads on a platform reply that may or may not have been delivered.
 pub const DELIVERY_UNKNOWN: &str = "delivery unknown: check the platform before resending";
-
-/// What became of one delivery attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Sent {
-        platform_id: Option<String>,
-    },
-    Retry {
-        after: Duration,
-        reason: String,
-    },
-    Permanent {
-        reason: String,
-    },
-    /// The platform may have it: parked, never resent automatically.
-    Unknown {
-        reason: String,
-    },
-}
 
 pub struct OutboxWorker {
     pub store: Arc<dyn Store>,
@@ -83,13 +64,13 @@ impl OutboxWorker {
             let outcome = self.deliver(&item).await;
             let now = now_ms();
             match outcome {
-                Outcome::Sent { platform_id } => {
+                SendOutcome::Sent { platform_id } => {
                     self.store
                         .outbox_sent(item.id, platform_id.as_deref(), now)
                         .await?;
                     Metrics::inc(&self.metrics.replies_sent, 1);
                 }
-                Outcome::Retry { after, reason } => {
+                SendOutcome::Retry { after, reason } => {
                     let wait = after.max(backoff(item.attempts, item.id));
                     let next =
                         now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
@@ -97,12 +78,12 @@ impl OutboxWorker {
                     self.store.outbox_retry(item.id, next, &reason).await?;
                     Metrics::inc(&self.metrics.replies_retried, 1);
                 }
-                Outcome::Permanent { reason } => {
+                SendOutcome::Permanent { reason } => {
                     tracing::warn!(outbox = item.id, %reason, "reply refused for good");
                     self.store.outbox_failed(item.id, &reason, now).await?;
                     Metrics::inc(&self.metrics.replies_failed, 1);
                 }
-                Outcome::Unknown { reason } => {
+                SendOutcome::Unknown { reason } => {
                     tracing::warn!(outbox = item.id, %reason, "reply delivery unknown; not resending");
                     let shown = format!("{DELIVERY_UNKNOWN} ({reason})");
                     self.store.outbox_unknown(item.id, &shown, now).await?;
@@ -116,16 +97,16 @@ impl OutboxWorker {
         Ok(n)
     }
 
-    async fn deliver(&self, item: &OutboxItem) -> Outcome {
+    async fn deliver(&self, item: &OutboxItem) -> SendOutcome {
         let channel = match self.store.channel(item.channel_id).await {
             Ok(Some(c)) => c,
             Ok(None) => {
-                return Outcome::Permanent {
+                return SendOutcome::Permanent {
                     reason: "the channel no longer exists".into(),
                 };
             }
             Err(e) => {
-                return Outcome::Retry {
+                return SendOutcome::Retry {
                     after: Duration::from_secs(1),
                     reason: format!("store: {e}"),
                 };
@@ -134,7 +115,7 @@ impl OutboxWorker {
         match channel.kind {
             ChannelKind::Api => self.deliver_webhook(item, &channel.name).await,
             kind if PLATFORM_KINDS.contains(&kind) => self.deliver_platform(item, &channel).await,
-            other => Outcome::Permanent {
+            other => SendOutcome::Permanent {
                 reason: format!(
                     "sending on {} channels is not available yet",
                     other.as_str()
@@ -144,9 +125,9 @@ impl OutboxWorker {
     }
 
     /// A platform channel: the reply window first, then one call to the platform's API.
-    async fn deliver_platform(&self, item: &OutboxItem, channel: &Channel) -> Outcome {
+    async fn deliver_platform(&self, item: &OutboxItem, channel: &Channel) -> SendOutcome {
         let Some(kind) = platform_channels::outbound_kind(channel.kind, item) else {
-            return Outcome::Permanent {
+            return SendOutcome::Permanent {
                 reason: format!(
                     "replies on {} channels are not supported",
                     channel.kind.as_str()
@@ -156,13 +137,13 @@ impl OutboxWorker {
         if let Err(refusal) =
             balie_channels::reply_window(kind, item.last_customer_message_at, now_ms())
         {
-            return Outcome::Permanent {
+            return SendOutcome::Permanent {
                 reason: refusal.to_string(),
             };
         }
         let settings = match PlatformSettings::parse(&channel.settings) {
             Ok(settings) => settings,
-            Err(reason) => return Outcome::Permanent { reason },
+            Err(reason) => return SendOutcome::Permanent { reason },
         };
         let credentials = match platform_channels::credentials(
             self.store.as_ref(),
@@ -174,7 +155,7 @@ impl OutboxWorker {
             Ok(credentials) => credentials,
             Err(e) => {
                 tracing::error!(channel = %channel.name, error = format!("{e:#}"), "channel credentials unreadable");
-                return Outcome::Permanent {
+                return SendOutcome::Permanent {
                     reason: "the channel's credentials cannot be read; set them again".into(),
                 };
             }
@@ -187,21 +168,14 @@ impl OutboxWorker {
             item,
         ) {
             Ok(target) => target,
-            Err(reason) => return Outcome::Permanent { reason },
+            Err(reason) => return SendOutcome::Permanent { reason },
         };
         let reply = OutboundReply {
             text: item.text.clone(),
             idempotency_key: item.idempotency_key.clone(),
             last_customer_message_at: item.last_customer_message_at,
         };
-        match balie_channels::send(&self.http, &target, &reply).await {
-            SendOutcome::Sent { platform_id } => Outcome::Sent {
-                platform_id: Some(platform_id),
-            },
-            SendOutcome::Retry { after, reason } => Outcome::Retry { after, reason },
-            SendOutcome::Permanent { reason } => Outcome::Permanent { reason },
-            SendOutcome::Unknown { reason } => Outcome::Unknown { reason },
-        }
+        balie_channels::send(&self.http, &target, &reply).await
     }
 
     /// Parks platform replies a crash left `sending` (they may have gone out), then puts the
@@ -227,73 +201,21 @@ impl OutboxWorker {
     }
 
     /// The generic channel: a signed JSON POST to the configured webhook.
-    async fn deliver_webhook(&self, item: &OutboxItem, channel: &str) -> Outcome {
-        if self.webhook.url.is_empty() {
-            return Outcome::Permanent {
-                reason: "no outbound webhook is configured for API channels ([outbound] url)"
-                    .into(),
-            };
-        }
-        let body = json!({
-            "id": item.message_id,
-            "idempotency_key": item.idempotency_key,
-            "conversation_id": item.conversation_id,
-            "channel": channel,
-            "in_reply_to": item.reply_to_external_id,
-            "recipient": { "id": item.recipient_external_id },
-            "text": item.text,
-        })
-        .to_string();
-        let signature = balie_channels::signature::sha256_header(
-            self.webhook.secret.expose().as_bytes(),
-            body.as_bytes(),
-        );
-        let result = self
-            .http
-            .post(&self.webhook.url)
-            .header("content-type", "application/json")
-            .header("idempotency-key", &item.idempotency_key)
-            .header("x-balie-signature", signature)
-            .body(body)
-            .timeout(Duration::from_secs(15))
-            .send()
-            .await;
-        match result {
-            Ok(resp) => {
-                let status = resp.status();
-                if status.is_success() {
-                    Outcome::Sent { platform_id: None }
-                } else if status.as_u16() == 429
-                    || status.as_u16() == 408
-                    || status.is_server_error()
-                {
-                    let after = resp
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs)
-                        .unwrap_or(Duration::ZERO);
-                    Outcome::Retry {
-                        after,
-                        reason: format!("webhook answered {status}"),
-                    }
-                } else {
-                    Outcome::Permanent {
-                        reason: format!("webhook refused the reply: {status}"),
-                    }
-                }
-            }
-            // Never log the URL's query: it may carry a token.
-            Err(e) if e.is_timeout() => Outcome::Retry {
-                after: Duration::ZERO,
-                reason: "webhook timed out".into(),
-            },
-            Err(_) => Outcome::Retry {
-                after: Duration::ZERO,
-                reason: "webhook unreachable".into(),
-            },
-        }
+    async fn deliver_webhook(&self, item: &OutboxItem, channel: &str) -> SendOutcome {
+        let reply = ApiReply {
+            message_id: item.message_id.0,
+            idempotency_key: &item.idempotency_key,
+            conversation_id: item.conversation_id.0,
+            channel,
+            in_reply_to: item.reply_to_external_id.as_deref(),
+            recipient: item.recipient_external_id.as_deref(),
+            text: &item.text,
+        };
+        let webhook = ApiWebhook {
+            url: self.webhook.url.clone(),
+            secret: self.webhook.secret.clone(),
+        };
+        api::deliver(&self.http, &webhook, &reply).await
     }
 
     pub async fn run(self, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {

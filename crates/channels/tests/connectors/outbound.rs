@@ -100,7 +100,7 @@ async fn messenger_reply_inside_24_hours_is_a_response_with_the_key_as_metadata(
     assert_eq!(
         outcome,
         SendOutcome::Sent {
-            platform_id: "m_SentByBalie".into()
+            platform_id: Some("m_SentByBalie".into())
         }
     );
 }
@@ -130,7 +130,7 @@ async fn messenger_reply_after_two_days_uses_the_human_agent_tag() {
     assert_eq!(
         outcome,
         SendOutcome::Sent {
-            platform_id: "m_2".into()
+            platform_id: Some("m_2".into())
         }
     );
 }
@@ -206,7 +206,7 @@ async fn instagram_dm_and_comment_replies_have_their_own_endpoints() {
         )
         .await,
         SendOutcome::Sent {
-            platform_id: "aWdfIGDM".into()
+            platform_id: Some("aWdfIGDM".into())
         }
     );
     assert_eq!(
@@ -218,7 +218,7 @@ async fn instagram_dm_and_comment_replies_have_their_own_endpoints() {
         )
         .await,
         SendOutcome::Sent {
-            platform_id: "17998877665549999".into()
+            platform_id: Some("17998877665549999".into())
         }
     );
 }
@@ -245,7 +245,7 @@ async fn facebook_comment_reply_posts_to_the_comment() {
     assert_eq!(
         send_at(&client(), &target, &reply("Maandag om 9 uur!", None), NOW).await,
         SendOutcome::Sent {
-            platform_id: "987654321098765_111222333444888".into()
+            platform_id: Some("987654321098765_111222333444888".into())
         }
     );
 }
@@ -283,7 +283,7 @@ async fn whatsapp_reply_is_threaded_and_carries_the_key_for_status_webhooks() {
     assert_eq!(
         outcome,
         SendOutcome::Sent {
-            platform_id: "wamid.SENT1".into()
+            platform_id: Some("wamid.SENT1".into())
         }
     );
 }
@@ -436,13 +436,13 @@ async fn x_reply_and_dm_hit_the_v2_endpoints() {
         )
         .await,
         SendOutcome::Sent {
-            platform_id: "1992000000000000500".into()
+            platform_id: Some("1992000000000000500".into())
         }
     );
     assert_eq!(
         send_at(&c, &dm, &reply("Dank je, we zoeken het uit!", None), NOW).await,
         SendOutcome::Sent {
-            platform_id: "1992000000000000600".into()
+            platform_id: Some("1992000000000000600".into())
         }
     );
 }
@@ -517,7 +517,7 @@ async fn telegram_429_is_retried_after_retry_after_then_sent() {
     assert_eq!(
         second,
         SendOutcome::Sent {
-            platform_id: "5550001111:43".into()
+            platform_id: Some("5550001111:43".into())
         }
     );
 }
@@ -619,4 +619,65 @@ async fn empty_and_overlong_replies_are_refused_before_sending() {
             reason: "the reply is 2001 characters; Messenger allows at most 2000".into()
         }
     );
+}
+
+fn api_reply() -> balie_channels::api::ApiReply<'static> {
+    balie_channels::api::ApiReply {
+        message_id: 41,
+        idempotency_key: "web:1:form-1",
+        conversation_id: 7,
+        channel: "web",
+        in_reply_to: Some("msg-1"),
+        recipient: Some("cust-42"),
+        text: "Hij komt morgen!",
+    }
+}
+
+#[tokio::test]
+async fn an_api_channel_reply_is_signed_keyed_and_classified_like_every_answer() {
+    use balie_channels::api::{ApiWebhook, deliver};
+    let server = MockServer::start().await;
+    let body = json!({"id": 41, "idempotency_key": "web:1:form-1", "conversation_id": 7,
+        "channel": "web", "in_reply_to": "msg-1", "recipient": {"id": "cust-42"},
+        "text": "Hij komt morgen!"});
+    let signature =
+        balie_channels::signature::sha256_header(b"hook-secret", body.to_string().as_bytes());
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .and(header("idempotency-key", "web:1:form-1"))
+        .and(header("x-balie-signature", signature.as_str()))
+        .and(body_json(body))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "7"))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    let webhook = ApiWebhook {
+        url: format!("{}/hook", server.uri()),
+        secret: Secret::new("hook-secret"),
+    };
+    assert_eq!(
+        deliver(&client(), &webhook, &api_reply()).await,
+        SendOutcome::Retry {
+            after: Duration::from_secs(7),
+            reason: "webhook answered 429 Too Many Requests".into()
+        }
+    );
+    assert_eq!(
+        deliver(&client(), &webhook, &api_reply()).await,
+        SendOutcome::Sent { platform_id: None }
+    );
+    let unset = ApiWebhook {
+        url: String::new(),
+        secret: Secret::new("hook-secret"),
+    };
+    assert!(matches!(
+        deliver(&client(), &unset, &api_reply()).await,
+        SendOutcome::Permanent { reason } if reason.contains("[outbound] url")
+    ));
 }
