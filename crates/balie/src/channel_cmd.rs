@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use balie_core::ChannelKind;
 use balie_server::Config;
 use balie_server::channel_keys::ChannelKeys;
-use balie_server::platform_channels::{self, PLATFORM_KINDS, PlatformSettings, SecretName};
+use balie_server::platform_channels::{self, PlatformSettings, SecretName, platform_kinds};
 use balie_store::Store;
 use clap::{Args, Subcommand};
 
@@ -87,10 +87,14 @@ fn parse_kind(kind: &str) -> anyhow::Result<ChannelKind> {
         other => other,
     };
     match ChannelKind::parse(aliases) {
-        Some(kind) if PLATFORM_KINDS.contains(&kind) => Ok(kind),
+        Some(kind) if platform_kinds().contains(&kind) => Ok(kind),
         _ => bail!(
             "`{kind}` is not a platform channel kind; use one of: {}",
-            PLATFORM_KINDS.map(ChannelKind::as_str).join(", ")
+            platform_kinds()
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }

@@ -39,6 +39,7 @@
 //! .install_default()`) before building the client, and give the client a timeout.
 
 pub mod api;
+pub mod connector;
 mod error;
 mod json;
 pub mod meta;
@@ -49,6 +50,10 @@ pub mod signature;
 pub mod telegram;
 pub mod x;
 
+pub use connector::{
+    CONNECTORS, ChannelSetup, Connector, Credentials, Delivery, Handshake, PlatformSettings,
+    ReplyContext, SecretName,
+};
 pub use error::ParseError;
 pub use outbound::{
     GraphApi, OutboundKind, OutboundReply, OutboundTarget, Refusal, SendOutcome, WindowMode,

@@ -6,10 +6,19 @@
 //! id, WhatsApp `phone_number_id`) it belongs to. Events Balie does not use (reads,
 //! deliveries of Messenger messages, reactions, standby, unknown fields) are skipped.
 
+use std::collections::HashMap;
+
 use balie_core::inbound::Attachment;
 use balie_core::{Author, ChannelKind, Inbound, InboundKind, Millis, Place, PlaceKind};
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::Secret;
+use crate::connector::{
+    ActionKind, ChannelSetup, Connector, Credentials, Delivery, Handshake, Header, Receiving,
+    ReplyContext, Routed, RoutedStatus, SecretName, Webhook,
+};
+use crate::outbound::{OutboundKind, OutboundTarget};
 
 use crate::json::{Lenient, decode_body, decode_value, epoch_millis, id_string};
 use crate::outcome::{self, DropReason, Dropped, Unreadable};
@@ -17,6 +26,156 @@ use crate::signature::{constant_time_eq, verify_sha256_header};
 use crate::{ParseError, new_inbound};
 
 const PLATFORM: &str = "meta";
+
+/// Facebook Pages (Messenger DMs and the feed), Instagram and WhatsApp, on one Meta app.
+pub static CONNECTOR: Connector = Connector {
+    name: PLATFORM,
+    kinds: &[
+        ChannelKind::Messenger,
+        ChannelKind::FacebookPage,
+        ChannelKind::Instagram,
+        ChannelKind::Whatsapp,
+    ],
+    secrets: |_| {
+        &[
+            SecretName::AppSecret,
+            SecretName::VerifyToken,
+            SecretName::AccessToken,
+        ]
+    },
+    // A Page channel also takes the Page's Messenger DMs.
+    also_takes: &[(ChannelKind::FacebookPage, ChannelKind::Messenger)],
+    receiving: Receiving::Push(&MetaWebhook),
+    reply_target,
+    actions: &[ActionKind::Reply],
+};
+
+struct MetaWebhook;
+
+impl Webhook for MetaWebhook {
+    fn path(&self) -> &'static str {
+        PLATFORM
+    }
+
+    fn handshake(
+        &self,
+        query: &HashMap<String, String>,
+        credentials: &Credentials,
+    ) -> Option<Handshake> {
+        let param = |key: &str| query.get(key).map_or("", String::as_str);
+        Some(
+            match verify_subscription(
+                param("hub.mode"),
+                param("hub.verify_token"),
+                param("hub.challenge"),
+                credentials.get(SecretName::VerifyToken).map(Secret::expose),
+            ) {
+                Ok(challenge) => Handshake::Answer {
+                    content_type: "text/plain",
+                    body: challenge,
+                },
+                Err(refused) => Handshake::Refused(refused.to_string()),
+            },
+        )
+    }
+
+    fn verify(
+        &self,
+        credentials: &Credentials,
+        header: Header<'_>,
+        body: &[u8],
+    ) -> Result<(), &'static str> {
+        let app_secret = credentials.expose(SecretName::AppSecret);
+        if app_secret.is_empty() {
+            return Err("no app secret is configured");
+        }
+        if !verify_signature(app_secret, body, header("x-hub-signature-256")) {
+            return Err("X-Hub-Signature-256 does not match");
+        }
+        Ok(())
+    }
+
+    fn signing_secret(&self) -> SecretName {
+        SecretName::AppSecret
+    }
+
+    fn parse(&self, body: &[u8], kind: ChannelKind) -> Result<Delivery, ParseError> {
+        let batch = parse_for_channel(body, kind)?;
+        Ok(Delivery {
+            events: batch
+                .events
+                .into_iter()
+                .map(|e| Routed {
+                    kind: e.channel,
+                    account_id: Some(e.account_id).filter(|a| !a.is_empty()),
+                    inbound: e.inbound,
+                })
+                .collect(),
+            statuses: batch
+                .statuses
+                .into_iter()
+                .map(|status| RoutedStatus {
+                    kind: ChannelKind::Whatsapp,
+                    platform: "WhatsApp",
+                    status,
+                })
+                .collect(),
+            dropped: batch.dropped,
+            unread: batch.unread,
+        })
+    }
+}
+
+/// Where a reply on a Meta channel goes: a Messenger or Instagram DM, a comment reply, or a
+/// WhatsApp message.
+fn reply_target(
+    channel: &ChannelSetup<'_>,
+    reply: &ReplyContext,
+) -> Result<OutboundTarget, String> {
+    let kind = CONNECTOR
+        .outbound_kind(channel.kind, reply)
+        .ok_or_else(|| {
+            format!(
+                "replies on {} channels are not supported",
+                channel.kind.as_str()
+            )
+        })?;
+    let settings = channel.settings;
+    let token = || channel.credentials.need(SecretName::AccessToken);
+    Ok(match kind {
+        OutboundKind::Messenger => OutboundTarget::Messenger {
+            graph: settings.graph(),
+            page_id: channel.setting(settings.page_id.as_ref(), "page_id")?,
+            access_token: token()?,
+            recipient_id: reply.recipient()?,
+        },
+        OutboundKind::InstagramDirect => OutboundTarget::InstagramDirect {
+            graph: settings.graph(),
+            account_id: channel.setting(settings.ig_account_id.as_ref(), "ig_account_id")?,
+            access_token: token()?,
+            recipient_id: reply.recipient()?,
+        },
+        OutboundKind::FacebookComment => OutboundTarget::FacebookComment {
+            graph: settings.graph(),
+            comment_id: reply.answered()?,
+            access_token: token()?,
+        },
+        OutboundKind::InstagramComment => OutboundTarget::InstagramComment {
+            graph: settings.graph(),
+            comment_id: reply.answered()?,
+            access_token: token()?,
+        },
+        OutboundKind::Whatsapp => OutboundTarget::Whatsapp {
+            graph: settings.graph(),
+            phone_number_id: channel
+                .setting(settings.phone_number_id.as_ref(), "phone_number_id")?,
+            access_token: token()?,
+            to: reply.recipient()?,
+            reply_to: reply.answered.clone(),
+        },
+        other => return Err(format!("{other:?} is not a Meta reply")),
+    })
+}
 
 /// Why a subscription handshake (`GET` with `hub.*` parameters) was refused; answer 403.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

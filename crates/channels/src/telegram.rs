@@ -3,15 +3,102 @@
 //! messages (a pinned message, a dice roll, members joining) as timeline notices.
 
 use balie_core::inbound::Attachment;
-use balie_core::{Author, Inbound, InboundKind, Place, PlaceKind};
+use balie_core::{Author, ChannelKind, Inbound, InboundKind, Place, PlaceKind};
 use serde::Deserialize;
 
+use crate::Secret;
+use crate::connector::{
+    ActionKind, ChannelSetup, Connector, Credentials, Delivery, Handshake, Header, Receiving,
+    ReplyContext, Routed, SecretName, Webhook,
+};
 use crate::json::{Lenient, decode_body, seconds_to_millis};
+use crate::outbound::OutboundTarget;
 use crate::outcome::{self, DropReason, Dropped, Unreadable};
 use crate::signature::constant_time_eq;
 use crate::{ParseError, new_inbound};
 
 const PLATFORM: &str = "telegram";
+
+/// Telegram bots: private chats and groups the bot is in.
+pub static CONNECTOR: Connector = Connector {
+    name: PLATFORM,
+    kinds: &[ChannelKind::Telegram],
+    secrets: |_| &[SecretName::BotToken, SecretName::SecretToken],
+    also_takes: &[],
+    receiving: Receiving::Push(&TelegramWebhook),
+    reply_target,
+    actions: &[ActionKind::Reply],
+};
+
+struct TelegramWebhook;
+
+impl Webhook for TelegramWebhook {
+    fn path(&self) -> &'static str {
+        PLATFORM
+    }
+
+    fn handshake(
+        &self,
+        _query: &std::collections::HashMap<String, String>,
+        _credentials: &Credentials,
+    ) -> Option<Handshake> {
+        None
+    }
+
+    fn verify(
+        &self,
+        credentials: &Credentials,
+        header: Header<'_>,
+        _body: &[u8],
+    ) -> Result<(), &'static str> {
+        let configured = credentials.get(SecretName::SecretToken).map(Secret::expose);
+        if verify_secret_token(configured, header("x-telegram-bot-api-secret-token")) {
+            Ok(())
+        } else {
+            Err("X-Telegram-Bot-Api-Secret-Token does not match")
+        }
+    }
+
+    fn signing_secret(&self) -> SecretName {
+        SecretName::SecretToken
+    }
+
+    fn parse(&self, body: &[u8], _kind: ChannelKind) -> Result<Delivery, ParseError> {
+        let update = parse(body)?;
+        Ok(Delivery {
+            events: update
+                .event
+                .into_iter()
+                .map(|inbound| Routed {
+                    kind: ChannelKind::Telegram,
+                    account_id: None,
+                    inbound,
+                })
+                .collect(),
+            statuses: Vec::new(),
+            dropped: update.dropped.into_iter().collect(),
+            unread: update.unread.into_iter().collect(),
+        })
+    }
+}
+
+/// Where a reply in a Telegram chat goes: the chat, as a reply to the message answered.
+fn reply_target(
+    channel: &ChannelSetup<'_>,
+    reply: &ReplyContext,
+) -> Result<OutboundTarget, String> {
+    let split = reply.answered.as_deref().and_then(split_external_id);
+    let chat_id = match split {
+        Some((chat, _)) => chat.to_string(),
+        None => reply.recipient()?,
+    };
+    Ok(OutboundTarget::Telegram {
+        api_base: channel.settings.api_base(crate::outbound::TELEGRAM_API),
+        bot_token: channel.credentials.need(SecretName::BotToken)?,
+        chat_id,
+        reply_to_message_id: split.map(|(_, message)| message),
+    })
+}
 
 /// Compares `X-Telegram-Bot-Api-Secret-Token` with the `secret_token` given to `setWebhook`,
 /// constant time. No configured token, or no header, never verifies.

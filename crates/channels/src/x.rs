@@ -4,18 +4,130 @@
 use std::collections::HashMap;
 
 use balie_core::inbound::Attachment;
-use balie_core::{Author, Inbound, InboundKind, Millis, Place, PlaceKind};
+use balie_core::{Author, ChannelKind, Inbound, InboundKind, Millis, Place, PlaceKind};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::connector::{
+    ActionKind, ChannelSetup, Connector, Credentials, Delivery, Handshake, Header, Receiving,
+    ReplyContext, Routed, SecretName, Webhook,
+};
 use crate::json::{Lenient, days_from_civil, decode_body, decode_value, seconds_to_millis};
+use crate::outbound::{OutboundKind, OutboundTarget};
 use crate::outcome::{self, DropReason, Dropped, Unreadable};
 use crate::signature::{constant_time_eq, hmac_sha256};
 use crate::{ParseError, new_inbound};
 
 const PLATFORM: &str = "x";
+
+/// X (Twitter) accounts through the Account Activity API.
+pub static CONNECTOR: Connector = Connector {
+    name: PLATFORM,
+    kinds: &[ChannelKind::X],
+    secrets: |_| &[SecretName::ConsumerSecret, SecretName::AccessToken],
+    also_takes: &[],
+    receiving: Receiving::Push(&XWebhook),
+    reply_target,
+    actions: &[ActionKind::Reply],
+};
+
+struct XWebhook;
+
+impl Webhook for XWebhook {
+    fn path(&self) -> &'static str {
+        PLATFORM
+    }
+
+    fn handshake(
+        &self,
+        query: &HashMap<String, String>,
+        credentials: &Credentials,
+    ) -> Option<Handshake> {
+        let Some(token) = query.get("crc_token").filter(|t| !t.is_empty()) else {
+            return Some(Handshake::BadInput {
+                field: "crc_token",
+                reason: "crc_token is missing".to_owned(),
+            });
+        };
+        let Some(secret) = credentials.get(SecretName::ConsumerSecret) else {
+            return Some(Handshake::Refused(
+                "no consumer secret is configured".to_owned(),
+            ));
+        };
+        // Only a token that looks like X's challenge is signed: the answer is the HMAC that
+        // also signs deliveries, so signing anything else would let a caller forge bodies.
+        Some(match crc_response(secret.expose(), token) {
+            Some(answer) => Handshake::Answer {
+                content_type: "application/json",
+                body: answer,
+            },
+            None => Handshake::BadInput {
+                field: "crc_token",
+                reason: "crc_token must be 1 to 128 URL-safe base64 characters".to_owned(),
+            },
+        })
+    }
+
+    fn verify(
+        &self,
+        credentials: &Credentials,
+        header: Header<'_>,
+        body: &[u8],
+    ) -> Result<(), &'static str> {
+        let secret = credentials.expose(SecretName::ConsumerSecret);
+        if verify_signature(secret, body, header("x-twitter-webhooks-signature")) {
+            Ok(())
+        } else {
+            Err("x-twitter-webhooks-signature does not match")
+        }
+    }
+
+    fn signing_secret(&self) -> SecretName {
+        SecretName::ConsumerSecret
+    }
+
+    fn parse(&self, body: &[u8], _kind: ChannelKind) -> Result<Delivery, ParseError> {
+        let batch = parse(body)?;
+        let account = Some(batch.for_user_id).filter(|a| !a.is_empty());
+        Ok(Delivery {
+            events: batch
+                .events
+                .into_iter()
+                .map(|inbound| Routed {
+                    kind: ChannelKind::X,
+                    account_id: account.clone(),
+                    inbound,
+                })
+                .collect(),
+            statuses: Vec::new(),
+            dropped: batch.dropped,
+            unread: batch.unread,
+        })
+    }
+}
+
+/// Where a reply on X goes: a public reply to the tweet answered, or a DM.
+fn reply_target(
+    channel: &ChannelSetup<'_>,
+    reply: &ReplyContext,
+) -> Result<OutboundTarget, String> {
+    let api_base = channel.settings.api_base(crate::outbound::X_API);
+    let access_token = channel.credentials.need(SecretName::AccessToken)?;
+    Ok(match CONNECTOR.outbound_kind(channel.kind, reply) {
+        Some(OutboundKind::XDirect) => OutboundTarget::XDirect {
+            api_base,
+            access_token,
+            participant_id: reply.recipient()?,
+        },
+        _ => OutboundTarget::XReply {
+            api_base,
+            access_token,
+            in_reply_to_tweet_id: reply.answered()?,
+        },
+    })
+}
 
 /// The `x-twitter-webhooks-signature` value for `body`, as X computes it (for simulators and
 /// tests that post signed payloads).

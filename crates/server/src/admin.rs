@@ -2,6 +2,8 @@
 //! Credentials are sealed before they reach the store and are never shown back: a page
 //! only says whether each one is set.
 
+use std::collections::HashMap;
+
 use askama::Template;
 use axum::Router;
 use axum::extract::{Form, State};
@@ -14,7 +16,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::i18n::{Lang, Texts};
-use crate::platform_channels::{self, PLATFORM_KINDS, PlatformSettings, SecretName};
+use crate::platform_channels::{self, PlatformSettings, SecretName, platform_kinds};
 use crate::web::{Page, render, session_user, texts_json};
 
 pub fn routes() -> Router<AppState> {
@@ -95,7 +97,7 @@ async fn render_channels(
         texts: texts_json(t),
         user,
         rows,
-        kinds: PLATFORM_KINDS.iter().map(|k| k.as_str()).collect(),
+        kinds: platform_kinds().iter().map(|k| k.as_str()).collect(),
         error,
     })
 }
@@ -118,33 +120,20 @@ struct ChannelForm {
     account_id: String,
     #[serde(default)]
     api_base: String,
-    #[serde(default)]
-    app_secret: String,
-    #[serde(default)]
-    verify_token: String,
-    #[serde(default)]
-    access_token: String,
-    #[serde(default)]
-    consumer_secret: String,
-    #[serde(default)]
-    bot_token: String,
-    #[serde(default)]
-    secret_token: String,
+    /// Credentials by name (`app_secret`, `bot_token`, ...): the kind's connector says which.
+    #[serde(flatten)]
+    secrets: HashMap<String, String>,
 }
 
 fn settings_from(kind: ChannelKind, form: &ChannelForm) -> PlatformSettings {
-    let account = Some(form.account_id.trim().to_string()).filter(|s| !s.is_empty());
     let mut s = PlatformSettings {
         api_base: Some(form.api_base.trim().to_string()).filter(|s| !s.is_empty()),
         ..PlatformSettings::default()
     };
-    match kind {
-        ChannelKind::Messenger | ChannelKind::FacebookPage => s.page_id = account,
-        ChannelKind::Instagram => s.ig_account_id = account,
-        ChannelKind::Whatsapp => s.phone_number_id = account,
-        ChannelKind::X => s.x_user_id = account,
-        _ => {}
-    }
+    s.set_account_id(
+        kind,
+        Some(form.account_id.trim().to_string()).filter(|s| !s.is_empty()),
+    );
     s
 }
 
@@ -156,7 +145,7 @@ async fn save_channel(
     let Some(user) = admin(&state, &headers).await? else {
         return Err(ApiError::Unauthorized);
     };
-    let kind = ChannelKind::parse(form.kind.trim()).filter(|k| PLATFORM_KINDS.contains(k));
+    let kind = ChannelKind::parse(form.kind.trim()).filter(|k| platform_kinds().contains(k));
     let name = form.name.trim();
     let valid_name = !name.is_empty()
         && name.len() <= 64
@@ -181,19 +170,12 @@ async fn save_channel(
         .await?
         .into_response());
     }
-    let given = [
-        (SecretName::AppSecret, &form.app_secret),
-        (SecretName::VerifyToken, &form.verify_token),
-        (SecretName::AccessToken, &form.access_token),
-        (SecretName::ConsumerSecret, &form.consumer_secret),
-        (SecretName::BotToken, &form.bot_token),
-        (SecretName::SecretToken, &form.secret_token),
-    ];
-    // Empty fields keep what is stored: a secret is never echoed back into the form.
-    let secrets: Vec<(SecretName, String)> = given
+    let secrets: Vec<(SecretName, String)> = SecretName::needed_by(kind)
         .iter()
-        .filter(|(n, v)| !v.trim().is_empty() && SecretName::needed_by(kind).contains(n))
-        .map(|(n, v)| (*n, v.trim().to_string()))
+        .filter_map(|n| {
+            let value = form.secrets.get(n.as_str())?.trim();
+            (!value.is_empty()).then(|| (*n, value.to_string()))
+        })
         .collect();
     let brand = state
         .store

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use balie_channels::api::{self, ApiReply, ApiWebhook};
+use balie_channels::connector::{self, ChannelSetup, Connector, ReplyContext};
 use balie_channels::{OutboundReply, SendOutcome};
 use balie_core::{Channel, ChannelKind, Millis};
 use balie_store::{OutboxItem, Store};
@@ -26,7 +27,7 @@ use tokio::sync::{Notify, watch};
 use crate::channel_keys::ChannelKeys;
 use crate::config::OutboundWebhook;
 use crate::metrics::Metrics;
-use crate::platform_channels::{self, PLATFORM_KINDS, PlatformSettings};
+use crate::platform_channels::{self, PlatformSettings, platform_kinds};
 
 /// What an agent reads on a platform reply that may or may not have been delivered.
 pub const DELIVERY_UNKNOWN: &str = "delivery unknown: check the platform before resending";
@@ -112,21 +113,33 @@ impl OutboxWorker {
                 };
             }
         };
-        match channel.kind {
-            ChannelKind::Api => self.deliver_webhook(item, &channel.name).await,
-            kind if PLATFORM_KINDS.contains(&kind) => self.deliver_platform(item, &channel).await,
-            other => SendOutcome::Permanent {
+        if channel.kind == ChannelKind::Api {
+            return self.deliver_webhook(item, &channel.name).await;
+        }
+        match connector::for_kind(channel.kind) {
+            Some(connector) => self.deliver_platform(item, &channel, connector).await,
+            None => SendOutcome::Permanent {
                 reason: format!(
                     "sending on {} channels is not available yet",
-                    other.as_str()
+                    channel.kind.as_str()
                 ),
             },
         }
     }
 
     /// A platform channel: the reply window first, then one call to the platform's API.
-    async fn deliver_platform(&self, item: &OutboxItem, channel: &Channel) -> SendOutcome {
-        let Some(kind) = platform_channels::outbound_kind(channel.kind, item) else {
+    async fn deliver_platform(
+        &self,
+        item: &OutboxItem,
+        channel: &Channel,
+        connector: &Connector,
+    ) -> SendOutcome {
+        let answering = ReplyContext {
+            recipient: item.recipient_external_id.clone(),
+            answered: item.reply_to_external_id.clone(),
+            answered_place: item.reply_to_place,
+        };
+        let Some(kind) = connector.outbound_kind(channel.kind, &answering) else {
             return SendOutcome::Permanent {
                 reason: format!(
                     "replies on {} channels are not supported",
@@ -160,13 +173,13 @@ impl OutboxWorker {
                 };
             }
         };
-        let target = match platform_channels::outbound_target(
-            channel,
-            kind,
-            &settings,
-            &credentials,
-            item,
-        ) {
+        let setup = ChannelSetup {
+            name: &channel.name,
+            kind: channel.kind,
+            settings: &settings,
+            credentials: &credentials,
+        };
+        let target = match (connector.reply_target)(&setup, &answering) {
             Ok(target) => target,
             Err(reason) => return SendOutcome::Permanent { reason },
         };
@@ -184,7 +197,7 @@ impl OutboxWorker {
         let reason = format!("{DELIVERY_UNKNOWN} (Balie stopped while sending it)");
         let parked = self
             .store
-            .park_interrupted_outbox(&PLATFORM_KINDS, &reason, now_ms())
+            .park_interrupted_outbox(&platform_kinds(), &reason, now_ms())
             .await?;
         if parked > 0 {
             tracing::warn!(
