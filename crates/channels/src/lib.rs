@@ -1,22 +1,26 @@
 //! Platform connectors: each module verifies one platform's requests, normalises its payloads
-//! into [`balie_core::Inbound`] events and sends replies through its API.
+//! into [`balie_core::Inbound`] events and says where its replies go, described once by its
+//! [`Connector`] (see [`connector`]); the server dispatches through [`CONNECTORS`].
 //!
 //! Architecture invariant: this is the only crate that knows platform payloads, and it knows
 //! no HTTP framework. Handlers pass in raw bodies and header values; the outbox passes in a
 //! [`reqwest::Client`] and gets a classified [`SendOutcome`] back.
 //!
 //! - [`api`]: the generic API channel's outbound webhook.
-//! - [`meta`]: Facebook Messenger and Page feed, Instagram, WhatsApp Cloud API (inbound).
-//! - [`x`]: X Account Activity webhooks (inbound).
-//! - [`telegram`]: Telegram Bot API webhooks (inbound).
+//! - [`connector`]: the one description every platform gives, and the registry.
+//! - [`meta`]: Facebook Messenger and Page feed, Instagram, WhatsApp Cloud API.
+//! - [`x`]: X Account Activity webhooks and replies.
+//! - [`telegram`]: Telegram Bot API webhooks and replies.
 //! - [`outbound`]: the reply window rules and the sender for all of them.
 //! - [`outcome`]: what becomes of events that are not plain messages (dropped, kept unread).
 //!
 //! # Wiring a webhook
 //!
-//! Every handler reads the body as raw bytes, verifies before parsing, journals what
-//! parsing returns (events, and `unread` ones on the webhook's own channel), counts and logs
-//! every [`Dropped`] (see [`outcome`]), then answers 200; one bad event never fails the POST:
+//! The server's one webhook handler finds the [`connector::Webhook`] by URL segment, reads the
+//! body as raw bytes, verifies before parsing, journals what parsing returns (events routed
+//! by kind and account, `unread` ones on the webhook's own channel), counts and logs every
+//! [`Dropped`] (see [`outcome`]), then answers 200; one bad event never fails the POST. What
+//! each platform's webhook does:
 //!
 //! | Platform | Handshake (`GET`) | Check (`POST`) | Parse |
 //! |---|---|---|---|
@@ -31,10 +35,10 @@
 //!
 //! # Sending
 //!
-//! Build an [`OutboundTarget`] from the channel's configuration and the conversation (the
-//! customer's id, the comment or tweet answered), call [`send`] and act on the
-//! [`SendOutcome`]; [`reply_window`] with [`OutboundKind::for_conversation`] tells the UI
-//! beforehand whether a reply is possible. The workspace builds reqwest without a TLS
+//! Ask the channel's [`Connector`] how a reply goes out ([`Connector::outbound_kind`]; with
+//! [`reply_window`] that tells beforehand whether a reply is possible) and where
+//! ([`Connector::reply_target`], from the channel's settings and credentials and the
+//! conversation), call [`send`] and act on the [`SendOutcome`]. The workspace builds reqwest without a TLS
 //! provider: the binary must install one (`rustls::crypto::ring::default_provider()
 //! .install_default()`) before building the client, and give the client a timeout.
 

@@ -323,7 +323,9 @@ struct DmUser {
 /// (mentions and replies; the brand's own tweets and retweets are skipped),
 /// `tweet_delete_events` (as `Removed`) and `direct_message_events` (the brand's own sends are
 /// skipped). Other event arrays are ignored. A body that is not an Account Activity envelope
-/// is a [`ParseError`]; a malformed event inside one lands in [`XBatch::rejected`].
+/// is a [`ParseError`]; inside one, every event lands in exactly one of [`XBatch`]'s lists
+/// (other event arrays and the brand's own activity in `dropped`, unreadable ones with words
+/// in `unread`).
 pub fn parse(raw_body: &[u8]) -> Result<XBatch, ParseError> {
     let envelope: Envelope = decode_body(PLATFORM, raw_body)?;
     let has_events = !envelope.tweet_create_events.is_empty()
