@@ -322,7 +322,7 @@ struct DmUser {
 /// Parses an Account Activity body (after [`verify_signature`]): `tweet_create_events`
 /// (mentions and replies; the brand's own tweets and retweets are skipped),
 /// `tweet_delete_events` (as `Removed`) and `direct_message_events` (the brand's own sends are
-/// skipped). Other event arrays are ignored. A body that is not an Account Activity envelope
+/// skipped). Other event arrays are set aside. A body that is not an Account Activity envelope
 /// is a [`ParseError`]; inside one, every event lands in exactly one of [`XBatch`]'s lists
 /// (other event arrays and the brand's own activity in `dropped`, unreadable ones with words
 /// in `unread`).
