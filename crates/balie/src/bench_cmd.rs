@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use balie_core::{Author, ChannelKind, ConversationId, ConversationStatus, Priority};
 use balie_server::{App, Config, auth};
-use balie_store::{BulkConversation, BulkMessage, SqliteStore, Store};
+use balie_store::{
+    BulkConversation, BulkLoad, BulkMessage, Channels, Conversations, Search, SqliteStore,
+};
 use clap::Args;
 use serde_json::{Value, json};
 

@@ -1,5 +1,6 @@
 //! The `balie` command: serve, demo, users, tokens, text analysis and benchmarks.
 
+#[cfg(feature = "bench")]
 mod bench_cmd;
 mod channel_cmd;
 mod demo;
@@ -99,8 +100,10 @@ enum BenchCommand {
     /// Text analysis throughput on one core.
     Analyze(text_cmd::BenchAnalyzeArgs),
     /// Inbound messages over HTTP to a fresh server, against the raw insert limit.
+    #[cfg(feature = "bench")]
     Ingest(bench_cmd::IngestArgs),
     /// Inbox, conversation and search latency over many stored messages.
+    #[cfg(feature = "bench")]
     Query(bench_cmd::QueryArgs),
 }
 
@@ -221,9 +224,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open_store(&config).await?;
             channel_cmd::run(command, &config, &*store).await
         }
+        #[cfg(feature = "bench")]
         Command::Bench(BenchCommand::Ingest(args)) => {
             bench_cmd::ingest(args, load_config(&cli.global)?).await
         }
+        #[cfg(feature = "bench")]
         Command::Bench(BenchCommand::Query(args)) => bench_cmd::query(args).await,
         Command::Analyze(_) | Command::Train(_) | Command::Bench(BenchCommand::Analyze(_)) => {
             Ok(())

@@ -1,15 +1,21 @@
 //! Balie's storage: the [`Store`] interface every backend implements, and its SQLite and
 //! PostgreSQL backends.
 //!
-//! Only this crate knows SQL. The journal (durable, deduplicated intake), the pipeline's
-//! write step (identify, thread, store, index), the inbox queries, full-text search, the
-//! live event log and the outbox all live behind [`Store`].
+//! Only this crate knows SQL. [`Store`] is the sum of one role trait per concern: channels
+//! ([`Channels`]), the journal and the pipeline's write step ([`Journal`]), conversations
+//! and the inbox ([`Conversations`]), full-text search ([`Search`]), the live event log
+//! ([`Live`]), the outbox ([`Outbox`]) and users, sessions and API tokens ([`Directory`]).
+//! The pipeline's decisions are made once, in `plan`; SQL that is the same in both
+//! dialects is written once, in `shared`; `sqlite/` and `postgres/` hold the rest.
+//! Bench and test helpers (bulk loads, raw pools, creating databases) are behind the
+//! `testing` feature.
 
-mod benchmark;
 mod common;
 mod plan;
 mod postgres;
+mod rows;
 mod search;
+mod shared;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -189,7 +195,8 @@ pub struct SearchHit {
     pub text: String,
 }
 
-/// A customer's conversation with its history, for [`Store::bulk_load`] (imports and
+#[cfg(feature = "testing")]
+/// A customer's conversation with its history, for [`BulkLoad::bulk_load`] (imports and
 /// benchmarks): written as is, without the pipeline's analysis, threading or events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BulkConversation {
@@ -202,6 +209,7 @@ pub struct BulkConversation {
     pub messages: Vec<BulkMessage>,
 }
 
+#[cfg(feature = "testing")]
 /// One inbound message of a [`BulkConversation`], oldest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BulkMessage {
@@ -216,10 +224,9 @@ pub struct Backlogs {
     pub outbox: i64,
 }
 
-/// The one source of truth. Implementations must pass the contract suite in `tests/`.
+/// Brands and channels, with their sealed credentials.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // Brands and channels.
+pub trait Channels {
     async fn ensure_brand(&self, name: &str) -> Result<balie_core::BrandId>;
     async fn create_channel(
         &self,
@@ -242,8 +249,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// A channel's sealed credentials by name, in name order.
     async fn channel_secrets(&self, channel: ChannelId) -> Result<Vec<(String, SealedSecret)>>;
+}
 
-    // Journal and pipeline.
+/// The intake journal and the pipeline's write step.
+#[async_trait]
+pub trait Journal {
     /// Appends in one durable transaction; returns per entry whether it was new.
     async fn append_journal(&self, entries: &[NewJournalEntry]) -> Result<Vec<Appended>>;
     async fn pending_journal(&self, limit: i64) -> Result<Vec<JournalEntry>>;
@@ -251,17 +261,11 @@ pub trait Store: Send + Sync + 'static {
     /// journal entry processed. Idempotent: an entry already applied changes nothing.
     async fn apply_journal(&self, batch: &[Prepared], sla: &SlaPolicy) -> Result<Vec<Applied>>;
     async fn backlogs(&self) -> Result<Backlogs>;
-    /// Writes whole conversations (customer, identity, conversation, messages, search terms)
-    /// on `channel` in one transaction of multi-row inserts: the fast path for imports and
-    /// benchmarks. Each author must be new on the channel's platform and each external id new
-    /// on the channel. Returns how many messages were written.
-    async fn bulk_load(
-        &self,
-        channel: ChannelId,
-        conversations: &[BulkConversation],
-    ) -> Result<u64>;
+}
 
-    // Inbox and conversations.
+/// Conversations, the inbox and customers.
+#[async_trait]
+pub trait Conversations {
     /// Conversations with `status`, most urgent first: waiting ones by priority and deadline.
     async fn inbox(&self, status: ConversationStatus, limit: i64) -> Result<Vec<InboxRow>>;
     async fn conversation(&self, id: ConversationId) -> Result<Option<ConversationView>>;
@@ -283,13 +287,24 @@ pub trait Store: Send + Sync + 'static {
         by: Option<UserId>,
     ) -> Result<()>;
     async fn update_customer(&self, id: CustomerId, display_name: &str, notes: &str) -> Result<()>;
-    async fn search(&self, query: &str, limit: i64) -> Result<Vec<SearchHit>>;
+}
 
-    // Live stream.
+/// Full-text search over messages.
+#[async_trait]
+pub trait Search {
+    async fn search(&self, query: &str, limit: i64) -> Result<Vec<SearchHit>>;
+}
+
+/// The event log the live stream reads.
+#[async_trait]
+pub trait Live {
     async fn events_since(&self, after: EventId, limit: i64) -> Result<Vec<LiveEvent>>;
     async fn last_event_id(&self) -> Result<EventId>;
+}
 
-    // Outbox.
+/// Replies: queued by a person, claimed and delivered by the outbox worker.
+#[async_trait]
+pub trait Outbox {
     /// Records a person's reply and queues it, in one transaction. The same idempotency key
     /// twice (a double click, a retried form) yields the first reply, not a second one.
     async fn queue_reply(
@@ -311,8 +326,8 @@ pub trait Store: Send + Sync + 'static {
     /// checks the platform before sending it again.
     async fn outbox_unknown(&self, id: i64, reason: &str, now: Millis) -> Result<()>;
     /// Replies left in `sending` by a crash on channels of `kinds` (platforms that cannot
-    /// drop a repeated send) are parked as by [`Store::outbox_unknown`] instead of being
-    /// resent; returns how many. Call before [`Store::recover_outbox`].
+    /// drop a repeated send) are parked as by [`Outbox::outbox_unknown`] instead of being
+    /// resent; returns how many. Call before [`Outbox::recover_outbox`].
     async fn park_interrupted_outbox(
         &self,
         kinds: &[ChannelKind],
@@ -340,8 +355,11 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         now: Millis,
     ) -> Result<bool>;
+}
 
-    // Users, sessions and API tokens.
+/// Users, sessions and API tokens.
+#[async_trait]
+pub trait Directory {
     async fn create_user(
         &self,
         email: &str,
@@ -360,4 +378,76 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_session(&self, token_hash: &str) -> Result<()>;
     async fn create_api_token(&self, name: &str, token_hash: &str) -> Result<()>;
     async fn api_token_valid(&self, token_hash: &str) -> Result<bool>;
+}
+
+/// The fast path for imports and benchmarks (feature `testing`).
+#[cfg(feature = "testing")]
+#[async_trait]
+pub trait BulkLoad {
+    /// Writes whole conversations (customer, identity, conversation, messages, search terms)
+    /// on `channel` in one transaction of multi-row inserts. Each author must be new on the
+    /// channel's platform and each external id new on the channel. Returns how many messages
+    /// were written.
+    async fn bulk_load(
+        &self,
+        channel: ChannelId,
+        conversations: &[BulkConversation],
+    ) -> Result<u64>;
+}
+
+/// The one source of truth: every role at once, so the server keeps one handle.
+/// Implementations must pass the contract suite in `tests/`.
+#[cfg(not(feature = "testing"))]
+pub trait Store:
+    Channels + Journal + Conversations + Search + Live + Outbox + Directory + Send + Sync + 'static
+{
+}
+
+#[cfg(not(feature = "testing"))]
+impl<T> Store for T where
+    T: Channels
+        + Journal
+        + Conversations
+        + Search
+        + Live
+        + Outbox
+        + Directory
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// The one source of truth: every role at once, so the server keeps one handle.
+/// Implementations must pass the contract suite in `tests/`.
+#[cfg(feature = "testing")]
+pub trait Store:
+    Channels
+    + Journal
+    + Conversations
+    + Search
+    + Live
+    + Outbox
+    + Directory
+    + BulkLoad
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+#[cfg(feature = "testing")]
+impl<T> Store for T where
+    T: Channels
+        + Journal
+        + Conversations
+        + Search
+        + Live
+        + Outbox
+        + Directory
+        + BulkLoad
+        + Send
+        + Sync
+        + 'static
+{
 }

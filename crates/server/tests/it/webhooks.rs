@@ -8,7 +8,7 @@ use balie_core::{ChannelKind, ConversationId, DeliveryState, Direction, EventKin
 use balie_server::channel_keys::ChannelKeys;
 use balie_server::outbox::DELIVERY_UNKNOWN;
 use balie_server::platform_channels::{self, PlatformSettings, SecretName};
-use balie_store::{SqliteStore, Store};
+use balie_store::{Outbox, SqliteStore, Store};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path};

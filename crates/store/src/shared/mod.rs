@@ -1,0 +1,78 @@
+//! SQL that is the same in both dialects, written once: each concern's role trait is
+//! implemented here by a macro that a backend expands for its store type. What differs
+//! between the dialects is asked of the backend through [`Dialect`].
+//!
+//! Statements use `$1`-style placeholders, which PostgreSQL and sqlx's SQLite driver both
+//! read by number.
+
+use std::borrow::Cow;
+
+use balie_core::Millis;
+use sqlx::Transaction;
+
+use crate::plan::{NextIds, Snapshot, StoredReply, WritePlan};
+use crate::{Appended, JournalEntry, NewJournalEntry, Prepared, Result};
+
+pub(crate) mod channels;
+pub(crate) mod conversations;
+pub(crate) mod directory;
+pub(crate) mod journal;
+pub(crate) mod live;
+pub(crate) mod outbox;
+
+/// A backend's transaction.
+pub(crate) type Tx<D> = Transaction<'static, <D as Dialect>::Db>;
+
+/// What a backend does its own way; the SQL written once calls these.
+pub(crate) trait Dialect: Sized + Sync {
+    type Db: sqlx::Database;
+
+    /// Connections for writes (SQLite: its one writer connection).
+    fn writer(&self) -> &sqlx::Pool<Self::Db>;
+    /// Connections for reads.
+    fn reader(&self) -> &sqlx::Pool<Self::Db>;
+    /// A transaction for writes that record timeline events (PostgreSQL: under the write
+    /// lock, see `postgres`).
+    async fn begin_write(&self) -> Result<Tx<Self>>;
+    /// `text` as the backend can store it (PostgreSQL text cannot hold NUL).
+    fn storable(text: &str) -> Cow<'_, str>;
+
+    /// Appends journal entries durably; per entry whether it was new.
+    async fn append(&self, entries: &[NewJournalEntry]) -> Result<Vec<Appended>>;
+    /// Unapplied journal entries, oldest first.
+    async fn pending(&self, limit: i64) -> Result<Vec<JournalEntry>>;
+    /// `batch` as it can be stored (see [`Dialect::storable`]).
+    fn storable_batch(batch: &[Prepared]) -> Cow<'_, [Prepared]>;
+    /// Reads what a batch touches (see [`Snapshot`]).
+    async fn load_snapshot(tx: &mut Tx<Self>, batch: &[Prepared]) -> Result<Snapshot>;
+    /// Our reply named by `key` on `channel`.
+    async fn load_reply(tx: &mut Tx<Self>, channel: i64, key: &str) -> Result<Option<StoredReply>>;
+    /// The next free ids of the tables a plan writes.
+    async fn next_ids(tx: &mut Tx<Self>) -> Result<NextIds>;
+    /// Writes a plan.
+    async fn write_plan(tx: &mut Tx<Self>, plan: &WritePlan, now: Millis) -> Result<()>;
+
+    /// Makes a reply's text searchable.
+    async fn index_reply(tx: &mut Tx<Self>, message: i64, text: &str) -> Result<()>;
+    /// Marks due outbox rows `sending` (one more attempt each); their ids, in claim order.
+    async fn claim_due(tx: &mut Tx<Self>, now: Millis, limit: i64) -> Result<Vec<i64>>;
+}
+
+/// A negative limit means none; both dialects read the largest `BIGINT` that way.
+pub(crate) fn limit_or_all(limit: i64) -> i64 {
+    if limit < 0 { i64::MAX } else { limit }
+}
+
+/// Implements every role written once for `$store` (a [`Dialect`]).
+macro_rules! impl_shared_roles {
+    ($store:ty) => {
+        $crate::shared::channels::impl_channels!($store);
+        $crate::shared::conversations::impl_conversations!($store);
+        $crate::shared::directory::impl_directory!($store);
+        $crate::shared::journal::impl_journal!($store);
+        $crate::shared::live::impl_live!($store);
+        $crate::shared::outbox::impl_outbox!($store);
+    };
+}
+
+pub(crate) use impl_shared_roles;

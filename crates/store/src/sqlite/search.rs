@@ -1,0 +1,48 @@
+//! SQLite's full-text search: the stems in an FTS5 table, queried with quoted terms.
+
+use async_trait::async_trait;
+use balie_core::{ConversationId, MessageId};
+
+use super::SqliteStore;
+use crate::search::{search_terms, stem_query};
+use crate::shared::{Tx, limit_or_all};
+use crate::{Result, Search, SearchHit};
+
+/// Makes message `id`'s `text` searchable.
+pub(super) async fn index(tx: &mut Tx<SqliteStore>, id: i64, text: &str) -> Result<()> {
+    sqlx::query("INSERT INTO message_search (rowid, terms) VALUES ($1, $2)")
+        .bind(id)
+        .bind(search_terms(text))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Search for SqliteStore {
+    async fn search(&self, query: &str, limit: i64) -> Result<Vec<SearchHit>> {
+        let Some(q) = stem_query(query) else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            // Newest hits straight off the index (FTS5 walks its doclist backwards for
+            // `ORDER BY rowid DESC`), then only those rows are joined: a common word in
+            // millions of messages costs no more than a rare one.
+            "SELECT m.id, m.conversation_id, m.text FROM (SELECT rowid FROM message_search \
+             WHERE message_search MATCH $1 ORDER BY rowid DESC LIMIT $2) s \
+             JOIN messages m ON m.id = s.rowid ORDER BY m.id DESC",
+        )
+        .bind(q)
+        .bind(limit_or_all(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(m, c, text)| SearchHit {
+                message_id: MessageId(m),
+                conversation_id: ConversationId(c),
+                text,
+            })
+            .collect())
+    }
+}
