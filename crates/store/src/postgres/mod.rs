@@ -17,16 +17,15 @@
 use std::borrow::Cow;
 
 use balie_core::Millis;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Connection, Postgres, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
 
-use crate::common::now_ms;
-use crate::plan::{NextIds, Snapshot, StoredReply, WritePlan};
+use crate::plan::{ConversationState, NewMessage, NextIds, Snapshot};
 use crate::search::search_lexemes;
+use crate::shared::journal::PendingRow;
 use crate::shared::{Dialect, impl_shared_roles, limit_or_all};
-use crate::{Appended, JournalEntry, NewJournalEntry, Prepared, Result};
+use crate::{Prepared, Result};
 
-mod journal;
 mod pipeline;
 mod search;
 #[cfg(feature = "testing")]
@@ -56,7 +55,7 @@ async fn migrate(pool: &PgPool) -> Result<()> {
         .bind(MIGRATE_LOCK)
         .execute(&mut *conn)
         .await?;
-    let result = migrate_locked(&mut conn).await;
+    let result = PgStore::apply_migrations(&mut conn, MIGRATIONS_TABLE, MIGRATIONS).await;
     let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(MIGRATE_LOCK)
         .execute(&mut *conn)
@@ -66,34 +65,9 @@ async fn migrate(pool: &PgPool) -> Result<()> {
     Ok(())
 }
 
-async fn migrate_locked(conn: &mut PgConnection) -> Result<()> {
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS schema_migrations \
-         (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-    )
-    .execute(&mut *conn)
-    .await?;
-    for (version, sql) in MIGRATIONS {
-        let mut tx = conn.begin().await?;
-        let done: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if done.is_none() {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
-                .bind(version)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-    }
-    Ok(())
-}
+/// Creates the table recording which migrations ran.
+const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \
+     (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
 
 /// PostgreSQL store over a connection pool.
 #[derive(Clone)]
@@ -223,12 +197,15 @@ impl Dialect for PgStore {
         without_nul(text)
     }
 
-    async fn append(&self, entries: &[NewJournalEntry]) -> Result<Vec<Appended>> {
-        self.append_entries(entries).await
-    }
-
-    async fn pending(&self, limit: i64) -> Result<Vec<JournalEntry>> {
-        self.pending_entries(limit).await
+    async fn pending_rows(&self, limit: i64) -> Result<Vec<PendingRow>> {
+        let rows = sqlx::query_as(
+            "SELECT id, channel_id, payload, received_at FROM journal \
+             WHERE processed_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
     }
 
     fn storable_batch(batch: &[Prepared]) -> Cow<'_, [Prepared]> {
@@ -250,20 +227,46 @@ impl Dialect for PgStore {
         pipeline::load_snapshot(tx, batch).await
     }
 
-    async fn load_reply(tx: &mut Tx, channel: i64, key: &str) -> Result<Option<StoredReply>> {
-        pipeline::load_reply(tx, channel, key).await
-    }
-
     async fn next_ids(tx: &mut Tx) -> Result<NextIds> {
         pipeline::next_ids(tx).await
     }
 
-    async fn write_plan(tx: &mut Tx, plan: &WritePlan, now: Millis) -> Result<()> {
-        pipeline::write_plan(tx, plan, now).await
+    async fn ids_taken(tx: &mut Tx, next: NextIds) -> Result<()> {
+        pipeline::ids_taken(tx, next).await
+    }
+
+    async fn insert_messages(tx: &mut Tx, messages: &[NewMessage]) -> Result<()> {
+        pipeline::insert_messages(tx, messages).await
+    }
+
+    async fn update_conversations(
+        tx: &mut Tx,
+        updates: &[(i64, ConversationState)],
+        now: Millis,
+    ) -> Result<()> {
+        pipeline::update_conversations(tx, updates, now).await
     }
 
     async fn index_reply(tx: &mut Tx, message: i64, text: &str) -> Result<()> {
         search::index(tx, message, text).await
+    }
+
+    async fn reindex(tx: &mut Tx, message: i64, text: &str) -> Result<()> {
+        search::index(tx, message, text).await
+    }
+
+    #[cfg(feature = "testing")]
+    async fn after_bulk_load(&self) -> Result<()> {
+        // The new terms moved from the GIN index's pending list into the index proper, and
+        // fresh statistics, before autovacuum gets to them: otherwise every search scans the
+        // pending list, and a rare word walks all messages backwards.
+        sqlx::raw_sql(
+            "SELECT gin_clean_pending_list('messages_terms'::regclass); \
+             ANALYZE customers, identities, conversations, messages",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn claim_due(tx: &mut Tx, now: Millis, limit: i64) -> Result<Vec<i64>> {

@@ -10,15 +10,19 @@ use std::borrow::Cow;
 use balie_core::Millis;
 use sqlx::Transaction;
 
-use crate::plan::{NextIds, Snapshot, StoredReply, WritePlan};
-use crate::{Appended, JournalEntry, NewJournalEntry, Prepared, Result};
+use crate::plan::{ConversationState, NewMessage, NextIds, Snapshot};
+use crate::{Prepared, Result};
 
 pub(crate) mod channels;
 pub(crate) mod conversations;
 pub(crate) mod directory;
 pub(crate) mod journal;
 pub(crate) mod live;
+pub(crate) mod migrate;
 pub(crate) mod outbox;
+pub(crate) mod pipeline;
+#[cfg(feature = "testing")]
+pub(crate) mod testing;
 
 /// A backend's transaction.
 pub(crate) type Tx<D> = Transaction<'static, <D as Dialect>::Db>;
@@ -37,25 +41,35 @@ pub(crate) trait Dialect: Sized + Sync {
     /// `text` as the backend can store it (PostgreSQL text cannot hold NUL).
     fn storable(text: &str) -> Cow<'_, str>;
 
-    /// Appends journal entries durably; per entry whether it was new.
-    async fn append(&self, entries: &[NewJournalEntry]) -> Result<Vec<Appended>>;
-    /// Unapplied journal entries, oldest first.
-    async fn pending(&self, limit: i64) -> Result<Vec<JournalEntry>>;
+    /// Unapplied journal rows, oldest first, at most `limit` (not negative).
+    async fn pending_rows(&self, limit: i64) -> Result<Vec<journal::PendingRow>>;
     /// `batch` as it can be stored (see [`Dialect::storable`]).
     fn storable_batch(batch: &[Prepared]) -> Cow<'_, [Prepared]>;
     /// Reads what a batch touches (see [`Snapshot`]).
     async fn load_snapshot(tx: &mut Tx<Self>, batch: &[Prepared]) -> Result<Snapshot>;
-    /// Our reply named by `key` on `channel`.
-    async fn load_reply(tx: &mut Tx<Self>, channel: i64, key: &str) -> Result<Option<StoredReply>>;
     /// The next free ids of the tables a plan writes.
     async fn next_ids(tx: &mut Tx<Self>) -> Result<NextIds>;
-    /// Writes a plan.
-    async fn write_plan(tx: &mut Tx<Self>, plan: &WritePlan, now: Millis) -> Result<()>;
+    /// A plan used ids up to (not including) `next`.
+    async fn ids_taken(tx: &mut Tx<Self>, next: NextIds) -> Result<()>;
+    /// Writes new messages, with their search terms.
+    async fn insert_messages(tx: &mut Tx<Self>, messages: &[NewMessage]) -> Result<()>;
+    /// Sets the final state of stored conversations.
+    async fn update_conversations(
+        tx: &mut Tx<Self>,
+        updates: &[(i64, ConversationState)],
+        now: Millis,
+    ) -> Result<()>;
 
     /// Makes a reply's text searchable.
     async fn index_reply(tx: &mut Tx<Self>, message: i64, text: &str) -> Result<()>;
+    /// Makes an edited message searchable by its new text only.
+    async fn reindex(tx: &mut Tx<Self>, message: i64, text: &str) -> Result<()>;
     /// Marks due outbox rows `sending` (one more attempt each); their ids, in claim order.
     async fn claim_due(tx: &mut Tx<Self>, now: Millis, limit: i64) -> Result<Vec<i64>>;
+
+    /// After a bulk load: whatever makes the new rows fast to query.
+    #[cfg(feature = "testing")]
+    async fn after_bulk_load(&self) -> Result<()>;
 }
 
 /// A negative limit means none; both dialects read the largest `BIGINT` that way.
@@ -72,6 +86,10 @@ macro_rules! impl_shared_roles {
         $crate::shared::journal::impl_journal!($store);
         $crate::shared::live::impl_live!($store);
         $crate::shared::outbox::impl_outbox!($store);
+        $crate::shared::pipeline::impl_plan_writes!($store);
+        $crate::shared::migrate::impl_migrate!($store);
+        #[cfg(feature = "testing")]
+        $crate::shared::testing::impl_bulk_load!($store);
     };
 }
 

@@ -13,12 +13,11 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::common::now_ms;
-use crate::plan::{NextIds, Snapshot, StoredReply, WritePlan};
+use crate::plan::{ConversationState, NewMessage, NextIds, Snapshot};
+use crate::shared::journal::PendingRow;
 use crate::shared::{Dialect, Tx, impl_shared_roles, limit_or_all};
-use crate::{Appended, JournalEntry, NewJournalEntry, Prepared, Result};
+use crate::{Prepared, Result, StoreError};
 
-mod journal;
 mod pipeline;
 mod search;
 #[cfg(feature = "testing")]
@@ -41,35 +40,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
-/// Applies the migrations not yet recorded in `schema_migrations`, each in a transaction.
-async fn migrate(pool: &SqlitePool) -> Result<()> {
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS schema_migrations \
-         (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-    )
-    .execute(pool)
-    .await?;
-    for (version, sql) in MIGRATIONS {
-        let mut tx = pool.begin().await?;
-        let done: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if done.is_none() {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
-                .bind(version)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-    }
-    Ok(())
-}
+/// Creates the table recording which migrations ran.
+const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \
+     (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)";
 
 /// SQLite store. Writes go through one connection (SQLite has one writer anyway), so write
 /// transactions never deadlock on lock upgrades; reads use a small pool.
@@ -141,7 +114,8 @@ impl SqliteStore {
                     .pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES),
             )
             .await?;
-        migrate(&writer).await?;
+        SqliteStore::apply_migrations(&mut *writer.acquire().await?, MIGRATIONS_TABLE, MIGRATIONS)
+            .await?;
         let checkpointer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -194,12 +168,18 @@ impl Dialect for SqliteStore {
         Cow::Borrowed(text)
     }
 
-    async fn append(&self, entries: &[NewJournalEntry]) -> Result<Vec<Appended>> {
-        self.append_entries(entries).await
-    }
-
-    async fn pending(&self, limit: i64) -> Result<Vec<JournalEntry>> {
-        self.pending_entries(limit).await
+    async fn pending_rows(&self, limit: i64) -> Result<Vec<PendingRow>> {
+        // One row holding the batch as JSON: one hop from SQLite's thread instead of one a row.
+        let json: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(id, channel_id, payload, received_at)) FROM \
+             (SELECT id, channel_id, payload, received_at FROM journal \
+             WHERE processed_at IS NULL ORDER BY id LIMIT $1)",
+        )
+        .bind(limit)
+        .fetch_one(&self.writer)
+        .await?;
+        serde_json::from_str(&json)
+            .map_err(|e| StoreError::Corrupt(format!("pending journal: {e}")))
     }
 
     fn storable_batch(batch: &[Prepared]) -> Cow<'_, [Prepared]> {
@@ -210,20 +190,39 @@ impl Dialect for SqliteStore {
         pipeline::load_snapshot(tx, batch).await
     }
 
-    async fn load_reply(tx: &mut Tx<Self>, channel: i64, key: &str) -> Result<Option<StoredReply>> {
-        pipeline::load_reply(tx, channel, key).await
-    }
-
     async fn next_ids(tx: &mut Tx<Self>) -> Result<NextIds> {
         pipeline::next_ids(tx).await
     }
 
-    async fn write_plan(tx: &mut Tx<Self>, plan: &WritePlan, now: Millis) -> Result<()> {
-        pipeline::write_plan(tx, plan, now).await
+    async fn ids_taken(tx: &mut Tx<Self>, next: NextIds) -> Result<()> {
+        // Nothing to move: ids are `MAX(id) + 1` under the single writer.
+        let _ = (tx, next);
+        Ok(())
+    }
+
+    async fn insert_messages(tx: &mut Tx<Self>, messages: &[NewMessage]) -> Result<()> {
+        pipeline::insert_messages(tx, messages).await
+    }
+
+    async fn update_conversations(
+        tx: &mut Tx<Self>,
+        updates: &[(i64, ConversationState)],
+        now: Millis,
+    ) -> Result<()> {
+        pipeline::update_conversations(tx, updates, now).await
     }
 
     async fn index_reply(tx: &mut Tx<Self>, message: i64, text: &str) -> Result<()> {
         search::index(tx, message, text).await
+    }
+
+    async fn reindex(tx: &mut Tx<Self>, message: i64, text: &str) -> Result<()> {
+        search::reindex(tx, message, text).await
+    }
+
+    #[cfg(feature = "testing")]
+    async fn after_bulk_load(&self) -> Result<()> {
+        Ok(())
     }
 
     async fn claim_due(tx: &mut Tx<Self>, now: Millis, limit: i64) -> Result<Vec<i64>> {

@@ -18,6 +18,15 @@ pub(super) async fn index(tx: &mut Tx<SqliteStore>, id: i64, text: &str) -> Resu
     Ok(())
 }
 
+/// Makes message `id` searchable by its new `text` only.
+pub(super) async fn reindex(tx: &mut Tx<SqliteStore>, id: i64, text: &str) -> Result<()> {
+    sqlx::query("DELETE FROM message_search WHERE rowid = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    index(tx, id, text).await
+}
+
 #[async_trait]
 impl Search for SqliteStore {
     async fn search(&self, query: &str, limit: i64) -> Result<Vec<SearchHit>> {
