@@ -3,6 +3,7 @@
 
 use std::sync::LazyLock;
 
+use balie_core::{ConversationId, MessageId};
 use frostem::{Algorithm, Stemmer};
 
 static DUTCH: LazyLock<Stemmer> = LazyLock::new(|| Stemmer::new(Algorithm::Dutch));
@@ -111,6 +112,17 @@ pub fn stem_tsquery(query: &str) -> Option<String> {
     } else {
         Some(clauses.join(" & "))
     }
+}
+
+/// Search results as `(message id, conversation id, text)` rows become hits.
+pub(crate) fn hits(rows: Vec<(i64, i64, String)>) -> Vec<crate::SearchHit> {
+    rows.into_iter()
+        .map(|(m, c, text)| crate::SearchHit {
+            message_id: MessageId(m),
+            conversation_id: ConversationId(c),
+            text,
+        })
+        .collect()
 }
 
 #[cfg(test)]

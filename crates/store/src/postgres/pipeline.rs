@@ -7,9 +7,10 @@ use balie_core::Millis;
 use sqlx::Postgres;
 
 use super::{Tx, lexemes};
-use crate::plan::{ConversationState, NewMessage, NextIds, Snapshot, Way};
+use crate::plan::{ConversationState, NewMessage, NextIds, Snapshot};
 use crate::shared::pipeline::{
     BatchKeys, ChannelRow, ConversationRow, IdentityRow, KeyedReplyRow, MessageRow, ThreadRow,
+    message_cols, push_message,
 };
 use crate::{Prepared, Result};
 
@@ -150,31 +151,13 @@ pub(super) async fn ids_taken(tx: &mut Tx, next: NextIds) -> Result<()> {
 
 /// New messages with their search terms, one statement.
 pub(super) async fn insert_messages(tx: &mut Tx, messages: &[NewMessage]) -> Result<()> {
-    let mut q = sqlx::QueryBuilder::<Postgres>::new(
-        "INSERT INTO messages (id, conversation_id, channel_id, direction, external_id, \
-         author_identity, text, in_reply_to, created_at, received_at, delivery, analysis, \
-         place_kind, place_url, removed, terms) ",
-    );
+    let mut q = sqlx::QueryBuilder::<Postgres>::new(concat!(
+        "INSERT INTO messages (",
+        message_cols!(),
+        ", terms) "
+    ));
     q.push_values(messages, |mut b, m| {
-        let (direction, delivery) = match m.way {
-            Way::In => ("in", "received"),
-            Way::OutSentElsewhere => ("out", "sent"),
-        };
-        b.push_bind(m.id)
-            .push_bind(m.conversation)
-            .push_bind(m.channel)
-            .push_bind(direction)
-            .push_bind(m.external_id.as_str())
-            .push_bind(m.author_identity)
-            .push_bind(m.text.as_str())
-            .push_bind(m.in_reply_to)
-            .push_bind(m.created_at)
-            .push_bind(m.received_at)
-            .push_bind(delivery)
-            .push_bind(m.analysis.as_deref())
-            .push_bind(m.place_kind)
-            .push_bind(m.place_url.as_deref())
-            .push_bind(m.removed)
+        push_message!(b, m)
             .push("array_to_tsvector(")
             .push_bind_unseparated(lexemes(&m.text))
             .push_unseparated("::text[])");

@@ -2,10 +2,9 @@
 //! quoted `tsquery` lexemes.
 
 use async_trait::async_trait;
-use balie_core::{ConversationId, MessageId};
 
 use super::{PgStore, Tx, lexemes};
-use crate::search::stem_tsquery;
+use crate::search::{hits, stem_tsquery};
 use crate::shared::limit_or_all;
 use crate::{Result, Search, SearchHit};
 
@@ -35,13 +34,6 @@ impl Search for PgStore {
         .bind(limit_or_all(limit))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(m, c, text)| SearchHit {
-                message_id: MessageId(m),
-                conversation_id: ConversationId(c),
-                text,
-            })
-            .collect())
+        Ok(hits(rows))
     }
 }

@@ -230,6 +230,43 @@ impl Snapshot {
     }
 }
 
+/// The columns of a new message, in the order [`push_message!`] binds them.
+macro_rules! message_cols {
+    () => {
+        "id, conversation_id, channel_id, direction, external_id, author_identity, text, \
+         in_reply_to, created_at, received_at, delivery, analysis, place_kind, place_url, removed"
+    };
+}
+
+/// Binds the [`message_cols!`] of `$m` (a [`crate::plan::NewMessage`]) to `$b`, a row of a
+/// multi-row insert; evaluates to `$b` for more columns.
+macro_rules! push_message {
+    ($b:expr, $m:expr) => {{
+        let m = $m;
+        let (direction, delivery) = match m.way {
+            $crate::plan::Way::In => ("in", "received"),
+            $crate::plan::Way::OutSentElsewhere => ("out", "sent"),
+        };
+        $b.push_bind(m.id)
+            .push_bind(m.conversation)
+            .push_bind(m.channel)
+            .push_bind(direction)
+            .push_bind(m.external_id.as_str())
+            .push_bind(m.author_identity)
+            .push_bind(m.text.as_str())
+            .push_bind(m.in_reply_to)
+            .push_bind(m.created_at)
+            .push_bind(m.received_at)
+            .push_bind(delivery)
+            .push_bind(m.analysis.as_deref())
+            .push_bind(m.place_kind)
+            .push_bind(m.place_url.as_deref())
+            .push_bind(m.removed)
+    }};
+}
+
+pub(crate) use {message_cols, push_message};
+
 /// Implements `load_reply` and `write_plan` for `$store` (a `Dialect`).
 macro_rules! impl_plan_writes {
     ($store:ty) => {

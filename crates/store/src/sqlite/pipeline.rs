@@ -7,10 +7,10 @@ use balie_core::Millis;
 use sqlx::Sqlite;
 
 use super::SqliteStore;
-use crate::plan::{ConversationState, NewMessage, NextIds, Snapshot, Way};
+use crate::plan::{ConversationState, NewMessage, NextIds, Snapshot};
 use crate::search::search_terms;
 use crate::shared::Tx;
-use crate::shared::pipeline::{BATCH_KEYS, BatchKeys};
+use crate::shared::pipeline::{BATCH_KEYS, BatchKeys, message_cols, push_message};
 use crate::{Prepared, Result, StoreError};
 
 /// Runs `q`, a `SELECT json_group_array(json_array(…)) …`, and decodes its rows. sqlx hands
@@ -195,31 +195,10 @@ pub(super) async fn insert_messages(
     tx: &mut Tx<SqliteStore>,
     messages: &[NewMessage],
 ) -> Result<()> {
-    let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-        "INSERT INTO messages (id, conversation_id, channel_id, direction, external_id, \
-         author_identity, text, in_reply_to, created_at, received_at, delivery, analysis, \
-         place_kind, place_url, removed) ",
-    );
+    let mut q =
+        sqlx::QueryBuilder::<Sqlite>::new(concat!("INSERT INTO messages (", message_cols!(), ") "));
     q.push_values(messages, |mut b, m| {
-        let (direction, delivery) = match m.way {
-            Way::In => ("in", "received"),
-            Way::OutSentElsewhere => ("out", "sent"),
-        };
-        b.push_bind(m.id)
-            .push_bind(m.conversation)
-            .push_bind(m.channel)
-            .push_bind(direction)
-            .push_bind(m.external_id.as_str())
-            .push_bind(m.author_identity)
-            .push_bind(m.text.as_str())
-            .push_bind(m.in_reply_to)
-            .push_bind(m.created_at)
-            .push_bind(m.received_at)
-            .push_bind(delivery)
-            .push_bind(m.analysis.as_deref())
-            .push_bind(m.place_kind)
-            .push_bind(m.place_url.as_deref())
-            .push_bind(m.removed);
+        push_message!(b, m);
     });
     q.build().persistent(false).execute(&mut **tx).await?;
     let mut q = sqlx::QueryBuilder::<Sqlite>::new("INSERT INTO message_search (rowid, terms) ");

@@ -1,10 +1,9 @@
 //! SQLite's full-text search: the stems in an FTS5 table, queried with quoted terms.
 
 use async_trait::async_trait;
-use balie_core::{ConversationId, MessageId};
 
 use super::SqliteStore;
-use crate::search::{search_terms, stem_query};
+use crate::search::{hits, search_terms, stem_query};
 use crate::shared::{Tx, limit_or_all};
 use crate::{Result, Search, SearchHit};
 
@@ -45,13 +44,6 @@ impl Search for SqliteStore {
         .bind(limit_or_all(limit))
         .fetch_all(&self.reader)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(m, c, text)| SearchHit {
-                message_id: MessageId(m),
-                conversation_id: ConversationId(c),
-                text,
-            })
-            .collect())
+        Ok(hits(rows))
     }
 }
