@@ -9,9 +9,9 @@
 //! - [`api`]: the generic API channel's outbound webhook.
 //! - [`connector`]: the one description every platform gives, and the registry.
 //! - [`meta`]: Facebook Messenger and Page feed, Instagram, WhatsApp Cloud API.
-//! - [`x`]: X Account Activity webhooks and replies.
+//! - [`x`]: X Account Activity webhooks, replies and DMs.
 //! - [`telegram`]: Telegram Bot API webhooks and replies.
-//! - [`outbound`]: the reply window rules and the sender for all of them.
+//! - [`outbound`]: the reply window rules, reply targets and the send step they share.
 //! - [`outcome`]: what becomes of events that are not plain messages (dropped, kept unread).
 //!
 //! # Wiring a webhook

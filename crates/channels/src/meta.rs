@@ -10,15 +10,20 @@ use std::collections::HashMap;
 
 use balie_core::inbound::Attachment;
 use balie_core::{Author, ChannelKind, Inbound, InboundKind, Millis, Place, PlaceKind};
+use reqwest::header::HeaderMap;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::Secret;
 use crate::connector::{
     ActionKind, ChannelSetup, Connector, Credentials, Delivery, Handshake, Header, Receiving,
     ReplyContext, Routed, RoutedStatus, SecretName, Webhook,
 };
-use crate::outbound::{OutboundKind, OutboundTarget};
+use crate::outbound::{
+    OutboundKind, OutboundReply, OutboundTarget, PLATFORM_WAITS, Request, SendOutcome, SuccessId,
+    THROTTLE_DELAY, TRANSIENT_DELAY, WindowMode, check_length, refused_or_retried, retry_after,
+    sent_or_unknown,
+};
 
 use crate::json::{Lenient, decode_body, decode_value, epoch_millis, id_string};
 use crate::outcome::{self, DropReason, Dropped, Unreadable};
@@ -1235,6 +1240,209 @@ fn location_text(location: Option<&Value>) -> String {
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+// ---- Sending ---------------------------------------------------------------------------------
+
+/// The Graph API call for a reply to a Meta target.
+pub(crate) fn request<'a>(
+    target: &'a OutboundTarget,
+    reply: &OutboundReply,
+    window: WindowMode,
+    key: Option<&str>,
+) -> Result<Request<'a>, String> {
+    let graph = |platform, url, token, body, success| Request {
+        platform,
+        url,
+        bearer: Some(token),
+        secret: token,
+        body,
+        success,
+        classify: graph_outcome,
+    };
+    Ok(match target {
+        OutboundTarget::Messenger {
+            graph: api,
+            page_id,
+            access_token,
+            recipient_id,
+        } => {
+            check_length("Messenger", &reply.text, 2000)?;
+            let mut body = direct_message_body(recipient_id, &reply.text, window);
+            if let Some(key) = key {
+                // Returned on the echo webhook as `message.metadata` (at most 1000 chars).
+                body["message"]["metadata"] = json!(key);
+            }
+            graph(
+                "Messenger",
+                api.url(&format!("{page_id}/messages")),
+                access_token,
+                body,
+                SuccessId::MessageId,
+            )
+        }
+        OutboundTarget::InstagramDirect {
+            graph: api,
+            account_id,
+            access_token,
+            recipient_id,
+        } => graph(
+            "Instagram",
+            api.url(&format!("{account_id}/messages")),
+            access_token,
+            direct_message_body(recipient_id, &reply.text, window),
+            SuccessId::MessageId,
+        ),
+        // Graph takes its parameters as a JSON body as well as a form or query; JSON keeps the
+        // customer-facing text out of URLs and access logs.
+        OutboundTarget::FacebookComment {
+            graph: api,
+            comment_id,
+            access_token,
+        } => graph(
+            "Facebook",
+            api.url(&format!("{comment_id}/comments")),
+            access_token,
+            json!({ "message": reply.text }),
+            SuccessId::Id,
+        ),
+        OutboundTarget::InstagramComment {
+            graph: api,
+            comment_id,
+            access_token,
+        } => graph(
+            "Instagram",
+            api.url(&format!("{comment_id}/replies")),
+            access_token,
+            json!({ "message": reply.text }),
+            SuccessId::Id,
+        ),
+        OutboundTarget::Whatsapp {
+            graph: api,
+            phone_number_id,
+            access_token,
+            to,
+            reply_to,
+        } => {
+            check_length("WhatsApp", &reply.text, 4096)?;
+            let mut body = json!({
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "type": "text",
+                "text": { "preview_url": false, "body": reply.text },
+            });
+            // A phone number goes in `to`; a customer WhatsApp knows only by their
+            // business-scoped user id (`NL.1502576394655843`) in `recipient`.
+            let phone = to
+                .trim_start_matches('+')
+                .bytes()
+                .all(|b| b.is_ascii_digit());
+            body[if phone { "to" } else { "recipient" }] = json!(to);
+            if let Some(wamid) = reply_to {
+                body["context"] = json!({ "message_id": wamid });
+            }
+            if let Some(key) = key {
+                // Echoed in this message's status webhooks (at most 512 chars).
+                body["biz_opaque_callback_data"] = json!(key);
+            }
+            graph(
+                "WhatsApp",
+                api.url(&format!("{phone_number_id}/messages")),
+                access_token,
+                body,
+                SuccessId::WhatsappMessage,
+            )
+        }
+        other => return Err(format!("{:?} is not a Meta target", other.kind())),
+    })
+}
+
+fn direct_message_body(recipient_id: &str, text: &str, window: WindowMode) -> Value {
+    let mut body = json!({
+        "recipient": { "id": recipient_id },
+        "messaging_type": "RESPONSE",
+        "message": { "text": text },
+    });
+    if window == WindowMode::HumanAgent {
+        body["messaging_type"] = json!("MESSAGE_TAG");
+        body["tag"] = json!("HUMAN_AGENT");
+    }
+    body
+}
+
+/// Graph error codes that mean "throttled, slow down" (application, user, page and business
+/// use case rate limits; WhatsApp cloud API and pair rate limits).
+const GRAPH_THROTTLED: [i64; 7] = [4, 17, 32, 613, 130_429, 131_048, 131_056];
+/// Graph error codes that mean "temporary problem on Meta's side".
+const GRAPH_TRANSIENT: [i64; 3] = [1, 2, 131_016];
+
+fn graph_outcome(
+    status: reqwest::StatusCode,
+    headers: &HeaderMap,
+    json: &Value,
+    success: SuccessId,
+    _now: Millis,
+) -> SendOutcome {
+    if status.is_success() {
+        return sent_or_unknown("Meta", json, success);
+    }
+    let error = json.get("error");
+    let code = error.and_then(|e| e.get("code")).and_then(Value::as_i64);
+    let subcode = error
+        .and_then(|e| e.get("error_subcode"))
+        .and_then(Value::as_i64);
+    let message = error
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+        .unwrap_or("no error message");
+    let transient_flag = error
+        .and_then(|e| e.get("is_transient"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let described = match code {
+        Some(code) => format!("HTTP {status}, Graph error {code}: {message}"),
+        None => format!("HTTP {status}: {message}"),
+    };
+    match code {
+        Some(c) if GRAPH_THROTTLED.contains(&c) || (80_001..=80_014).contains(&c) => {
+            return SendOutcome::Retry {
+                after: retry_after(headers).unwrap_or(THROTTLE_DELAY),
+                reason: format!("throttled by Meta ({described})"),
+            };
+        }
+        Some(c) if GRAPH_TRANSIENT.contains(&c) => {
+            return SendOutcome::Retry {
+                after: retry_after(headers).unwrap_or(TRANSIENT_DELAY),
+                reason: format!("temporary Meta error ({described})"),
+            };
+        }
+        Some(131_047) => {
+            return SendOutcome::Permanent {
+                reason: format!(
+                    "more than 24 hours have passed since the customer last wrote; WhatsApp \
+                     only delivers an approved template message now ({described})"
+                ),
+            };
+        }
+        Some(10) if subcode == Some(2_018_278) => {
+            return SendOutcome::Permanent {
+                reason: format!("outside the messaging window ({described})"),
+            };
+        }
+        Some(190) => {
+            return SendOutcome::Permanent {
+                reason: format!("the access token is invalid or expired ({described})"),
+            };
+        }
+        _ => {}
+    }
+    if transient_flag && !status.is_server_error() && status.as_u16() != 429 {
+        return SendOutcome::Retry {
+            after: retry_after(headers).unwrap_or(TRANSIENT_DELAY),
+            reason: described,
+        };
+    }
+    refused_or_retried(status, headers, described, PLATFORM_WAITS)
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
-//! Sending replies: the messaging-window rules and one sender for every platform, with each
-//! response classified into [`SendOutcome`] for the outbox.
+//! Sending replies: the messaging-window rules, the reply targets, and the one send step for
+//! every platform: each platform's module builds its request (`request`) and reads its answer
+//! into a [`SendOutcome`] for the outbox; the rules every answer shares (429/408/5xx and
+//! `Retry-After`, transport failures, scrubbing secrets) are here.
 //!
 //! # At most once
 //!
@@ -27,7 +29,7 @@ use std::time::Duration;
 
 use balie_core::{ChannelKind, Millis, PlaceKind};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::Secret;
 
@@ -56,7 +58,7 @@ impl GraphApi {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!(
             "{}/v{}.0/{path}",
             self.base_url.trim_end_matches('/'),
@@ -329,24 +331,13 @@ pub async fn send_at(
         Err(e) => return transport_failure(&e, request.secret),
     };
     let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let outcome = match request.api {
-        Api::Graph => graph_outcome(status, &headers, &json, request.success),
-        Api::X => x_outcome(status, &headers, &json, request.success, now),
-        Api::Telegram => telegram_outcome(status, &headers, &json),
-    };
+    let outcome = (request.classify)(status, &headers, &json, request.success, now);
     scrub_outcome(outcome, request.secret)
-}
-
-#[derive(Clone, Copy)]
-enum Api {
-    Graph,
-    X,
-    Telegram,
 }
 
 /// Where the new message's id is in a 2xx answer.
 #[derive(Clone, Copy)]
-enum SuccessId {
+pub(crate) enum SuccessId {
     /// `{"message_id": …}` (Messenger, Instagram DMs).
     MessageId,
     /// `{"id": …}` (comment replies).
@@ -359,18 +350,25 @@ enum SuccessId {
     XDirect,
 }
 
-struct Request<'a> {
-    platform: &'static str,
-    api: Api,
-    url: String,
-    bearer: Option<&'a Secret>,
-    secret: &'a Secret,
-    body: Value,
-    success: SuccessId,
+/// How a platform reads its answer to a send: status, headers, JSON body, where the new id
+/// is, and now.
+pub(crate) type Classify =
+    fn(reqwest::StatusCode, &HeaderMap, &Value, SuccessId, Millis) -> SendOutcome;
+
+/// One send, as a platform module builds it.
+pub(crate) struct Request<'a> {
+    pub platform: &'static str,
+    pub url: String,
+    pub bearer: Option<&'a Secret>,
+    /// Scrubbed from every reason.
+    pub secret: &'a Secret,
+    pub body: Value,
+    pub success: SuccessId,
+    pub classify: Classify,
 }
 
 /// Character limits checked before sending, where the platform documents one.
-fn check_length(platform: &str, text: &str, limit: usize) -> Result<(), String> {
+pub(crate) fn check_length(platform: &str, text: &str, limit: usize) -> Result<(), String> {
     let length = text.chars().count();
     if length > limit {
         return Err(format!(
@@ -391,184 +389,17 @@ fn build<'a>(
     let window = reply_window(target.kind(), reply.last_customer_message_at, now)
         .map_err(|refusal| refusal.to_string())?;
     let key = Some(reply.idempotency_key.as_str()).filter(|k| !k.is_empty());
-    let graph = |platform, url, token, body, success| Request {
-        platform,
-        api: Api::Graph,
-        url,
-        bearer: Some(token),
-        secret: token,
-        body,
-        success,
-    };
-    Ok(match target {
-        OutboundTarget::Messenger {
-            graph: api,
-            page_id,
-            access_token,
-            recipient_id,
-        } => {
-            check_length("Messenger", &reply.text, 2000)?;
-            let mut body = direct_message_body(recipient_id, &reply.text, window);
-            if let Some(key) = key {
-                // Returned on the echo webhook as `message.metadata` (at most 1000 chars).
-                body["message"]["metadata"] = json!(key);
-            }
-            graph(
-                "Messenger",
-                api.url(&format!("{page_id}/messages")),
-                access_token,
-                body,
-                SuccessId::MessageId,
-            )
+    match target {
+        OutboundTarget::Messenger { .. }
+        | OutboundTarget::InstagramDirect { .. }
+        | OutboundTarget::FacebookComment { .. }
+        | OutboundTarget::InstagramComment { .. }
+        | OutboundTarget::Whatsapp { .. } => crate::meta::request(target, reply, window, key),
+        OutboundTarget::XReply { .. } | OutboundTarget::XDirect { .. } => {
+            crate::x::request(target, reply)
         }
-        OutboundTarget::InstagramDirect {
-            graph: api,
-            account_id,
-            access_token,
-            recipient_id,
-        } => graph(
-            "Instagram",
-            api.url(&format!("{account_id}/messages")),
-            access_token,
-            direct_message_body(recipient_id, &reply.text, window),
-            SuccessId::MessageId,
-        ),
-        // Graph takes its parameters as a JSON body as well as a form or query; JSON keeps the
-        // customer-facing text out of URLs and access logs.
-        OutboundTarget::FacebookComment {
-            graph: api,
-            comment_id,
-            access_token,
-        } => graph(
-            "Facebook",
-            api.url(&format!("{comment_id}/comments")),
-            access_token,
-            json!({ "message": reply.text }),
-            SuccessId::Id,
-        ),
-        OutboundTarget::InstagramComment {
-            graph: api,
-            comment_id,
-            access_token,
-        } => graph(
-            "Instagram",
-            api.url(&format!("{comment_id}/replies")),
-            access_token,
-            json!({ "message": reply.text }),
-            SuccessId::Id,
-        ),
-        OutboundTarget::Whatsapp {
-            graph: api,
-            phone_number_id,
-            access_token,
-            to,
-            reply_to,
-        } => {
-            check_length("WhatsApp", &reply.text, 4096)?;
-            let mut body = json!({
-                "messaging_product": "whatsapp",
-                "recipient_type": "individual",
-                "type": "text",
-                "text": { "preview_url": false, "body": reply.text },
-            });
-            // A phone number goes in `to`; a customer WhatsApp knows only by their
-            // business-scoped user id (`NL.1502576394655843`) in `recipient`.
-            let phone = to
-                .trim_start_matches('+')
-                .bytes()
-                .all(|b| b.is_ascii_digit());
-            body[if phone { "to" } else { "recipient" }] = json!(to);
-            if let Some(wamid) = reply_to {
-                body["context"] = json!({ "message_id": wamid });
-            }
-            if let Some(key) = key {
-                // Echoed in this message's status webhooks (at most 512 chars).
-                body["biz_opaque_callback_data"] = json!(key);
-            }
-            graph(
-                "WhatsApp",
-                api.url(&format!("{phone_number_id}/messages")),
-                access_token,
-                body,
-                SuccessId::WhatsappMessage,
-            )
-        }
-        OutboundTarget::XReply {
-            api_base,
-            access_token,
-            in_reply_to_tweet_id,
-        } => Request {
-            platform: "X",
-            api: Api::X,
-            url: format!("{}/2/tweets", api_base.trim_end_matches('/')),
-            bearer: Some(access_token),
-            secret: access_token,
-            body: json!({
-                "text": reply.text,
-                "reply": { "in_reply_to_tweet_id": in_reply_to_tweet_id },
-            }),
-            success: SuccessId::XData,
-        },
-        OutboundTarget::XDirect {
-            api_base,
-            access_token,
-            participant_id,
-        } => Request {
-            platform: "X",
-            api: Api::X,
-            url: format!(
-                "{}/2/dm_conversations/with/{participant_id}/messages",
-                api_base.trim_end_matches('/')
-            ),
-            bearer: Some(access_token),
-            secret: access_token,
-            body: json!({ "text": reply.text }),
-            success: SuccessId::XDirect,
-        },
-        OutboundTarget::Telegram {
-            api_base,
-            bot_token,
-            chat_id,
-            reply_to_message_id,
-        } => {
-            check_length("Telegram", &reply.text, 4096)?;
-            // Numeric chat ids go as numbers; `@channelname` as a string.
-            let chat = chat_id
-                .parse::<i64>()
-                .map_or_else(|_| json!(chat_id), |id| json!(id));
-            let mut body = json!({ "chat_id": chat, "text": reply.text });
-            if let Some(message_id) = reply_to_message_id {
-                body["reply_parameters"] =
-                    json!({ "message_id": message_id, "allow_sending_without_reply": true });
-            }
-            Request {
-                platform: "Telegram",
-                api: Api::Telegram,
-                url: format!(
-                    "{}/bot{}/sendMessage",
-                    api_base.trim_end_matches('/'),
-                    bot_token.expose()
-                ),
-                bearer: None,
-                secret: bot_token,
-                body,
-                success: SuccessId::MessageId,
-            }
-        }
-    })
-}
-
-fn direct_message_body(recipient_id: &str, text: &str, window: WindowMode) -> Value {
-    let mut body = json!({
-        "recipient": { "id": recipient_id },
-        "messaging_type": "RESPONSE",
-        "message": { "text": text },
-    });
-    if window == WindowMode::HumanAgent {
-        body["messaging_type"] = json!("MESSAGE_TAG");
-        body["tag"] = json!("HUMAN_AGENT");
+        OutboundTarget::Telegram { .. } => crate::telegram::request(target, reply),
     }
-    body
 }
 
 fn transport_failure(e: &reqwest::Error, secret: &Secret) -> SendOutcome {
@@ -630,7 +461,7 @@ fn id_at(json: &Value, success: SuccessId) -> Option<String> {
     }
 }
 
-fn sent_or_unknown(platform: &str, json: &Value, success: SuccessId) -> SendOutcome {
+pub(crate) fn sent_or_unknown(platform: &str, json: &Value, success: SuccessId) -> SendOutcome {
     match id_at(json, success) {
         Some(platform_id) => SendOutcome::Sent {
             platform_id: Some(platform_id),
@@ -642,7 +473,7 @@ fn sent_or_unknown(platform: &str, json: &Value, success: SuccessId) -> SendOutc
 }
 
 /// `Retry-After` in seconds, when present.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
@@ -676,168 +507,11 @@ pub(crate) fn refused_or_retried(
     }
 }
 
-/// Graph error codes that mean "throttled, slow down" (application, user, page and business
-/// use case rate limits; WhatsApp cloud API and pair rate limits).
-const GRAPH_THROTTLED: [i64; 7] = [4, 17, 32, 613, 130_429, 131_048, 131_056];
-/// Graph error codes that mean "temporary problem on Meta's side".
-const GRAPH_TRANSIENT: [i64; 3] = [1, 2, 131_016];
-
-fn graph_outcome(
-    status: reqwest::StatusCode,
-    headers: &HeaderMap,
-    json: &Value,
-    success: SuccessId,
-) -> SendOutcome {
-    if status.is_success() {
-        return sent_or_unknown("Meta", json, success);
-    }
-    let error = json.get("error");
-    let code = error.and_then(|e| e.get("code")).and_then(Value::as_i64);
-    let subcode = error
-        .and_then(|e| e.get("error_subcode"))
-        .and_then(Value::as_i64);
-    let message = error
-        .and_then(|e| e.get("message"))
-        .and_then(Value::as_str)
-        .unwrap_or("no error message");
-    let transient_flag = error
-        .and_then(|e| e.get("is_transient"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let described = match code {
-        Some(code) => format!("HTTP {status}, Graph error {code}: {message}"),
-        None => format!("HTTP {status}: {message}"),
-    };
-    match code {
-        Some(c) if GRAPH_THROTTLED.contains(&c) || (80_001..=80_014).contains(&c) => {
-            return SendOutcome::Retry {
-                after: retry_after(headers).unwrap_or(THROTTLE_DELAY),
-                reason: format!("throttled by Meta ({described})"),
-            };
-        }
-        Some(c) if GRAPH_TRANSIENT.contains(&c) => {
-            return SendOutcome::Retry {
-                after: retry_after(headers).unwrap_or(TRANSIENT_DELAY),
-                reason: format!("temporary Meta error ({described})"),
-            };
-        }
-        Some(131_047) => {
-            return SendOutcome::Permanent {
-                reason: format!(
-                    "more than 24 hours have passed since the customer last wrote; WhatsApp \
-                     only delivers an approved template message now ({described})"
-                ),
-            };
-        }
-        Some(10) if subcode == Some(2_018_278) => {
-            return SendOutcome::Permanent {
-                reason: format!("outside the messaging window ({described})"),
-            };
-        }
-        Some(190) => {
-            return SendOutcome::Permanent {
-                reason: format!("the access token is invalid or expired ({described})"),
-            };
-        }
-        _ => {}
-    }
-    if transient_flag && !status.is_server_error() && status.as_u16() != 429 {
-        return SendOutcome::Retry {
-            after: retry_after(headers).unwrap_or(TRANSIENT_DELAY),
-            reason: described,
-        };
-    }
-    refused_or_retried(status, headers, described, PLATFORM_WAITS)
-}
-
 /// Waits for platform APIs that do not say how long.
-const PLATFORM_WAITS: Waits = Waits {
+pub(crate) const PLATFORM_WAITS: Waits = Waits {
     throttled: THROTTLE_DELAY,
     transient: TRANSIENT_DELAY,
 };
-
-fn x_outcome(
-    status: reqwest::StatusCode,
-    headers: &HeaderMap,
-    json: &Value,
-    success: SuccessId,
-    now: Millis,
-) -> SendOutcome {
-    if status.is_success() {
-        return sent_or_unknown("X", json, success);
-    }
-    let message = json
-        .get("detail")
-        .or_else(|| json.get("title"))
-        .or_else(|| json.pointer("/errors/0/message"))
-        .and_then(Value::as_str)
-        .unwrap_or("no error message");
-    let described = format!("HTTP {status}: {message}");
-    if status.as_u16() == 429 {
-        let reset = headers
-            .get("x-rate-limit-reset")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .map(|reset_at| {
-                let wait = reset_at.saturating_mul(1000).saturating_sub(now).max(1000);
-                Duration::from_millis(u64::try_from(wait).unwrap_or(1000))
-            });
-        return SendOutcome::Retry {
-            after: reset
-                .or_else(|| retry_after(headers))
-                .unwrap_or(THROTTLE_DELAY),
-            reason: format!("rate limited by X ({described})"),
-        };
-    }
-    refused_or_retried(status, headers, described, PLATFORM_WAITS)
-}
-
-fn telegram_outcome(status: reqwest::StatusCode, headers: &HeaderMap, json: &Value) -> SendOutcome {
-    if status.is_success() && json.get("ok") == Some(&Value::Bool(true)) {
-        let chat = json.pointer("/result/chat/id").and_then(Value::as_i64);
-        let message = json.pointer("/result/message_id").and_then(Value::as_i64);
-        return match (chat, message) {
-            (Some(chat), Some(message)) => SendOutcome::Sent {
-                platform_id: Some(crate::telegram::external_id(chat, message)),
-            },
-            _ => SendOutcome::Unknown {
-                reason: "Telegram accepted the message but its answer has no message id".to_owned(),
-            },
-        };
-    }
-    let code = json
-        .get("error_code")
-        .and_then(Value::as_i64)
-        .unwrap_or(i64::from(status.as_u16()));
-    let description = json
-        .get("description")
-        .and_then(Value::as_str)
-        .unwrap_or("no description");
-    let described = format!("Telegram error {code}: {description}");
-    let wait = json
-        .pointer("/parameters/retry_after")
-        .and_then(Value::as_u64)
-        .map(Duration::from_secs);
-    if code == 429 || wait.is_some() {
-        return SendOutcome::Retry {
-            after: wait
-                .or_else(|| retry_after(headers))
-                .unwrap_or(THROTTLE_DELAY),
-            reason: described,
-        };
-    }
-    if code >= 500 || status.is_server_error() {
-        return SendOutcome::Retry {
-            after: TRANSIENT_DELAY,
-            reason: described,
-        };
-    }
-    if status.is_success() {
-        // 2xx without `ok: true`: not Telegram's documented shape; it may have been sent.
-        return SendOutcome::Unknown { reason: described };
-    }
-    SendOutcome::Permanent { reason: described }
-}
 
 #[cfg(test)]
 mod tests {
@@ -858,6 +532,11 @@ mod tests {
                 ChannelKind::FacebookPage,
                 PlaceKind::Comment,
                 Some(K::FacebookComment),
+            ),
+            (
+                ChannelKind::FacebookPage,
+                PlaceKind::Direct,
+                Some(K::Messenger),
             ),
             (
                 ChannelKind::FacebookPage,

@@ -2,9 +2,14 @@
 //! `message` and `edited_message` updates (also their `business_` forms), with service
 //! messages (a pinned message, a dice roll, members joining) as timeline notices.
 
+use std::time::Duration;
+
+use balie_core::Millis;
 use balie_core::inbound::Attachment;
 use balie_core::{Author, ChannelKind, Inbound, InboundKind, Place, PlaceKind};
+use reqwest::header::HeaderMap;
 use serde::Deserialize;
+use serde_json::{Value, json};
 
 use crate::Secret;
 use crate::connector::{
@@ -12,7 +17,10 @@ use crate::connector::{
     ReplyContext, Routed, SecretName, Webhook,
 };
 use crate::json::{Lenient, decode_body, seconds_to_millis};
-use crate::outbound::OutboundTarget;
+use crate::outbound::{
+    OutboundReply, OutboundTarget, Request, SendOutcome, SuccessId, THROTTLE_DELAY,
+    TRANSIENT_DELAY, check_length, retry_after,
+};
 use crate::outcome::{self, DropReason, Dropped, Unreadable};
 use crate::signature::constant_time_eq;
 use crate::{ParseError, new_inbound};
@@ -460,6 +468,101 @@ fn chat_message(message: Message, kind: InboundKind) -> Inbound {
         inbound.revision = message.edit_date.map(|d| d.0.to_string());
     }
     inbound
+}
+
+// ---- Sending ---------------------------------------------------------------------------------
+
+/// The Bot API `sendMessage` call for a reply in a chat.
+pub(crate) fn request<'a>(
+    target: &'a OutboundTarget,
+    reply: &OutboundReply,
+) -> Result<Request<'a>, String> {
+    Ok(match target {
+        OutboundTarget::Telegram {
+            api_base,
+            bot_token,
+            chat_id,
+            reply_to_message_id,
+        } => {
+            check_length("Telegram", &reply.text, 4096)?;
+            // Numeric chat ids go as numbers; `@channelname` as a string.
+            let chat = chat_id
+                .parse::<i64>()
+                .map_or_else(|_| json!(chat_id), |id| json!(id));
+            let mut body = json!({ "chat_id": chat, "text": reply.text });
+            if let Some(message_id) = reply_to_message_id {
+                body["reply_parameters"] =
+                    json!({ "message_id": message_id, "allow_sending_without_reply": true });
+            }
+            Request {
+                platform: "Telegram",
+                classify: telegram_outcome,
+                url: format!(
+                    "{}/bot{}/sendMessage",
+                    api_base.trim_end_matches('/'),
+                    bot_token.expose()
+                ),
+                bearer: None,
+                secret: bot_token,
+                body,
+                success: SuccessId::MessageId,
+            }
+        }
+        other => return Err(format!("{:?} is not a Telegram target", other.kind())),
+    })
+}
+
+fn telegram_outcome(
+    status: reqwest::StatusCode,
+    headers: &HeaderMap,
+    json: &Value,
+    _success: SuccessId,
+    _now: Millis,
+) -> SendOutcome {
+    if status.is_success() && json.get("ok") == Some(&Value::Bool(true)) {
+        let chat = json.pointer("/result/chat/id").and_then(Value::as_i64);
+        let message = json.pointer("/result/message_id").and_then(Value::as_i64);
+        return match (chat, message) {
+            (Some(chat), Some(message)) => SendOutcome::Sent {
+                platform_id: Some(external_id(chat, message)),
+            },
+            _ => SendOutcome::Unknown {
+                reason: "Telegram accepted the message but its answer has no message id".to_owned(),
+            },
+        };
+    }
+    let code = json
+        .get("error_code")
+        .and_then(Value::as_i64)
+        .unwrap_or(i64::from(status.as_u16()));
+    let description = json
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or("no description");
+    let described = format!("Telegram error {code}: {description}");
+    let wait = json
+        .pointer("/parameters/retry_after")
+        .and_then(Value::as_u64)
+        .map(Duration::from_secs);
+    if code == 429 || wait.is_some() {
+        return SendOutcome::Retry {
+            after: wait
+                .or_else(|| retry_after(headers))
+                .unwrap_or(THROTTLE_DELAY),
+            reason: described,
+        };
+    }
+    if code >= 500 || status.is_server_error() {
+        return SendOutcome::Retry {
+            after: TRANSIENT_DELAY,
+            reason: described,
+        };
+    }
+    if status.is_success() {
+        // 2xx without `ok: true`: not Telegram's documented shape; it may have been sent.
+        return SendOutcome::Unknown { reason: described };
+    }
+    SendOutcome::Permanent { reason: described }
 }
 
 #[cfg(test)]

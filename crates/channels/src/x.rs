@@ -2,20 +2,25 @@
 //! `x-twitter-webhooks-signature` check and parsing of mentions, replies and DMs.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use balie_core::inbound::Attachment;
 use balie_core::{Author, ChannelKind, Inbound, InboundKind, Millis, Place, PlaceKind};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use reqwest::header::HeaderMap;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::connector::{
     ActionKind, ChannelSetup, Connector, Credentials, Delivery, Handshake, Header, Receiving,
     ReplyContext, Routed, SecretName, Webhook,
 };
 use crate::json::{Lenient, days_from_civil, decode_body, decode_value, seconds_to_millis};
-use crate::outbound::{OutboundKind, OutboundTarget};
+use crate::outbound::{
+    OutboundKind, OutboundReply, OutboundTarget, PLATFORM_WAITS, Request, SendOutcome, SuccessId,
+    THROTTLE_DELAY, refused_or_retried, retry_after, sent_or_unknown,
+};
 use crate::outcome::{self, DropReason, Dropped, Unreadable};
 use crate::signature::{constant_time_eq, hmac_sha256};
 use crate::{ParseError, new_inbound};
@@ -576,6 +581,86 @@ fn parse_created_at(text: &str) -> Option<Millis> {
     Some(seconds_to_millis(
         days * 86_400 + h * 3600 + m * 60 + s - offset_seconds,
     ))
+}
+
+// ---- Sending ---------------------------------------------------------------------------------
+
+/// The X API v2 call for a reply or a DM.
+pub(crate) fn request<'a>(
+    target: &'a OutboundTarget,
+    reply: &OutboundReply,
+) -> Result<Request<'a>, String> {
+    Ok(match target {
+        OutboundTarget::XReply {
+            api_base,
+            access_token,
+            in_reply_to_tweet_id,
+        } => Request {
+            platform: "X",
+            classify: x_outcome,
+            url: format!("{}/2/tweets", api_base.trim_end_matches('/')),
+            bearer: Some(access_token),
+            secret: access_token,
+            body: json!({
+                "text": reply.text,
+                "reply": { "in_reply_to_tweet_id": in_reply_to_tweet_id },
+            }),
+            success: SuccessId::XData,
+        },
+        OutboundTarget::XDirect {
+            api_base,
+            access_token,
+            participant_id,
+        } => Request {
+            platform: "X",
+            classify: x_outcome,
+            url: format!(
+                "{}/2/dm_conversations/with/{participant_id}/messages",
+                api_base.trim_end_matches('/')
+            ),
+            bearer: Some(access_token),
+            secret: access_token,
+            body: json!({ "text": reply.text }),
+            success: SuccessId::XDirect,
+        },
+        other => return Err(format!("{:?} is not an X target", other.kind())),
+    })
+}
+
+fn x_outcome(
+    status: reqwest::StatusCode,
+    headers: &HeaderMap,
+    json: &Value,
+    success: SuccessId,
+    now: Millis,
+) -> SendOutcome {
+    if status.is_success() {
+        return sent_or_unknown("X", json, success);
+    }
+    let message = json
+        .get("detail")
+        .or_else(|| json.get("title"))
+        .or_else(|| json.pointer("/errors/0/message"))
+        .and_then(Value::as_str)
+        .unwrap_or("no error message");
+    let described = format!("HTTP {status}: {message}");
+    if status.as_u16() == 429 {
+        let reset = headers
+            .get("x-rate-limit-reset")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .map(|reset_at| {
+                let wait = reset_at.saturating_mul(1000).saturating_sub(now).max(1000);
+                Duration::from_millis(u64::try_from(wait).unwrap_or(1000))
+            });
+        return SendOutcome::Retry {
+            after: reset
+                .or_else(|| retry_after(headers))
+                .unwrap_or(THROTTLE_DELAY),
+            reason: format!("rate limited by X ({described})"),
+        };
+    }
+    refused_or_retried(status, headers, described, PLATFORM_WAITS)
 }
 
 #[cfg(test)]
