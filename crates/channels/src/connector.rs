@@ -418,3 +418,39 @@ pub fn reply_target(
     })?;
     (connector.reply_target)(channel, reply)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_one_connector_and_every_webhook_one_path() {
+        let kinds = platform_kinds();
+        for kind in &kinds {
+            let serving: Vec<_> = CONNECTORS
+                .iter()
+                .filter(|c| c.kinds.contains(kind))
+                .map(|c| c.name)
+                .collect();
+            assert_eq!(serving.len(), 1, "{kind:?} is served by {serving:?}");
+            assert!(!SecretName::needed_by(*kind).is_empty(), "{kind:?}");
+        }
+        for connector in CONNECTORS {
+            let path = connector
+                .webhook_path()
+                .expect("every connector so far is pushed to");
+            assert_eq!(for_webhook(path).map(|c| c.name), Some(connector.name));
+            assert!(connector.actions.contains(&ActionKind::Reply));
+        }
+        assert!(for_webhook("api").is_none());
+        assert!(for_kind(ChannelKind::Api).is_none());
+    }
+
+    #[test]
+    fn a_page_channel_also_takes_its_pages_dms_and_nothing_else_crosses_kinds() {
+        let meta = for_kind(ChannelKind::FacebookPage).expect("meta");
+        assert!(meta.takes(ChannelKind::FacebookPage, ChannelKind::Messenger));
+        assert!(!meta.takes(ChannelKind::Messenger, ChannelKind::FacebookPage));
+        assert!(!meta.takes(ChannelKind::Instagram, ChannelKind::Whatsapp));
+    }
+}
