@@ -422,7 +422,11 @@ async fn start_server(secrets: &WebhookSecrets) -> anyhow::Result<BenchServer> {
     let token = auth::new_token("balie")?;
     app.state()
         .store
-        .create_api_token("bench", &auth::token_hash(&token))
+        .create_api_token(
+            "bench",
+            &auth::token_hash(&token),
+            balie_server::outbox::now_ms(),
+        )
         .await?;
     configure_channels(
         app.state().store.as_ref(),
@@ -493,9 +497,17 @@ async fn watch_stream(
 async fn raw_insert_rate(texts: &[String]) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir().context("creating a temporary dir")?;
     let store = SqliteStore::open(&dir.path().join("raw.db")).await?;
-    let brand = store.ensure_brand("raw").await?;
+    let brand = store
+        .ensure_brand("raw", balie_server::outbox::now_ms())
+        .await?;
     let channel = store
-        .create_channel(brand, ChannelKind::Api, "raw", "{}")
+        .create_channel(
+            brand,
+            ChannelKind::Api,
+            "raw",
+            "{}",
+            balie_server::outbox::now_ms(),
+        )
         .await?;
     // One customer and conversation for the rows to belong to (foreign keys are on).
     store
@@ -517,6 +529,7 @@ async fn raw_insert_rate(texts: &[String]) -> anyhow::Result<f64> {
                     created_at: 0,
                 }],
             }],
+            balie_server::outbox::now_ms(),
         )
         .await?;
     let conversation = store.any_conversation().await?;
@@ -599,6 +612,7 @@ async fn prepare_running_server(
         .create_api_token(
             &format!("bench-{}", auth::random_hex(4)?),
             &auth::token_hash(&token),
+            balie_server::outbox::now_ms(),
         )
         .await?;
     configure_channels(
@@ -938,9 +952,17 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
     }
     let dir = tempfile::tempdir().context("creating a temporary data dir")?;
     let store = SqliteStore::open(&dir.path().join("balie.db")).await?;
-    let brand = store.ensure_brand("Balie").await?;
+    let brand = store
+        .ensure_brand("Balie", balie_server::outbox::now_ms())
+        .await?;
     let channel = store
-        .create_channel(brand, ChannelKind::Api, "bench", "{}")
+        .create_channel(
+            brand,
+            ChannelKind::Api,
+            "bench",
+            "{}",
+            balie_server::outbox::now_ms(),
+        )
         .await?;
     let mut rng = SplitMix(0x0BA1_1E01);
     let (mut next_message, mut next_customer) = (0usize, 0usize);
@@ -948,7 +970,9 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
     while next_message < args.stored {
         let chunk = (args.stored - next_message).min(50_000);
         let conversations = plan_history(&mut rng, &mut next_message, &mut next_customer, chunk);
-        store.bulk_load(channel.id, &conversations).await?;
+        store
+            .bulk_load(channel.id, &conversations, balie_server::outbox::now_ms())
+            .await?;
     }
     let load_seconds = load_start.elapsed().as_secs_f64();
     store.analyze_statistics().await?;

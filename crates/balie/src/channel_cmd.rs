@@ -191,7 +191,7 @@ async fn add(args: AddArgs, config: &Config, store: &dyn Store) -> anyhow::Resul
     }
     let keys = ChannelKeys::open_or_create(&config.data_dir)?;
     let brand = store
-        .ensure_brand(&config.default_brand)
+        .ensure_brand(&config.default_brand, balie_server::outbox::now_ms())
         .await
         .context("creating the default brand")?;
     let channel =

@@ -289,6 +289,7 @@ pub async fn run(args: DemoArgs, mut config: Config, keep_data_dir: bool) -> any
             "Demo Agent",
             Role::Admin,
             &auth::hash_password(&password)?,
+            balie_server::outbox::now_ms(),
         )
         .await
     {
@@ -297,7 +298,11 @@ pub async fn run(args: DemoArgs, mut config: Config, keep_data_dir: bool) -> any
     }
     let token = auth::new_token("balie")?;
     store
-        .create_api_token("demo simulator", &auth::token_hash(&token))
+        .create_api_token(
+            "demo simulator",
+            &auth::token_hash(&token),
+            balie_server::outbox::now_ms(),
+        )
         .await?;
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()

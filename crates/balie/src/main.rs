@@ -188,7 +188,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let name =
                 name.unwrap_or_else(|| email.split('@').next().unwrap_or(&email).to_string());
             let store = open_store(&config).await?;
-            match store.create_user(&email, &name, role, &hash).await {
+            match store
+                .create_user(&email, &name, role, &hash, balie_server::outbox::now_ms())
+                .await
+            {
                 Ok(user) => {
                     println!(
                         "Added {} {} (id {}).",
@@ -214,7 +217,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let token = auth::new_token("balie")?;
             let store = open_store(&config).await?;
             store
-                .create_api_token(&name, &auth::token_hash(&token))
+                .create_api_token(
+                    &name,
+                    &auth::token_hash(&token),
+                    balie_server::outbox::now_ms(),
+                )
                 .await?;
             println!("Created API token `{name}`. It is shown once; store it safely:\n{token}");
             Ok(())

@@ -42,7 +42,9 @@ pub async fn configure_channels(
     api_base: Option<String>,
 ) -> anyhow::Result<()> {
     let keys = ChannelKeys::open_or_create(data_dir)?;
-    let brand = store.ensure_brand(brand).await?;
+    let brand = store
+        .ensure_brand(brand, balie_server::outbox::now_ms())
+        .await?;
     let on = |settings: PlatformSettings| PlatformSettings {
         api_base: api_base.clone(),
         ..settings

@@ -179,7 +179,7 @@ async fn save_channel(
         .collect();
     let brand = state
         .store
-        .ensure_brand(&state.config.default_brand)
+        .ensure_brand(&state.config.default_brand, crate::outbox::now_ms())
         .await?;
     match platform_channels::configure(
         state.store.as_ref(),

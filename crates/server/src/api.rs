@@ -277,11 +277,11 @@ async fn api_channel(state: &AppState, name: &str) -> Result<Channel, ApiError> 
             // Generic channels come into being on first use, like a mailbox address.
             let brand = state
                 .store
-                .ensure_brand(&state.config.default_brand)
+                .ensure_brand(&state.config.default_brand, crate::outbox::now_ms())
                 .await?;
             match state
                 .store
-                .create_channel(brand, ChannelKind::Api, name, "{}")
+                .create_channel(brand, ChannelKind::Api, name, "{}", crate::outbox::now_ms())
                 .await
             {
                 Ok(c) => {

@@ -106,7 +106,7 @@ impl App {
         // One TLS provider for every outbound HTTPS call (rustls with ring); idempotent.
         let _ = rustls::crypto::ring::default_provider().install_default();
         store
-            .ensure_brand(&config.default_brand)
+            .ensure_brand(&config.default_brand, crate::outbox::now_ms())
             .await
             .context("creating default brand")?;
         let metrics = Arc::new(Metrics::default());

@@ -76,7 +76,9 @@ impl OutboxWorker {
                     let next =
                         now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
                     tracing::warn!(outbox = item.id, attempts = item.attempts, %reason, "reply delivery will be retried");
-                    self.store.outbox_retry(item.id, next, &reason).await?;
+                    self.store
+                        .outbox_retry(item.id, next, &reason, now_ms())
+                        .await?;
                     Metrics::inc(&self.metrics.replies_retried, 1);
                 }
                 SendOutcome::Permanent { reason } => {

@@ -52,7 +52,9 @@ impl Pipeline {
                 }
             })
             .collect();
-        self.store.apply_journal(&batch, &self.sla).await?;
+        self.store
+            .apply_journal(&batch, &self.sla, crate::outbox::now_ms())
+            .await?;
         Metrics::inc(&self.metrics.messages_processed, n as u64);
         self.live.send_modify(|v| *v += 1);
         self.processed.send_modify(|v| *v = (*v).max(last));

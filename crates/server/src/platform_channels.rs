@@ -86,14 +86,20 @@ pub async fn configure(
         }
         None => {
             store
-                .create_channel(brand, kind, name, &serde_json::to_string(settings)?)
+                .create_channel(
+                    brand,
+                    kind,
+                    name,
+                    &serde_json::to_string(settings)?,
+                    crate::outbox::now_ms(),
+                )
                 .await?
         }
     };
     for (name, value) in secrets {
         let sealed = keys.seal(channel.id, name.as_str(), value)?;
         store
-            .set_channel_secret(channel.id, name.as_str(), &sealed)
+            .set_channel_secret(channel.id, name.as_str(), &sealed, crate::outbox::now_ms())
             .await?;
     }
     Ok(channel)

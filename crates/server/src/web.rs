@@ -411,7 +411,12 @@ async fn login(
     let expires = now_ms() + state.config.session_hours * 3_600_000;
     state
         .store
-        .create_session(user.id, &auth::token_hash(&token), expires)
+        .create_session(
+            user.id,
+            &auth::token_hash(&token),
+            expires,
+            crate::outbox::now_ms(),
+        )
         .await?;
     let secure = if state.config.secure_cookies {
         "; Secure"
@@ -561,7 +566,13 @@ async fn reply(
     let key = format!("web:{}:{}", user.id, form.key);
     state
         .store
-        .queue_reply(ConversationId(id), user.id, text, &key)
+        .queue_reply(
+            ConversationId(id),
+            user.id,
+            text,
+            &key,
+            crate::outbox::now_ms(),
+        )
         .await?;
     Metrics::inc(&state.metrics.replies_queued, 1);
     state.live_tx.send_modify(|v| *v += 1);
@@ -587,7 +598,12 @@ async fn set_status(
         .ok_or_else(|| ApiError::field("status", "unknown status"))?;
     state
         .store
-        .set_status(ConversationId(id), status, Some(user.id))
+        .set_status(
+            ConversationId(id),
+            status,
+            Some(user.id),
+            crate::outbox::now_ms(),
+        )
         .await?;
     state.live_tx.send_modify(|v| *v += 1);
     Ok(Redirect::to(&format!("/conversations/{id}")).into_response())
@@ -615,7 +631,12 @@ async fn assign(
     };
     state
         .store
-        .assign(ConversationId(id), assignee, Some(user.id))
+        .assign(
+            ConversationId(id),
+            assignee,
+            Some(user.id),
+            crate::outbox::now_ms(),
+        )
         .await?;
     state.live_tx.send_modify(|v| *v += 1);
     Ok(Redirect::to(&format!("/conversations/{id}")).into_response())

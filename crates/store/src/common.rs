@@ -1,4 +1,4 @@
-//! Small pure helpers both storage backends share: time, error mapping, inbox text.
+//! Small helpers both storage backends share: the migration clock, error mapping, inbox text.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -9,7 +9,9 @@ use crate::StoreError;
 /// Longest first line kept for the inbox.
 const FIRST_LINE_CHARS: usize = 140;
 
-pub(crate) fn now_ms() -> Millis {
+/// The system clock, read in one place only: when opening a store records which migrations
+/// ran. Every store method that writes a time takes it as `now` from its caller.
+pub(crate) fn migrated_at() -> Millis {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

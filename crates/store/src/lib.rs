@@ -227,13 +227,14 @@ pub struct Backlogs {
 /// Brands and channels, with their sealed credentials.
 #[async_trait]
 pub trait Channels {
-    async fn ensure_brand(&self, name: &str) -> Result<balie_core::BrandId>;
+    async fn ensure_brand(&self, name: &str, now: Millis) -> Result<balie_core::BrandId>;
     async fn create_channel(
         &self,
         brand: balie_core::BrandId,
         kind: ChannelKind,
         name: &str,
         settings: &str,
+        now: Millis,
     ) -> Result<Channel>;
     async fn channel(&self, id: ChannelId) -> Result<Option<Channel>>;
     async fn channel_by_name(&self, name: &str) -> Result<Option<Channel>>;
@@ -246,6 +247,7 @@ pub trait Channels {
         channel: ChannelId,
         name: &str,
         sealed: &SealedSecret,
+        now: Millis,
     ) -> Result<()>;
     /// A channel's sealed credentials by name, in name order.
     async fn channel_secrets(&self, channel: ChannelId) -> Result<Vec<(String, SealedSecret)>>;
@@ -259,7 +261,12 @@ pub trait Journal {
     async fn pending_journal(&self, limit: i64) -> Result<Vec<JournalEntry>>;
     /// Identifies, threads, stores and indexes a batch in one transaction, marking each
     /// journal entry processed. Idempotent: an entry already applied changes nothing.
-    async fn apply_journal(&self, batch: &[Prepared], sla: &SlaPolicy) -> Result<Vec<Applied>>;
+    async fn apply_journal(
+        &self,
+        batch: &[Prepared],
+        sla: &SlaPolicy,
+        now: Millis,
+    ) -> Result<Vec<Applied>>;
     async fn backlogs(&self) -> Result<Backlogs>;
 }
 
@@ -278,6 +285,7 @@ pub trait Conversations {
         id: ConversationId,
         status: ConversationStatus,
         by: Option<UserId>,
+        now: Millis,
     ) -> Result<()>;
     /// Gives the conversation to `assignee` (or to nobody), recording who did it.
     async fn assign(
@@ -285,6 +293,7 @@ pub trait Conversations {
         id: ConversationId,
         assignee: Option<UserId>,
         by: Option<UserId>,
+        now: Millis,
     ) -> Result<()>;
     async fn update_customer(&self, id: CustomerId, display_name: &str, notes: &str) -> Result<()>;
 }
@@ -313,11 +322,18 @@ pub trait Outbox {
         by: UserId,
         text: &str,
         idempotency_key: &str,
+        now: Millis,
     ) -> Result<Message>;
     /// Claims due replies (state `sending`) for one delivery attempt each.
     async fn claim_outbox(&self, now: Millis, limit: i64) -> Result<Vec<OutboxItem>>;
     async fn outbox_sent(&self, id: i64, platform_id: Option<&str>, now: Millis) -> Result<()>;
-    async fn outbox_retry(&self, id: i64, next_attempt_at: Millis, error: &str) -> Result<()>;
+    async fn outbox_retry(
+        &self,
+        id: i64,
+        next_attempt_at: Millis,
+        error: &str,
+        now: Millis,
+    ) -> Result<()>;
     async fn outbox_failed(&self, id: i64, error: &str, now: Millis) -> Result<()>;
     /// Replies left in `sending` by a crash go back to `pending` (see ARCHITECTURE.md).
     async fn recover_outbox(&self) -> Result<u64>;
@@ -366,6 +382,7 @@ pub trait Directory {
         name: &str,
         role: Role,
         password_hash: &str,
+        now: Millis,
     ) -> Result<User>;
     async fn user_credentials(&self, email: &str) -> Result<Option<(User, String)>>;
     async fn create_session(
@@ -373,10 +390,11 @@ pub trait Directory {
         user: UserId,
         token_hash: &str,
         expires_at: Millis,
+        now: Millis,
     ) -> Result<()>;
     async fn session_user(&self, token_hash: &str, now: Millis) -> Result<Option<User>>;
     async fn delete_session(&self, token_hash: &str) -> Result<()>;
-    async fn create_api_token(&self, name: &str, token_hash: &str) -> Result<()>;
+    async fn create_api_token(&self, name: &str, token_hash: &str, now: Millis) -> Result<()>;
     async fn api_token_valid(&self, token_hash: &str) -> Result<bool>;
 }
 
@@ -392,6 +410,7 @@ pub trait BulkLoad {
         &self,
         channel: ChannelId,
         conversations: &[BulkConversation],
+        now: Millis,
     ) -> Result<u64>;
 }
 

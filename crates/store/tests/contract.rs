@@ -80,17 +80,17 @@ mod contract {
     }
 
     async fn world(store: &dyn Store) -> World {
-        let brand = store.ensure_brand("Bakkerij Jansen").await.unwrap();
+        let brand = store.ensure_brand("Bakkerij Jansen", now()).await.unwrap();
         let api = store
-            .create_channel(brand, ChannelKind::Api, "api", "{}")
+            .create_channel(brand, ChannelKind::Api, "api", "{}", now())
             .await
             .unwrap();
         let api2 = store
-            .create_channel(brand, ChannelKind::Api, "api-2", "{}")
+            .create_channel(brand, ChannelKind::Api, "api-2", "{}", now())
             .await
             .unwrap();
         let x = store
-            .create_channel(brand, ChannelKind::X, "x-main", "{}")
+            .create_channel(brand, ChannelKind::X, "x-main", "{}", now())
             .await
             .unwrap();
         World { api, api2, x }
@@ -109,7 +109,7 @@ mod contract {
                 urgency,
             })
             .collect();
-        store.apply_journal(&batch, sla).await.unwrap()
+        store.apply_journal(&batch, sla, now()).await.unwrap()
     }
 
     /// Journals and processes inbound events with one urgency; returns what was applied.
@@ -156,7 +156,7 @@ mod contract {
 
     async fn agent(store: &dyn Store) -> UserId {
         store
-            .create_user("agent@jansen.nl", "Agent Anne", Role::Agent, "hash")
+            .create_user("agent@jansen.nl", "Agent Anne", Role::Agent, "hash", now())
             .await
             .unwrap()
             .id
@@ -166,10 +166,10 @@ mod contract {
 
     pub async fn channels_have_unique_names(store: &dyn Store) {
         let w = world(store).await;
-        let brand = store.ensure_brand("Bakkerij Jansen").await.unwrap();
+        let brand = store.ensure_brand("Bakkerij Jansen", now()).await.unwrap();
         assert_eq!(brand, w.api.brand_id, "ensure_brand is idempotent");
         let again = store
-            .create_channel(brand, ChannelKind::Email, "api", "{}")
+            .create_channel(brand, ChannelKind::Email, "api", "{}", now())
             .await;
         assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
         assert_eq!(
@@ -280,7 +280,7 @@ mod contract {
         let conv = receive(store, &w.x, message("t1", "anna", "Eerste tweet"), T0).await;
         // Anna's first conversation is closed, so only `in_reply_to` can lead back to it.
         store
-            .set_status(conv, ConversationStatus::Closed, None)
+            .set_status(conv, ConversationStatus::Closed, None, now())
             .await
             .unwrap();
         let mut reply = message("t2", "anna", "En nog iets");
@@ -348,7 +348,7 @@ mod contract {
         let conv = receive(store, &w.x, first, T0).await;
         let user = agent(store).await;
         store
-            .set_status(conv, ConversationStatus::Closed, Some(user))
+            .set_status(conv, ConversationStatus::Closed, Some(user), now())
             .await
             .unwrap();
         assert_eq!(
@@ -392,7 +392,7 @@ mod contract {
         let w = world(store).await;
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         store
-            .set_status(conv, ConversationStatus::Closed, None)
+            .set_status(conv, ConversationStatus::Closed, None, now())
             .await
             .unwrap();
         let next = receive(store, &w.api, message("m2", "anna", "Weer ik"), T0 + MINUTE).await;
@@ -416,11 +416,11 @@ mod contract {
         let w = world(store).await;
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         let agent = store
-            .create_user("bert@jansen.nl", "Bert", Role::Agent, "hash")
+            .create_user("bert@jansen.nl", "Bert", Role::Agent, "hash", now())
             .await
             .unwrap();
         store
-            .assign(conv, Some(agent.id), Some(agent.id))
+            .assign(conv, Some(agent.id), Some(agent.id), now())
             .await
             .unwrap();
         let r = row(store, conv).await;
@@ -428,10 +428,13 @@ mod contract {
         assert_eq!(r.assignee_name.as_deref(), Some("Bert"));
         // Assigning to the same person again records nothing new.
         store
-            .assign(conv, Some(agent.id), Some(agent.id))
+            .assign(conv, Some(agent.id), Some(agent.id), now())
             .await
             .unwrap();
-        store.assign(conv, None, Some(agent.id)).await.unwrap();
+        store
+            .assign(conv, None, Some(agent.id), now())
+            .await
+            .unwrap();
         let r = row(store, conv).await;
         assert_eq!(r.conversation.assignee, None);
         assert_eq!(r.assignee_name, None);
@@ -445,11 +448,11 @@ mod contract {
             .collect();
         assert_eq!(assigned, ["Bert", ""]);
         assert!(matches!(
-            store.assign(conv, Some(UserId(999)), None).await,
+            store.assign(conv, Some(UserId(999)), None, now()).await,
             Err(StoreError::NotFound("user"))
         ));
         assert!(matches!(
-            store.assign(ConversationId(999), None, None).await,
+            store.assign(ConversationId(999), None, None, now()).await,
             Err(StoreError::NotFound("conversation"))
         ));
     }
@@ -458,7 +461,7 @@ mod contract {
         let w = world(store).await;
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         store
-            .set_status(conv, ConversationStatus::Pending, None)
+            .set_status(conv, ConversationStatus::Pending, None, now())
             .await
             .unwrap();
         assert_eq!(
@@ -514,12 +517,12 @@ mod contract {
             })
             .collect();
         let sla = SlaPolicy::default();
-        let first = store.apply_journal(&batch, &sla).await.unwrap();
+        let first = store.apply_journal(&batch, &sla, now()).await.unwrap();
         assert_eq!(first.len(), 2);
         let last = store.last_event_id().await.unwrap();
         let inbox = store.inbox(ConversationStatus::Open, 10).await.unwrap();
 
-        let second = store.apply_journal(&batch, &sla).await.unwrap();
+        let second = store.apply_journal(&batch, &sla, now()).await.unwrap();
         assert!(
             second.iter().all(|a| first.contains(a)),
             "a re-applied entry reports nothing new: {second:?}"
@@ -547,7 +550,10 @@ mod contract {
             analysis: None,
             urgency: NORMAL,
         };
-        let out = store.apply_journal(&[p.clone(), p], &sla).await.unwrap();
+        let out = store
+            .apply_journal(&[p.clone(), p], &sla, now())
+            .await
+            .unwrap();
         let conv = out[0].conversation_id.unwrap();
         assert_eq!(messages(store, conv).await.len(), 1);
         assert_eq!(
@@ -776,7 +782,7 @@ mod contract {
         let w = world(store).await;
         let a = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         store
-            .set_status(a, ConversationStatus::Closed, None)
+            .set_status(a, ConversationStatus::Closed, None, now())
             .await
             .unwrap();
         // A new conversation on another channel of the same platform: the same customer.
@@ -938,11 +944,11 @@ mod contract {
             famous.external_id.push('x');
             plain.external_id.push('x');
             store
-                .set_status(a.id, ConversationStatus::Closed, None)
+                .set_status(a.id, ConversationStatus::Closed, None, now())
                 .await
                 .unwrap();
             store
-                .set_status(b.id, ConversationStatus::Closed, None)
+                .set_status(b.id, ConversationStatus::Closed, None, now())
                 .await
                 .unwrap();
         }
@@ -989,7 +995,7 @@ mod contract {
             .unwrap();
         let user = agent(store).await;
         store
-            .queue_reply(conv, user, "We bellen je", "k1")
+            .queue_reply(conv, user, "We bellen je", "k1", now())
             .await
             .unwrap();
         let later = T0 + 60 * MINUTE;
@@ -1025,7 +1031,7 @@ mod contract {
         let low = ingest_one("m5", "e", T0 - 60 * MINUTE, 0).await;
         let user = agent(store).await;
         let reply = store
-            .queue_reply(answered_urgent, user, "Opgelost", "k1")
+            .queue_reply(answered_urgent, user, "Opgelost", "k1", now())
             .await
             .unwrap();
         assert_eq!(reply.conversation_id, answered_urgent);
@@ -1196,7 +1202,7 @@ mod contract {
             .id;
         let user = agent(store).await;
         let reply = store
-            .queue_reply(conv, user, "Uw retourzending is onderweg", "k")
+            .queue_reply(conv, user, "Uw retourzending is onderweg", "k", now())
             .await
             .unwrap();
         let hits = store.search("retourzending", 10).await.unwrap();
@@ -1243,7 +1249,7 @@ mod contract {
         let last = store.last_event_id().await.unwrap();
         let user = agent(store).await;
         store
-            .set_status(conv, ConversationStatus::Snoozed, Some(user))
+            .set_status(conv, ConversationStatus::Snoozed, Some(user), now())
             .await
             .unwrap();
         let events = store.events_since(last, 10).await.unwrap();
@@ -1261,12 +1267,17 @@ mod contract {
 
         // Setting the status it already has is no event.
         store
-            .set_status(conv, ConversationStatus::Snoozed, Some(user))
+            .set_status(conv, ConversationStatus::Snoozed, Some(user), now())
             .await
             .unwrap();
         assert_eq!(store.last_event_id().await.unwrap(), events[0].id);
         let missing = store
-            .set_status(ConversationId(9999), ConversationStatus::Closed, None)
+            .set_status(
+                ConversationId(9999),
+                ConversationStatus::Closed,
+                None,
+                now(),
+            )
             .await;
         assert!(
             matches!(missing, Err(StoreError::NotFound(_))),
@@ -1283,7 +1294,7 @@ mod contract {
         assert!(before.waiting_since.is_some() && before.reply_due.is_some());
         let user = agent(store).await;
         let reply = store
-            .queue_reply(conv, user, "Hoi Anna!", "key-1")
+            .queue_reply(conv, user, "Hoi Anna!", "key-1", now())
             .await
             .unwrap();
         assert_eq!(reply.direction, Direction::Out);
@@ -1306,7 +1317,7 @@ mod contract {
         assert_eq!(view.timeline.last().unwrap().author_name, "Agent Anne");
 
         let missing = store
-            .queue_reply(ConversationId(9999), user, "x", "key-2")
+            .queue_reply(ConversationId(9999), user, "x", "key-2", now())
             .await;
         assert!(
             matches!(missing, Err(StoreError::NotFound(_))),
@@ -1319,11 +1330,11 @@ mod contract {
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         let a = store
-            .queue_reply(conv, user, "Hoi!", "click-1")
+            .queue_reply(conv, user, "Hoi!", "click-1", now())
             .await
             .unwrap();
         let b = store
-            .queue_reply(conv, user, "Hoi!", "click-1")
+            .queue_reply(conv, user, "Hoi!", "click-1", now())
             .await
             .unwrap();
         assert_eq!(a, b);
@@ -1334,7 +1345,7 @@ mod contract {
         );
         assert_eq!(store.backlogs().await.unwrap().outbox, 1);
         let c = store
-            .queue_reply(conv, user, "Nog iets", "click-2")
+            .queue_reply(conv, user, "Nog iets", "click-2", now())
             .await
             .unwrap();
         assert_ne!(a.id, c.id);
@@ -1348,7 +1359,7 @@ mod contract {
         let conv = receive(store, &w.x, m, T0).await;
         let user = agent(store).await;
         let reply = store
-            .queue_reply(conv, user, "Hoi!", "key-1")
+            .queue_reply(conv, user, "Hoi!", "key-1", now())
             .await
             .unwrap();
         let now = now() + 1_000;
@@ -1386,7 +1397,7 @@ mod contract {
         let conv = receive(store, &w.x, dm, T0).await;
         let user = agent(store).await;
         store
-            .queue_reply(conv, user, "Hoi!", "key-1")
+            .queue_reply(conv, user, "Hoi!", "key-1", now())
             .await
             .unwrap();
         let item = store
@@ -1406,15 +1417,15 @@ mod contract {
         };
         assert!(store.channel_secrets(w.x.id).await.unwrap().is_empty());
         store
-            .set_channel_secret(w.x.id, "consumer_secret", &sealed(1))
+            .set_channel_secret(w.x.id, "consumer_secret", &sealed(1), now())
             .await
             .unwrap();
         store
-            .set_channel_secret(w.x.id, "access_token", &sealed(2))
+            .set_channel_secret(w.x.id, "access_token", &sealed(2), now())
             .await
             .unwrap();
         store
-            .set_channel_secret(w.x.id, "consumer_secret", &sealed(3))
+            .set_channel_secret(w.x.id, "consumer_secret", &sealed(3), now())
             .await
             .unwrap();
         let secrets = store.channel_secrets(w.x.id).await.unwrap();
@@ -1428,7 +1439,7 @@ mod contract {
         assert!(store.channel_secrets(w.api.id).await.unwrap().is_empty());
         assert!(matches!(
             store
-                .set_channel_secret(ChannelId(999), "bot_token", &sealed(1))
+                .set_channel_secret(ChannelId(999), "bot_token", &sealed(1), now())
                 .await,
             Err(StoreError::NotFound(_))
         ));
@@ -1449,9 +1460,12 @@ mod contract {
         let on_x = receive(store, &w.x, message("t1", "anna", "Hallo"), T0).await;
         let on_api = receive(store, &w.api, message("m1", "bram", "Hoi"), T0).await;
         let user = agent(store).await;
-        store.queue_reply(on_x, user, "Een", "key-x").await.unwrap();
         store
-            .queue_reply(on_api, user, "Twee", "key-api")
+            .queue_reply(on_x, user, "Een", "key-x", now())
+            .await
+            .unwrap();
+        store
+            .queue_reply(on_api, user, "Twee", "key-api", now())
             .await
             .unwrap();
         let now = now() + 1_000;
@@ -1481,7 +1495,7 @@ mod contract {
         let conv = receive(store, &w.x, message("t1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         store
-            .queue_reply(conv, user, "Hoi!", "key-1")
+            .queue_reply(conv, user, "Hoi!", "key-1", now())
             .await
             .unwrap();
         let now = now() + 1_000;
@@ -1526,7 +1540,7 @@ mod contract {
         let conv = receive(store, &w.x, message("t1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         store
-            .queue_reply(conv, user, "Hoi!", "key-1")
+            .queue_reply(conv, user, "Hoi!", "key-1", now())
             .await
             .unwrap();
         let now = now() + 1_000;
@@ -1587,7 +1601,7 @@ mod contract {
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         store
-            .queue_reply(conv, user, "Hoi!", "key-1")
+            .queue_reply(conv, user, "Hoi!", "key-1", now())
             .await
             .unwrap();
         assert!(store.claim_outbox(T0, 10).await.unwrap().is_empty());
@@ -1602,13 +1616,13 @@ mod contract {
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         let reply = store
-            .queue_reply(conv, user, "Hoi!", "key-1")
+            .queue_reply(conv, user, "Hoi!", "key-1", now())
             .await
             .unwrap();
         let now = now() + 1_000;
         let item = store.claim_outbox(now, 10).await.unwrap().remove(0);
         store
-            .outbox_retry(item.id, now + MINUTE, "503 from platform")
+            .outbox_retry(item.id, now + MINUTE, "503 from platform", now)
             .await
             .unwrap();
         assert!(
@@ -1629,7 +1643,7 @@ mod contract {
         let conv = receive(store, &w.x, message("t1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         let reply = store
-            .queue_reply(conv, user, "Hoi!", "key-1")
+            .queue_reply(conv, user, "Hoi!", "key-1", now())
             .await
             .unwrap();
         let now = now() + 1_000;
@@ -1667,7 +1681,7 @@ mod contract {
         let mut answer = message("t2", "anna", "Dank je");
         answer.in_reply_to = Some("tweet-99".into());
         store
-            .set_status(conv, ConversationStatus::Closed, None)
+            .set_status(conv, ConversationStatus::Closed, None, now)
             .await
             .unwrap();
         assert_eq!(receive(store, &w.x, answer, T0 + MINUTE).await, conv);
@@ -1678,7 +1692,7 @@ mod contract {
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         store
-            .queue_reply(conv, user, "Hoi!", "key-1")
+            .queue_reply(conv, user, "Hoi!", "key-1", now())
             .await
             .unwrap();
         let now = now() + 1_000;
@@ -1714,9 +1728,12 @@ mod contract {
         let w = world(store).await;
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
-        store.queue_reply(conv, user, "Een", "key-1").await.unwrap();
         store
-            .queue_reply(conv, user, "Twee", "key-2")
+            .queue_reply(conv, user, "Een", "key-1", now())
+            .await
+            .unwrap();
+        store
+            .queue_reply(conv, user, "Twee", "key-2", now())
             .await
             .unwrap();
         let now = now() + 1_000;
@@ -1742,7 +1759,7 @@ mod contract {
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         let reply = store
-            .queue_reply(conv, user, "Hoi!", "key-1")
+            .queue_reply(conv, user, "Hoi!", "key-1", now())
             .await
             .unwrap();
         let now = now() + 1_000;
@@ -1779,7 +1796,7 @@ mod contract {
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         store
-            .queue_reply(conv, user, "Hoi!", "key-1")
+            .queue_reply(conv, user, "Hoi!", "key-1", now())
             .await
             .unwrap();
         let now = now() + 1_000;
@@ -1805,12 +1822,18 @@ mod contract {
 
     pub async fn a_user_email_is_unique(store: &dyn Store) {
         let user = store
-            .create_user("anne@jansen.nl", "Anne", Role::Supervisor, "argon2-hash")
+            .create_user(
+                "anne@jansen.nl",
+                "Anne",
+                Role::Supervisor,
+                "argon2-hash",
+                now(),
+            )
             .await
             .unwrap();
         assert_eq!(user.role, Role::Supervisor);
         let again = store
-            .create_user("anne@jansen.nl", "Other Anne", Role::Agent, "h")
+            .create_user("anne@jansen.nl", "Other Anne", Role::Agent, "h", now())
             .await;
         assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
         let (found, hash) = store
@@ -1831,12 +1854,12 @@ mod contract {
 
     pub async fn a_session_is_valid_until_it_expires_or_is_deleted(store: &dyn Store) {
         let user = store
-            .create_user("anne@jansen.nl", "Anne", Role::Agent, "h")
+            .create_user("anne@jansen.nl", "Anne", Role::Agent, "h", now())
             .await
             .unwrap();
         let expires = T0 + 60 * MINUTE;
         store
-            .create_session(user.id, "session-hash", expires)
+            .create_session(user.id, "session-hash", expires, now())
             .await
             .unwrap();
         assert_eq!(
@@ -1862,7 +1885,10 @@ mod contract {
 
     pub async fn only_stored_api_tokens_are_valid(store: &dyn Store) {
         assert!(!store.api_token_valid("token-hash").await.unwrap());
-        store.create_api_token("shop", "token-hash").await.unwrap();
+        store
+            .create_api_token("shop", "token-hash", now())
+            .await
+            .unwrap();
         assert!(store.api_token_valid("token-hash").await.unwrap());
         assert!(!store.api_token_valid("token-has").await.unwrap());
         assert!(!store.api_token_valid("").await.unwrap());
@@ -1899,7 +1925,7 @@ mod contract {
         assert_eq!(receive(store, &w.api, next, T0 + 1).await, conv);
         let user = agent(store).await;
         let reply = store
-            .queue_reply(conv, user, "Hoi\0!", "key-nul")
+            .queue_reply(conv, user, "Hoi\0!", "key-nul", now())
             .await
             .unwrap();
         assert_eq!(reply.text.replace('\0', "\u{FFFD}"), "Hoi\u{FFFD}!");
@@ -1941,7 +1967,13 @@ mod contract {
         let user = agent(store).await;
         for i in 0..6 {
             store
-                .queue_reply(conv, user, &format!("Antwoord {i}"), &format!("key-{i}"))
+                .queue_reply(
+                    conv,
+                    user,
+                    &format!("Antwoord {i}"),
+                    &format!("key-{i}"),
+                    now(),
+                )
                 .await
                 .unwrap();
         }
@@ -1986,8 +2018,8 @@ mod contract {
             .collect();
         let sla = SlaPolicy::default();
         let (a, b) = tokio::join!(
-            store.apply_journal(&batch, &sla),
-            store.apply_journal(&batch, &sla)
+            store.apply_journal(&batch, &sla, now()),
+            store.apply_journal(&batch, &sla, now())
         );
         let (a, b) = (a.unwrap(), b.unwrap());
         let mut journal_ids: Vec<i64> = a.iter().chain(&b).map(|x| x.journal_id).collect();
@@ -2012,8 +2044,8 @@ mod contract {
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         let (a, b) = tokio::join!(
-            store.queue_reply(conv, user, "Hoi!", "double-click"),
-            store.queue_reply(conv, user, "Hoi!", "double-click")
+            store.queue_reply(conv, user, "Hoi!", "double-click", now()),
+            store.queue_reply(conv, user, "Hoi!", "double-click", now())
         );
         assert_eq!(a.unwrap().id, b.unwrap().id);
         assert_eq!(messages(store, conv).await.len(), 2, "one in, one out");
@@ -2044,7 +2076,7 @@ mod contract {
             })
             .collect();
         store
-            .apply_journal(&batch, &SlaPolicy::default())
+            .apply_journal(&batch, &SlaPolicy::default(), now())
             .await
             .unwrap();
     }
@@ -2124,6 +2156,7 @@ mod contract {
                     ),
                     bulk("k-3", ConversationStatus::Open, &[]),
                 ],
+                now(),
             )
             .await
             .unwrap();
@@ -2182,6 +2215,7 @@ mod contract {
             .bulk_load(
                 w.api.id,
                 &[bulk("k-9", ConversationStatus::Open, &[("b-1", "dubbel")])],
+                now(),
             )
             .await;
         assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");

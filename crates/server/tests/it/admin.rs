@@ -16,6 +16,7 @@ async fn an_admin_adds_a_channel_and_its_secrets_are_never_shown() {
             "Admin",
             Role::Admin,
             &auth::hash_password("admin password 1").unwrap(),
+            balie_server::outbox::now_ms(),
         )
         .await
         .unwrap();

@@ -294,7 +294,11 @@ mod webhooks {
 
     pub(super) async fn configure(app: &TestApp) {
         let keys = ChannelKeys::open_or_create(app.dir.path()).unwrap();
-        let brand = app.store.ensure_brand("Balie").await.unwrap();
+        let brand = app
+            .store
+            .ensure_brand("Balie", balie_server::outbox::now_ms())
+            .await
+            .unwrap();
         let channels = [
             (
                 ChannelKind::Messenger,

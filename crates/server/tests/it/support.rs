@@ -120,7 +120,11 @@ pub async fn spawn_app_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> Tes
     let store = app.state().store.clone();
     let token = auth::new_token("balie").unwrap();
     store
-        .create_api_token("tests", &auth::token_hash(&token))
+        .create_api_token(
+            "tests",
+            &auth::token_hash(&token),
+            balie_server::outbox::now_ms(),
+        )
         .await
         .unwrap();
     match store
@@ -129,6 +133,7 @@ pub async fn spawn_app_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> Tes
             "Agent Smit",
             Role::Agent,
             &auth::hash_password(PASSWORD).unwrap(),
+            balie_server::outbox::now_ms(),
         )
         .await
     {

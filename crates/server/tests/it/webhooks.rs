@@ -46,7 +46,11 @@ async fn channel(
     secrets: &[(SecretName, &str)],
 ) {
     let keys = ChannelKeys::open_or_create(app.dir.path()).unwrap();
-    let brand = app.store.ensure_brand("Balie").await.unwrap();
+    let brand = app
+        .store
+        .ensure_brand("Balie", balie_server::outbox::now_ms())
+        .await
+        .unwrap();
     let secrets: Vec<(SecretName, String)> =
         secrets.iter().map(|(n, v)| (*n, (*v).to_owned())).collect();
     platform_channels::configure(
@@ -761,7 +765,13 @@ async fn a_platform_reply_interrupted_by_a_crash_is_not_sent_again() {
             .await
             .unwrap();
         store
-            .queue_reply(ConversationId(conversation), user.id, "Sorry!", "k-crash")
+            .queue_reply(
+                ConversationId(conversation),
+                user.id,
+                "Sorry!",
+                "k-crash",
+                balie_server::outbox::now_ms(),
+            )
             .await
             .unwrap();
         let claimed = store.claim_outbox(now_ms() + 1_000, 10).await.unwrap();

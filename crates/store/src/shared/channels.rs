@@ -6,14 +6,18 @@ macro_rules! impl_channels {
     ($store:ty) => {
         #[async_trait::async_trait]
         impl $crate::Channels for $store {
-            async fn ensure_brand(&self, name: &str) -> $crate::Result<balie_core::BrandId> {
+            async fn ensure_brand(
+                &self,
+                name: &str,
+                now: balie_core::Millis,
+            ) -> $crate::Result<balie_core::BrandId> {
                 use $crate::shared::Dialect as _;
                 sqlx::query(
                     "INSERT INTO brands (name, created_at) VALUES ($1, $2) \
                      ON CONFLICT (name) DO NOTHING",
                 )
                 .bind(name)
-                .bind($crate::common::now_ms())
+                .bind(now)
                 .execute(self.writer())
                 .await?;
                 let id = sqlx::query_scalar("SELECT id FROM brands WHERE name = $1")
@@ -29,6 +33,7 @@ macro_rules! impl_channels {
                 kind: balie_core::ChannelKind,
                 name: &str,
                 settings: &str,
+                now: balie_core::Millis,
             ) -> $crate::Result<balie_core::Channel> {
                 use $crate::shared::Dialect as _;
                 let row = sqlx::query(concat!(
@@ -40,7 +45,7 @@ macro_rules! impl_channels {
                 .bind(kind.as_str())
                 .bind(name)
                 .bind(settings)
-                .bind($crate::common::now_ms())
+                .bind(now)
                 .fetch_optional(self.writer())
                 .await?;
                 match row {
@@ -116,6 +121,7 @@ macro_rules! impl_channels {
                 channel: balie_core::ChannelId,
                 name: &str,
                 sealed: &$crate::SealedSecret,
+                now: balie_core::Millis,
             ) -> $crate::Result<()> {
                 use $crate::shared::Dialect as _;
                 let exists: Option<i64> =
@@ -136,7 +142,7 @@ macro_rules! impl_channels {
                 .bind(name)
                 .bind(&sealed.nonce)
                 .bind(&sealed.ciphertext)
-                .bind($crate::common::now_ms())
+                .bind(now)
                 .execute(self.writer())
                 .await?;
                 Ok(())

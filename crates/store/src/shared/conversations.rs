@@ -142,9 +142,9 @@ macro_rules! impl_conversations {
                 id: balie_core::ConversationId,
                 status: balie_core::ConversationStatus,
                 by: Option<balie_core::UserId>,
+                now: balie_core::Millis,
             ) -> $crate::Result<()> {
                 use $crate::shared::Dialect as _;
-                let now = $crate::common::now_ms();
                 let mut tx = self.begin_write().await?;
                 let old: Option<String> =
                     sqlx::query_scalar("SELECT status FROM conversations WHERE id = $1")
@@ -183,9 +183,9 @@ macro_rules! impl_conversations {
                 id: balie_core::ConversationId,
                 assignee: Option<balie_core::UserId>,
                 by: Option<balie_core::UserId>,
+                now: balie_core::Millis,
             ) -> $crate::Result<()> {
                 use $crate::shared::Dialect as _;
-                let now = $crate::common::now_ms();
                 let mut tx = self.begin_write().await?;
                 let old: Option<Option<i64>> =
                     sqlx::query_scalar("SELECT assignee FROM conversations WHERE id = $1")

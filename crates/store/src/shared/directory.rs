@@ -11,6 +11,7 @@ macro_rules! impl_directory {
                 name: &str,
                 role: balie_core::Role,
                 password_hash: &str,
+                now: balie_core::Millis,
             ) -> $crate::Result<balie_core::User> {
                 use $crate::shared::Dialect as _;
                 let row = sqlx::query(
@@ -22,7 +23,7 @@ macro_rules! impl_directory {
                 .bind(name)
                 .bind(role.as_str())
                 .bind(password_hash)
-                .bind($crate::common::now_ms())
+                .bind(now)
                 .fetch_optional(self.writer())
                 .await?;
                 match row {
@@ -54,6 +55,7 @@ macro_rules! impl_directory {
                 user: balie_core::UserId,
                 token_hash: &str,
                 expires_at: balie_core::Millis,
+                now: balie_core::Millis,
             ) -> $crate::Result<()> {
                 use $crate::shared::Dialect as _;
                 sqlx::query(
@@ -62,7 +64,7 @@ macro_rules! impl_directory {
                 )
                 .bind(token_hash)
                 .bind(user.0)
-                .bind($crate::common::now_ms())
+                .bind(now)
                 .bind(expires_at)
                 .execute(self.writer())
                 .await?;
@@ -95,14 +97,19 @@ macro_rules! impl_directory {
                 Ok(())
             }
 
-            async fn create_api_token(&self, name: &str, token_hash: &str) -> $crate::Result<()> {
+            async fn create_api_token(
+                &self,
+                name: &str,
+                token_hash: &str,
+                now: balie_core::Millis,
+            ) -> $crate::Result<()> {
                 use $crate::shared::Dialect as _;
                 sqlx::query(
                     "INSERT INTO api_tokens (name, token_hash, created_at) VALUES ($1, $2, $3)",
                 )
                 .bind(name)
                 .bind(token_hash)
-                .bind($crate::common::now_ms())
+                .bind(now)
                 .execute(self.writer())
                 .await?;
                 Ok(())

@@ -149,9 +149,9 @@ macro_rules! impl_journal {
                 &self,
                 batch: &[$crate::Prepared],
                 sla: &balie_core::SlaPolicy,
+                now: balie_core::Millis,
             ) -> $crate::Result<Vec<$crate::Applied>> {
                 use $crate::shared::Dialect as _;
-                let now = $crate::common::now_ms();
                 let batch = Self::storable_batch(batch);
                 // PostgreSQL: under the write lock, so another worker applying the same
                 // entries waits, then sees them processed and skips them.

@@ -30,7 +30,7 @@ macro_rules! impl_migrate {
                             "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
                         )
                         .bind(version)
-                        .bind($crate::common::now_ms())
+                        .bind($crate::common::migrated_at())
                         .execute(&mut *tx)
                         .await?;
                     }

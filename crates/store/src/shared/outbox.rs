@@ -70,9 +70,9 @@ macro_rules! impl_outbox {
                 by: balie_core::UserId,
                 text: &str,
                 idempotency_key: &str,
+                now: balie_core::Millis,
             ) -> $crate::Result<balie_core::Message> {
                 use $crate::shared::Dialect as _;
-                let now = $crate::common::now_ms();
                 let text = Self::storable(text);
                 // PostgreSQL: under the write lock, so the same key from two requests is
                 // checked and stored once.
@@ -269,6 +269,7 @@ macro_rules! impl_outbox {
                 id: i64,
                 next_attempt_at: balie_core::Millis,
                 error: &str,
+                now: balie_core::Millis,
             ) -> $crate::Result<()> {
                 use $crate::shared::Dialect as _;
                 sqlx::query(
@@ -277,7 +278,7 @@ macro_rules! impl_outbox {
                 )
                 .bind(next_attempt_at)
                 .bind(error)
-                .bind($crate::common::now_ms())
+                .bind(now)
                 .bind(id)
                 .execute(self.writer())
                 .await?;

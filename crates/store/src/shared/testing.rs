@@ -14,13 +14,13 @@ macro_rules! impl_bulk_load {
                 &self,
                 channel: balie_core::ChannelId,
                 conversations: &[$crate::BulkConversation],
+                now: balie_core::Millis,
             ) -> $crate::Result<u64> {
                 use $crate::common::{conflict_or, display_name, first_line};
                 use $crate::shared::Dialect as _;
                 use $crate::shared::pipeline::BATCH_ROWS;
                 use $crate::shared::testing::BULK_ROWS;
                 type Db = <$store as $crate::shared::Dialect>::Db;
-                let now = $crate::common::now_ms();
                 let (brand, kind): (i64, String) =
                     sqlx::query_as("SELECT brand_id, kind FROM channels WHERE id = $1")
                         .bind(channel.0)

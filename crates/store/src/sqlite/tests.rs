@@ -121,7 +121,7 @@ fn round(
 }
 
 async fn world(store: &SqliteStore) -> Vec<ChannelId> {
-    let brand = store.ensure_brand("b").await.unwrap();
+    let brand = store.ensure_brand("b", T0).await.unwrap();
     let mut out = Vec::new();
     for (kind, name) in [
         (ChannelKind::Api, "api"),
@@ -130,7 +130,7 @@ async fn world(store: &SqliteStore) -> Vec<ChannelId> {
     ] {
         out.push(
             store
-                .create_channel(brand, kind, name, "{}")
+                .create_channel(brand, kind, name, "{}", T0)
                 .await
                 .unwrap()
                 .id,
@@ -160,7 +160,7 @@ async fn apply_pending(store: &SqliteStore, limit: i64) -> Vec<Applied> {
             return all;
         }
         let sla = SlaPolicy::default();
-        all.extend(store.apply_journal(&batch, &sla).await.unwrap());
+        all.extend(store.apply_journal(&batch, &sla, T0).await.unwrap());
     }
 }
 
@@ -227,7 +227,7 @@ async fn a_whole_batch_leaves_the_same_rows_as_one_entry_at_a_time() {
             };
             for store in [&batched, &single] {
                 store
-                    .set_status(ConversationId(*id), status, None)
+                    .set_status(ConversationId(*id), status, None, T0)
                     .await
                     .unwrap();
             }
