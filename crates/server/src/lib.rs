@@ -41,14 +41,11 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub intake: Intake,
-    /// Bumped whenever the event log grew: wakes live streams.
-    pub live: watch::Receiver<u64>,
-    pub live_tx: watch::Sender<u64>,
     /// Highest journal id the pipeline has processed.
     pub processed: watch::Receiver<i64>,
     pub outbox_wake: Arc<Notify>,
-    /// Set when the server stops: live streams end so shutdown does not wait on them.
-    pub stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Turns true when the server stops: live streams end so shutdown does not wait on them.
+    pub stop: watch::Receiver<bool>,
     /// Opens the channel credentials sealed in the store.
     pub channel_keys: Arc<channel_keys::ChannelKeys>,
 }
@@ -84,6 +81,7 @@ pub struct App {
     pipeline: pipeline::Pipeline,
     pipeline_wake: Arc<Notify>,
     outbox: outbox::OutboxWorker,
+    stop_tx: watch::Sender<bool>,
 }
 
 impl App {
@@ -112,7 +110,7 @@ impl App {
         let metrics = Arc::new(Metrics::default());
         let pipeline_wake = Arc::new(Notify::new());
         let intake = Intake::start(store.clone(), metrics.clone(), pipeline_wake.clone());
-        let (live_tx, live) = watch::channel(0u64);
+        let (stop_tx, stop) = watch::channel(false);
         let (processed_tx, processed) = watch::channel(0i64);
         let channel_keys = Arc::new(
             channel_keys::ChannelKeys::open_or_create(&config.data_dir)
@@ -129,7 +127,6 @@ impl App {
             store: store.clone(),
             sla: config.sla,
             metrics: metrics.clone(),
-            live: live_tx.clone(),
             processed: processed_tx,
             appended: intake.last_appended.clone(),
         };
@@ -138,7 +135,6 @@ impl App {
             metrics: metrics.clone(),
             http,
             webhook: config.outbound.clone(),
-            live: live_tx.clone(),
             channel_keys: channel_keys.clone(),
         };
         let state = AppState {
@@ -146,11 +142,9 @@ impl App {
             config,
             metrics,
             intake,
-            live,
-            live_tx,
             processed,
             outbox_wake: Arc::new(Notify::new()),
-            stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            stop,
             channel_keys,
         };
         Ok(Self {
@@ -159,6 +153,7 @@ impl App {
             pipeline,
             pipeline_wake,
             outbox,
+            stop_tx,
         })
     }
 
@@ -176,7 +171,8 @@ impl App {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_tx = self.stop_tx;
+        let stop_rx = stop_tx.subscribe();
         let pipeline = tokio::spawn(
             self.pipeline
                 .run(self.pipeline_wake.clone(), stop_rx.clone()),
@@ -186,15 +182,6 @@ impl App {
                 .run(self.state.outbox_wake.clone(), stop_rx.clone()),
         );
         let app = router(self.state.clone());
-        let mut live_stop = stop_rx.clone();
-        let live_tx = self.state.live_tx.clone();
-        let stopping = self.state.stopping.clone();
-        // Live streams end when the server stops, so graceful shutdown does not wait on them.
-        tokio::spawn(async move {
-            let _ = live_stop.changed().await;
-            stopping.store(true, std::sync::atomic::Ordering::SeqCst);
-            live_tx.send_modify(|v| *v += 1);
-        });
         let stop_for_server = stop_tx.clone();
         axum::serve(self.listener, app)
             .with_graceful_shutdown(async move {

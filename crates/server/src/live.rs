@@ -43,7 +43,9 @@ struct Cursor {
     state: AppState,
     after: i64,
     buffer: std::collections::VecDeque<LiveEvent>,
+    /// The store's count of commits that appended events.
     live: tokio::sync::watch::Receiver<u64>,
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 fn to_sse(e: &LiveEvent) -> Event {
@@ -65,13 +67,15 @@ async fn events(
         Some(id) => id,
         None => state.store.last_event_id().await?.0,
     };
-    let mut live = state.live.clone();
+    let mut live = state.store.changes();
     live.mark_changed();
+    let stop = state.stop.clone();
     let cursor = Cursor {
         state,
         after,
         buffer: Default::default(),
         live,
+        stop,
     };
     let stream = futures_util::stream::unfold(cursor, |mut c| async move {
         loop {
@@ -81,11 +85,13 @@ async fn events(
                 return Some((Ok(sse), c));
             }
             // Wait for news, then read the log from where this client stands.
-            if c.live.changed().await.is_err() {
-                return None;
-            }
-            if c.state.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-                return None;
+            tokio::select! {
+                woke = c.live.changed() => {
+                    if woke.is_err() {
+                        return None;
+                    }
+                }
+                _ = c.stop.wait_for(|stopped| *stopped) => return None,
             }
             match c.state.store.events_since(EventId(c.after), PAGE).await {
                 Ok(events) => {

@@ -37,7 +37,6 @@ pub struct OutboxWorker {
     pub metrics: Arc<Metrics>,
     pub http: reqwest::Client,
     pub webhook: OutboundWebhook,
-    pub live: watch::Sender<u64>,
     pub channel_keys: Arc<ChannelKeys>,
 }
 
@@ -93,9 +92,6 @@ impl OutboxWorker {
                     Metrics::inc(&self.metrics.replies_failed, 1);
                 }
             }
-        }
-        if n > 0 {
-            self.live.send_modify(|v| *v += 1);
         }
         Ok(n)
     }
@@ -206,7 +202,6 @@ impl OutboxWorker {
                 replies = parked,
                 "replies interrupted by a crash on platform channels were parked, not resent"
             );
-            self.live.send_modify(|v| *v += 1);
         }
         let resumed = self.store.recover_outbox().await?;
         if resumed > 0 {

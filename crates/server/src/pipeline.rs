@@ -24,8 +24,6 @@ pub struct Pipeline {
     pub store: Arc<dyn Store>,
     pub sla: SlaPolicy,
     pub metrics: Arc<Metrics>,
-    /// Bumped after every batch that changed something: the live stream's wake-up.
-    pub live: watch::Sender<u64>,
     /// The highest journal id processed (for read-your-writes in the API).
     pub processed: watch::Sender<i64>,
     /// The highest journal id committed by intake (how much is waiting, roughly).
@@ -56,7 +54,6 @@ impl Pipeline {
             .apply_journal(&batch, &self.sla, crate::outbox::now_ms())
             .await?;
         Metrics::inc(&self.metrics.messages_processed, n as u64);
-        self.live.send_modify(|v| *v += 1);
         self.processed.send_modify(|v| *v = (*v).max(last));
         Ok(n)
     }

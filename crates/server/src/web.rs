@@ -575,7 +575,6 @@ async fn reply(
         )
         .await?;
     Metrics::inc(&state.metrics.replies_queued, 1);
-    state.live_tx.send_modify(|v| *v += 1);
     state.outbox_wake.notify_one();
     Ok(Redirect::to(&format!("/conversations/{id}")).into_response())
 }
@@ -605,7 +604,6 @@ async fn set_status(
             crate::outbox::now_ms(),
         )
         .await?;
-    state.live_tx.send_modify(|v| *v += 1);
     Ok(Redirect::to(&format!("/conversations/{id}")).into_response())
 }
 
@@ -638,7 +636,6 @@ async fn assign(
             crate::outbox::now_ms(),
         )
         .await?;
-    state.live_tx.send_modify(|v| *v += 1);
     Ok(Redirect::to(&format!("/conversations/{id}")).into_response())
 }
 

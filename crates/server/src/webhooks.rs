@@ -505,7 +505,6 @@ async fn apply_status(
                     "the platform reports a reply as not delivered"
                 );
             }
-            state.live_tx.send_modify(|v| *v += 1);
             true
         }
         // Ours, already recorded (a repeated report, or `read` after `delivered`).

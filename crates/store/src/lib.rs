@@ -309,6 +309,10 @@ pub trait Search {
 pub trait Live {
     async fn events_since(&self, after: EventId, limit: i64) -> Result<Vec<LiveEvent>>;
     async fn last_event_id(&self) -> Result<EventId>;
+    /// Changes after every commit that appended events: this process's at once; on
+    /// PostgreSQL other processes' too (`NOTIFY`); on SQLite any other process's write
+    /// (`PRAGMA data_version`, within a tenth of a second). Wake on it, then read the log.
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
 }
 
 /// Replies: queued by a person, claimed and delivered by the outbox worker.

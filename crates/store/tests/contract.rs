@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use balie_store::SqliteStore;
+use balie_store::{Directory, Live, SqliteStore};
 use tempfile::TempDir;
 
 /// The checks. Each takes a store on a fresh, migrated, empty database.
@@ -2057,6 +2057,46 @@ mod contract {
 
     // Durability: `before` and `after` are the same database, closed and reopened between.
 
+    /// Waits up to `seconds` for `rx` to change.
+    async fn changed_within(rx: &mut tokio::sync::watch::Receiver<u64>, seconds: u64) -> bool {
+        tokio::time::timeout(std::time::Duration::from_secs(seconds), rx.changed())
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    pub async fn a_commit_that_appends_events_is_announced(store: &dyn Store) {
+        let w = world(store).await;
+        let mut changes = store.changes();
+        changes.borrow_and_update();
+        let conv = receive(store, &w.api, message("m1", "anna", "Hallo?"), T0).await;
+        assert!(changed_within(&mut changes, 1).await, "a new message wakes");
+        changes.borrow_and_update();
+        store
+            .set_status(conv, ConversationStatus::Closed, None, now())
+            .await
+            .unwrap();
+        assert!(
+            changed_within(&mut changes, 1).await,
+            "a status change wakes"
+        );
+    }
+
+    /// `a` and `b` are two processes' stores on one database: events `a` appends wake the
+    /// live streams of `b`.
+    pub async fn another_processs_events_wake_this_one(a: &dyn Store, b: &dyn Store) {
+        let w = world(a).await;
+        // Whatever opening stirred up has settled: `b` is quiet before `a` writes.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let mut changes = b.changes();
+        changes.borrow_and_update();
+        assert!(!changed_within(&mut changes, 0).await, "quiet before");
+        receive(a, &w.api, message("m1", "anna", "Hallo?"), T0).await;
+        assert!(
+            changed_within(&mut changes, 3).await,
+            "the other process's new message wakes this one"
+        );
+    }
+
     pub async fn durable_before_reopen(store: &dyn Store) {
         let w = world(store).await;
         store
@@ -2310,11 +2350,32 @@ macro_rules! all_checks {
             the_same_idempotency_key_at_once_is_one_reply,
             a_nul_character_in_inbound_text_is_stored,
             a_negative_limit_means_no_limit,
+            a_commit_that_appends_events_is_announced,
         );
     };
 }
 
 all_checks!(sqlite_contract);
+
+/// Two processes on one file: events one appends wake the other's streams, and so does a
+/// write without events (a token created by the CLI while the server runs).
+#[tokio::test]
+async fn another_processs_writes_are_noticed() {
+    let (a, dir) = sqlite().await;
+    let b = SqliteStore::open(&dir.path().join("balie.db"))
+        .await
+        .expect("second store");
+    contract::another_processs_events_wake_this_one(&a, &b).await;
+    let mut changes = b.changes();
+    changes.borrow_and_update();
+    a.create_api_token("cli", "hash-cli", 1)
+        .await
+        .expect("token");
+    let woke = tokio::time::timeout(std::time::Duration::from_secs(3), changes.changed()).await;
+    assert!(woke.is_ok(), "a token created elsewhere is noticed");
+    a.close().await;
+    b.close().await;
+}
 
 /// Closing and reopening the same file keeps everything; migrations run again harmlessly.
 #[tokio::test]
@@ -2490,6 +2551,25 @@ mod postgres {
         store.close().await;
         db.drop().await;
         assert_eq!(setting, "on");
+    }
+
+    /// Two processes on one database: events one appends wake the other's streams.
+    #[tokio::test]
+    async fn another_processs_events_wake_this_one() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let (a, b) = (db.open().await, db.open().await);
+        let outcome = tokio::spawn(async move {
+            contract::another_processs_events_wake_this_one(&a, &b).await;
+            a.close().await;
+            b.close().await;
+        })
+        .await;
+        db.drop().await;
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e.into_panic());
+        }
     }
 
     /// Two processes starting together both migrate safely (the advisory lock).

@@ -15,10 +15,13 @@
 //! (`testing`, feature `testing`).
 
 use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
 
 use balie_core::Millis;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
+use tokio::sync::watch;
 
 use crate::plan::{ConversationState, NewMessage, NextIds, Snapshot};
 use crate::search::search_lexemes;
@@ -73,6 +76,46 @@ const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Counts commits that appended events, here and (by `LISTEN`) in other processes.
+    changes: Arc<watch::Sender<u64>>,
+    listening: Arc<Listening>,
+}
+
+/// The channel event-appending transactions `NOTIFY` on commit.
+const EVENTS_CHANNEL: &str = "balie_events";
+
+/// The background `LISTEN` task; it ends with the last clone of the store.
+struct Listening(tokio::task::AbortHandle);
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Counts every `NOTIFY` on [`EVENTS_CHANNEL`] (another process's events, and our own) in
+/// `changes`, from a connection of its own; reconnects after a second when it is lost, and
+/// counts once then, as notices may have been missed meanwhile.
+async fn listen(options: PgConnectOptions, changes: Arc<watch::Sender<u64>>) {
+    loop {
+        if let Err(e) = listen_until_lost(&options, &changes).await {
+            tracing::warn!(error = %e, "listening for other processes' events failed");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn listen_until_lost(options: &PgConnectOptions, changes: &watch::Sender<u64>) -> Result<()> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await?;
+    let mut listener = PgListener::connect_with(&pool).await?;
+    listener.listen(EVENTS_CHANNEL).await?;
+    loop {
+        changes.send_modify(|n| *n = n.wrapping_add(1));
+        listener.recv().await?;
+    }
 }
 
 impl PgStore {
@@ -91,13 +134,20 @@ impl PgStore {
             .options([("synchronous_commit", "on")]);
         let pool = PgPoolOptions::new()
             .max_connections(10)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         migrate(&pool).await?;
-        Ok(Self { pool })
+        let changes = Arc::new(watch::Sender::new(0));
+        let task = tokio::spawn(listen(options, changes.clone()));
+        Ok(Self {
+            pool,
+            changes,
+            listening: Arc::new(Listening(task.abort_handle())),
+        })
     }
 
     pub async fn close(&self) {
+        self.listening.0.abort();
         self.pool.close().await;
     }
 
@@ -191,6 +241,19 @@ impl Dialect for PgStore {
 
     async fn begin_write(&self) -> Result<Tx> {
         self.lock_writes().await
+    }
+
+    fn changes_sender(&self) -> &watch::Sender<u64> {
+        &self.changes
+    }
+
+    /// Delivered to every listener when `tx` commits, not before.
+    async fn announce(tx: &mut Tx) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(EVENTS_CHANNEL)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
     }
 
     fn storable(text: &str) -> Cow<'_, str> {

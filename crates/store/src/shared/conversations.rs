@@ -174,7 +174,7 @@ macro_rules! impl_conversations {
                     )
                     .await?;
                 }
-                tx.commit().await?;
+                self.commit_events(tx).await?;
                 Ok(())
             }
 
@@ -228,7 +228,7 @@ macro_rules! impl_conversations {
                     )
                     .await?;
                 }
-                tx.commit().await?;
+                self.commit_events(tx).await?;
                 Ok(())
             }
 

@@ -160,7 +160,7 @@ macro_rules! impl_journal {
                 let plan = $crate::plan::plan(snapshot, &batch, sla)
                     .map_err(|$crate::plan::Missing(what)| $crate::StoreError::NotFound(what))?;
                 Self::write_plan(&mut tx, &plan, now).await?;
-                tx.commit().await?;
+                self.commit_events(tx).await?;
                 Ok(plan.applied)
             }
 

@@ -31,6 +31,18 @@ macro_rules! impl_live {
                 Ok(id)
             }
 
+            /// Commits `tx`, which appended timeline events, and says so: the one place that
+            /// wakes live streams, after the commit (PostgreSQL: with a `NOTIFY` too, so the
+            /// streams of every process wake).
+            async fn commit_events(&self, mut tx: $crate::shared::Tx<Self>) -> $crate::Result<()> {
+                use $crate::shared::Dialect as _;
+                Self::announce(&mut tx).await?;
+                tx.commit().await?;
+                self.changes_sender()
+                    .send_modify(|n| *n = n.wrapping_add(1));
+                Ok(())
+            }
+
             /// One conversation as the inbox lists it.
             async fn inbox_row(&self, id: i64) -> $crate::Result<Option<$crate::InboxRow>> {
                 use $crate::shared::Dialect as _;
@@ -121,6 +133,11 @@ macro_rules! impl_live {
                     });
                 }
                 Ok(out)
+            }
+
+            fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+                use $crate::shared::Dialect as _;
+                self.changes_sender().subscribe()
             }
 
             async fn last_event_id(&self) -> $crate::Result<balie_core::EventId> {

@@ -38,6 +38,10 @@ pub(crate) trait Dialect: Sized + Sync {
     /// A transaction for writes that record timeline events (PostgreSQL: under the write
     /// lock, see `postgres`).
     async fn begin_write(&self) -> Result<Tx<Self>>;
+    /// Where commits that appended events are counted (see `Live::changes`).
+    fn changes_sender(&self) -> &tokio::sync::watch::Sender<u64>;
+    /// Tells other processes, inside `tx`, that it appends events (PostgreSQL `NOTIFY`).
+    async fn announce(tx: &mut Tx<Self>) -> Result<()>;
     /// `text` as the backend can store it (PostgreSQL text cannot hold NUL).
     fn storable(text: &str) -> Cow<'_, str>;
 

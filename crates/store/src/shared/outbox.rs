@@ -147,7 +147,7 @@ macro_rules! impl_outbox {
                         msg
                     }
                 };
-                tx.commit().await?;
+                self.commit_events(tx).await?;
                 let row = sqlx::query(concat!(
                     "SELECT ",
                     $crate::rows::msg_cols!(),
@@ -260,7 +260,7 @@ macro_rules! impl_outbox {
                     )
                     .await?;
                 }
-                tx.commit().await?;
+                self.commit_events(tx).await?;
                 Ok(())
             }
 
@@ -307,7 +307,7 @@ macro_rules! impl_outbox {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
-                tx.commit().await?;
+                self.commit_events(tx).await?;
                 Ok(n)
             }
 
@@ -320,7 +320,7 @@ macro_rules! impl_outbox {
                 use $crate::shared::Dialect as _;
                 let mut tx = self.begin_write().await?;
                 Self::park_claimed(&mut tx, id, "unknown", reason, now).await?;
-                tx.commit().await?;
+                self.commit_events(tx).await?;
                 Ok(())
             }
 
@@ -346,7 +346,7 @@ macro_rules! impl_outbox {
                         parked += 1;
                     }
                 }
-                tx.commit().await?;
+                self.commit_events(tx).await?;
                 Ok(parked)
             }
 
@@ -366,7 +366,7 @@ macro_rules! impl_outbox {
                 let next = Self::next_ids(&mut tx).await?;
                 let plan = $crate::plan::confirm_reply(reply, channel.0, key, &platform_id, next);
                 Self::write_plan(&mut tx, &plan, now).await?;
-                tx.commit().await?;
+                self.commit_events(tx).await?;
                 Ok(true)
             }
 
@@ -395,7 +395,7 @@ macro_rules! impl_outbox {
                     return Ok(false);
                 };
                 Self::show_reply_failed(&mut tx, conv, msg, reason, now).await?;
-                tx.commit().await?;
+                self.commit_events(tx).await?;
                 Ok(true)
             }
         }

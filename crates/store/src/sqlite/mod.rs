@@ -53,11 +53,13 @@ pub struct SqliteStore {
     /// The background checkpointer's connection; it runs until this closes or every clone
     /// of the store is dropped.
     checkpointer: SqlitePool,
+    /// Counts commits that appended events, and other processes' writes (see `changes`).
+    changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
     _alive: std::sync::Arc<()>,
 }
 
 /// WAL pages after which the writer checkpoints inline, as a backstop: normally the
-/// background checkpointer has done it long before (see [`checkpoint_in_background`]).
+/// background checkpointer has done it long before (see [`watch_in_background`]).
 const WRITER_AUTOCHECKPOINT_PAGES: &str = "20000";
 /// How often the background checkpointer copies committed WAL pages into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
@@ -66,24 +68,40 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// writer's commits never pay for a checkpoint (copying pages and two extra `fsync`s) and
 /// journal appends do not wait behind one. A PASSIVE checkpoint takes no lock the writer or
 /// readers need; durability is unchanged (a commit is durable once its WAL frames are synced,
-/// before any checkpoint). Stops when the store is dropped or closed.
-fn checkpoint_in_background(pool: SqlitePool, alive: std::sync::Weak<()>) {
+/// before any checkpoint). On the same tick it reads `PRAGMA data_version`, which changes
+/// when any other connection (another process too: the CLI while the server runs) commits,
+/// and counts such a change in `changes`. Stops when the store is dropped or closed.
+fn watch_in_background(
+    pool: SqlitePool,
+    changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    alive: std::sync::Weak<()>,
+) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seen: Option<i64> = None;
         loop {
             tick.tick().await;
             if alive.strong_count() == 0 || pool.is_closed() {
                 break;
             }
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&pool)
-                .await
-            {
-                if pool.is_closed() {
-                    break;
+            let step = async {
+                sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&pool)
+                    .await?;
+                sqlx::query_scalar::<_, i64>("PRAGMA data_version")
+                    .fetch_one(&pool)
+                    .await
+            };
+            match step.await {
+                Ok(version) => {
+                    if seen.is_some_and(|v| v != version) {
+                        changes.send_modify(|n| *n = n.wrapping_add(1));
+                    }
+                    seen = Some(version);
                 }
-                tracing::warn!(error = %e, "background WAL checkpoint failed");
+                Err(_) if pool.is_closed() => break,
+                Err(e) => tracing::warn!(error = %e, "background WAL checkpoint failed"),
             }
         }
         pool.close().await;
@@ -125,11 +143,17 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await?;
         let alive = std::sync::Arc::new(());
-        checkpoint_in_background(checkpointer.clone(), std::sync::Arc::downgrade(&alive));
+        let changes = std::sync::Arc::new(tokio::sync::watch::Sender::new(0));
+        watch_in_background(
+            checkpointer.clone(),
+            changes.clone(),
+            std::sync::Arc::downgrade(&alive),
+        );
         Ok(Self {
             writer,
             reader,
             checkpointer,
+            changes,
             _alive: alive,
         })
     }
@@ -161,6 +185,15 @@ impl Dialect for SqliteStore {
     /// Every write goes through the one writer connection, so no lock is needed.
     async fn begin_write(&self) -> Result<Tx<Self>> {
         Ok(self.writer.begin().await?)
+    }
+
+    fn changes_sender(&self) -> &tokio::sync::watch::Sender<u64> {
+        &self.changes
+    }
+
+    /// Other processes notice through `PRAGMA data_version` (see `watch_in_background`).
+    async fn announce(_tx: &mut Tx<Self>) -> Result<()> {
+        Ok(())
     }
 
     /// SQLite keeps any text as is.
