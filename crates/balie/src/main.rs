@@ -254,9 +254,7 @@ fn read_or_generate_password(from_stdin: bool) -> anyhow::Result<(String, bool)>
         stdin.lock().read_line(&mut line)?;
         let password = line.trim_end_matches(['\r', '\n']).to_string();
         if !password.is_empty() {
-            if password.chars().count() < 10 {
-                bail!("a password needs at least 10 characters");
-            }
+            auth::check_new_password(&password)?;
             return Ok((password, false));
         }
         if from_stdin {

@@ -10,10 +10,18 @@
   var RANK = { urgent: 0, high: 1, normal: 2, low: 3 };
   var liveState = document.getElementById("live-state");
 
+  // Unbidden bidi controls (embeddings, overrides, isolates) are shown as visible marks,
+  // as the server's templates do, so customer text never reorders the page around it.
+  function shown(text) {
+    return String(text).replace(/[\u202A-\u202E\u2066-\u2069]/g, function (c) {
+      return "[U+" + c.charCodeAt(0).toString(16).toUpperCase() + "]";
+    });
+  }
+
   function el(tag, cls, text) {
     var n = document.createElement(tag);
     if (cls) n.className = cls;
-    if (text !== undefined && text !== null) n.textContent = String(text);
+    if (text !== undefined && text !== null) n.textContent = shown(text);
     return n;
   }
 
@@ -107,7 +115,7 @@
   function onConversation(e) {
     if (String(e.conversation.conversation.id) === body.dataset.conversation) {
       var who = document.getElementById("assignee");
-      if (who) who.textContent = e.conversation.assignee_name || "—";
+      if (who) who.textContent = shown(e.conversation.assignee_name || "—");
     }
     var m = e.message;
     if (!m) return;

@@ -43,7 +43,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if there is one.
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get("authorization")?.to_str().ok()?;
     let token = value.strip_prefix("Bearer ")?.trim();
     (!token.is_empty()).then_some(token)
@@ -304,7 +304,17 @@ async fn api_channel(state: &AppState, name: &str) -> Result<Channel, ApiError> 
 struct ListQuery {
     status: Option<String>,
     limit: Option<i64>,
+    /// Where the previous page ended (its `X-Next-Cursor`); absent for the first page.
+    cursor: Option<String>,
 }
+
+/// Conversations per page by default, and at most.
+const PAGE_DEFAULT: i64 = 100;
+const PAGE_MAX: i64 = 200;
+/// How deep pages may go into one listing.
+const LISTING_DEPTH: i64 = 10_000;
+/// Messages shown per conversation: the newest ones.
+const MESSAGES_PER_CONVERSATION: usize = 100;
 
 fn rfc3339(ms: Option<Millis>) -> Value {
     ms.and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
@@ -325,7 +335,7 @@ async fn list_conversations(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     if !bearer_ok(&state, &headers).await? && web::session_user(&state, &headers).await?.is_none() {
         return Err(ApiError::Unauthorized);
     }
@@ -338,13 +348,39 @@ async fn list_conversations(
             )
         })?,
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = match q.limit {
+        None => PAGE_DEFAULT,
+        Some(n) if (1..=PAGE_MAX).contains(&n) => n,
+        Some(_) => {
+            return Err(ApiError::field(
+                "limit",
+                format!("`limit` must be 1 to {PAGE_MAX}"),
+            ));
+        }
+    };
+    // The cursor is the position in the listing's order (priority, then deadline), which
+    // moves as conversations change: a page may repeat or miss one that moved meanwhile.
+    let offset = match q.cursor.as_deref() {
+        None => 0,
+        Some(c) => c
+            .parse::<i64>()
+            .ok()
+            .filter(|o| (0..=LISTING_DEPTH - limit).contains(o))
+            .ok_or_else(|| ApiError::field("cursor", "`cursor` is not one this API gave"))?,
+    };
     read_your_writes(&state).await;
-    let rows = state.store.inbox(status, limit).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
+    let rows = state.store.inbox(status, offset + limit + 1).await?;
+    let more = rows.len() as i64 > offset + limit;
+    let page = rows
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(0))
+        .take(usize::try_from(limit).unwrap_or(0));
+    let mut out = Vec::new();
+    for row in page {
         let c = &row.conversation;
-        let messages = state.store.conversation_messages(c.id).await?;
+        let mut messages = state.store.conversation_messages(c.id).await?;
+        let omitted = messages.len().saturating_sub(MESSAGES_PER_CONVERSATION);
+        messages.drain(..omitted);
         out.push(json!({
             "id": c.id,
             "status": c.status,
@@ -367,9 +403,23 @@ async fn list_conversations(
                 "removed": m.removed,
                 "place": m.place,
             })).collect::<Vec<_>>(),
+            "messages_omitted": omitted,
         }));
     }
-    Ok(Json(Value::Array(out)))
+    let mut response = Json(Value::Array(out)).into_response();
+    let next = offset + limit;
+    if more && next + limit <= LISTING_DEPTH {
+        let link = format!(
+            "</api/v1/conversations?status={}&limit={limit}&cursor={next}>; rel=\"next\"",
+            status.as_str()
+        );
+        for (name, value) in [("x-next-cursor", next.to_string()), ("link", link)] {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, v);
+            }
+        }
+    }
+    Ok(response)
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

@@ -46,6 +46,37 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Characters a new password needs at least.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+/// Bytes a password may have at most.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Why a new password is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WeakPassword {
+    #[error("a password needs at least {MIN_PASSWORD_CHARS} characters")]
+    TooShort,
+    #[error("a password of only spaces is no password")]
+    OnlyWhitespace,
+    #[error("a password may have at most {MAX_PASSWORD_BYTES} bytes")]
+    TooLong,
+}
+
+/// Checks a password someone chose: long enough, not only whitespace, not absurdly long.
+/// (Whitespace inside or around a password is kept: it is the person's choice.)
+pub fn check_new_password(password: &str) -> Result<(), WeakPassword> {
+    if password.trim().is_empty() {
+        return Err(WeakPassword::OnlyWhitespace);
+    }
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(WeakPassword::TooShort);
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(WeakPassword::TooLong);
+    }
+    Ok(())
+}
+
 /// A readable generated password (for `balie user add` without one).
 pub fn generate_password() -> Result<String, AuthError> {
     random_hex(12)
@@ -61,6 +92,29 @@ mod tests {
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong horse", &h));
         assert!(!verify_password("correct horse", "not a hash"));
+    }
+
+    #[test]
+    fn weak_new_passwords_are_refused() {
+        let cases = [
+            ("          ", Err(WeakPassword::OnlyWhitespace)),
+            ("\t\n  \u{3000}", Err(WeakPassword::OnlyWhitespace)),
+            ("", Err(WeakPassword::OnlyWhitespace)),
+            ("short", Err(WeakPassword::TooShort)),
+            ("nine char", Err(WeakPassword::TooShort)),
+            ("ten chars!", Ok(())),
+            ("correct horse battery", Ok(())),
+            (" padded password ", Ok(())),
+        ];
+        for (password, expected) in cases {
+            assert_eq!(check_new_password(password), expected, "{password:?}");
+        }
+        assert_eq!(
+            check_new_password(&"x".repeat(MAX_PASSWORD_BYTES + 1)),
+            Err(WeakPassword::TooLong)
+        );
+        let generated = generate_password().expect("password");
+        assert_eq!(check_new_password(&generated), Ok(()));
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod channel_keys;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod i18n;
 pub mod intake;
@@ -14,6 +15,8 @@ pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod platform_channels;
+pub mod security;
+pub mod signin;
 pub mod web;
 pub mod webhooks;
 
@@ -29,6 +32,7 @@ use axum::response::Response;
 use balie_store::{PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
+use tower_http::timeout::RequestBodyDeadlineLayer;
 
 pub use config::{Config, Secret};
 use intake::Intake;
@@ -48,12 +52,18 @@ pub struct AppState {
     pub stop: watch::Receiver<bool>,
     /// Opens the channel credentials sealed in the store.
     pub channel_keys: Arc<channel_keys::ChannelKeys>,
+    /// Reverse proxies whose forwarding headers are believed (`Config::trusted_proxies`).
+    pub proxies: Arc<[edge::IpRange]>,
+    /// Bounds and throttles password sign-ins.
+    pub signin: Arc<signin::SignIn>,
 }
 
 /// Opens the store `config` names: PostgreSQL when `database_url` is a `postgres://` or
 /// `postgresql://` URL, else SQLite at `<data_dir>/balie.db` (creating the directory).
-/// Pending migrations are applied either way.
+/// Pending migrations are applied either way. The data directory is kept private: 0700,
+/// and the database, its WAL and the channel key file 0600.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    create_private_dir(&config.data_dir)?;
     if config.uses_postgres() {
         let store = PgStore::open(config.database_url.expose())
             .await
@@ -65,13 +75,48 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         config.database_url.is_empty(),
         "database_url must be empty (SQLite in data_dir) or a postgres:// URL"
     );
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let store = SqliteStore::open(&config.database_path())
         .await
         .with_context(|| format!("opening {}", config.database_path().display()))?;
+    // SQLite creates the WAL and shared-memory files with the database file's mode, so a
+    // 0600 database keeps them private from the next start on; these are tightened now.
+    for file in ["balie.db", "balie.db-wal", "balie.db-shm"] {
+        make_private(&config.data_dir.join(file), 0o600)?;
+    }
     tracing::info!(path = %config.database_path().display(), "store: SQLite");
     Ok(Arc::new(store))
+}
+
+/// Creates `dir` (and missing parents) readable by this user only, or tightens it to 0700.
+pub fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("creating data dir {}", dir.display()))?;
+    make_private(dir, 0o700)
+}
+
+/// Sets `path`'s permission bits to `mode` if it exists (Unix; elsewhere nothing).
+pub fn make_private(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.permissions().mode() & 0o777 != mode => {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .with_context(|| format!("making {} private", path.display()))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
 }
 
 /// A built application: bound listener, opened store, workers ready to start.
@@ -87,8 +132,7 @@ pub struct App {
 impl App {
     /// Opens the store `config` names (see [`open_store`]) and binds `config.listen`.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        config.validate()?;
         let store = open_store(&config).await?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -116,6 +160,15 @@ impl App {
             channel_keys::ChannelKeys::open_or_create(&config.data_dir)
                 .context("opening the channel key file")?,
         );
+        make_private(&config.data_dir.join("secret.key"), 0o600)?;
+        let proxies = config
+            .trusted_proxies
+            .iter()
+            .map(|p| edge::IpRange::parse(p).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .context("trusted_proxies")?;
+        let signin =
+            Arc::new(signin::SignIn::new(&config.limits, &metrics).context("preparing sign-in")?);
         // Platform sends need an overall timeout: one that hangs is "delivery unknown".
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -146,6 +199,8 @@ impl App {
             outbox_wake: Arc::new(Notify::new()),
             stop,
             channel_keys,
+            proxies: proxies.into(),
+            signin,
         };
         Ok(Self {
             listener,
@@ -183,14 +238,12 @@ impl App {
         );
         let app = router(self.state.clone());
         let stop_for_server = stop_tx.clone();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down: finishing in-flight work");
-                let _ = stop_for_server.send(true);
-            })
-            .await
-            .context("serving HTTP")?;
+        edge::serve(self.listener, app, &self.state.config.limits, async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight work");
+            let _ = stop_for_server.send(true);
+        })
+        .await;
         let _ = stop_tx.send(true);
         let _ = pipeline.await;
         let _ = outbox.await;
@@ -215,6 +268,7 @@ async fn record_latency(State(state): State<AppState>, req: Request, next: Next)
 
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
+    let body_deadline = Duration::from_secs(state.config.limits.body_timeout_secs);
     Router::new()
         .merge(api::routes())
         .merge(web::routes())
@@ -226,6 +280,11 @@ pub fn router(state: AppState) -> Router {
             record_latency,
         ))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(RequestBodyDeadlineLayer::new(body_deadline))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security::guard,
+        ))
         .with_state(state)
 }
 

@@ -15,10 +15,13 @@ use futures_util::Stream;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::{AppState, api, web};
+use crate::{AppState, api, auth, web};
 
 /// Events read from the log per query.
 const PAGE: i64 = 200;
+/// How often an open stream asks whether its session or token is still valid: a logged
+/// out session or a revoked token stops receiving within this time.
+pub const RECHECK: Duration = Duration::from_secs(5);
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/events", get(events))
@@ -39,8 +42,31 @@ fn resume_point(headers: &HeaderMap, after: Option<i64>) -> Option<i64> {
         .or(after)
 }
 
+/// Whose stream this is, to check it again while it runs.
+enum Viewer {
+    Session(String),
+    Token(String),
+}
+
+impl Viewer {
+    async fn still_valid(&self, state: &AppState) -> bool {
+        let valid = match self {
+            Viewer::Session(hash) => state
+                .store
+                .session_user(hash, crate::outbox::now_ms())
+                .await
+                .map(|u| u.is_some()),
+            Viewer::Token(hash) => state.store.api_token_valid(hash).await,
+        };
+        // A store hiccup is not a logout; the next check decides.
+        valid.unwrap_or(true)
+    }
+}
+
 struct Cursor {
     state: AppState,
+    viewer: Viewer,
+    checked: tokio::time::Instant,
     after: i64,
     buffer: std::collections::VecDeque<LiveEvent>,
     /// The store's count of commits that appended events.
@@ -58,11 +84,17 @@ async fn events(
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    if web::session_user(&state, &headers).await?.is_none()
-        && !api::bearer_ok(&state, &headers).await?
-    {
+    let viewer = if web::session_user(&state, &headers).await?.is_some() {
+        Viewer::Session(auth::token_hash(
+            &web::session_token(&headers).unwrap_or_default(),
+        ))
+    } else if api::bearer_ok(&state, &headers).await? {
+        Viewer::Token(auth::token_hash(
+            api::bearer_token(&headers).unwrap_or_default(),
+        ))
+    } else {
         return Err(ApiError::Unauthorized);
-    }
+    };
     let after = match resume_point(&headers, q.after) {
         Some(id) => id,
         None => state.store.last_event_id().await?.0,
@@ -72,6 +104,8 @@ async fn events(
     let stop = state.stop.clone();
     let cursor = Cursor {
         state,
+        viewer,
+        checked: tokio::time::Instant::now(),
         after,
         buffer: Default::default(),
         live,
@@ -84,14 +118,26 @@ async fn events(
                 let sse = to_sse(&e);
                 return Some((Ok(sse), c));
             }
-            // Wait for news, then read the log from where this client stands.
-            tokio::select! {
+            // Wait for news (or the next check), then read the log from where this client
+            // stands.
+            let news = tokio::select! {
                 woke = c.live.changed() => {
                     if woke.is_err() {
                         return None;
                     }
+                    true
                 }
                 _ = c.stop.wait_for(|stopped| *stopped) => return None,
+                () = tokio::time::sleep_until(c.checked + RECHECK) => false,
+            };
+            if c.checked.elapsed() >= RECHECK {
+                if !c.viewer.still_valid(&c.state).await {
+                    return None;
+                }
+                c.checked = tokio::time::Instant::now();
+            }
+            if !news {
+                continue;
             }
             match c.state.store.events_since(EventId(c.after), PAGE).await {
                 Ok(events) => {

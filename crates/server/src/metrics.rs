@@ -29,6 +29,11 @@ pub struct Metrics {
     pub replies_sent: AtomicU64,
     pub replies_failed: AtomicU64,
     pub replies_retried: AtomicU64,
+    /// Sign-ins refused before any password check: throttled, or every check slot busy.
+    pub logins_refused: AtomicU64,
+    /// Argon2 password checks running now, and how many may run at once.
+    pub password_checks_in_flight: AtomicU64,
+    pub password_checks_max: AtomicU64,
     latencies: Mutex<BTreeMap<(String, String), Histogram>>,
     /// Webhook events answered 2xx but set aside, by (platform, reason).
     webhook_dropped: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
@@ -80,7 +85,7 @@ impl Metrics {
     /// The Prometheus text exposition, with the backlogs read at scrape time.
     pub fn render(&self, journal_backlog: i64, outbox_backlog: i64) -> String {
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, &AtomicU64); 9] = [
+        let counters: [(&str, &str, &AtomicU64); 10] = [
             (
                 "balie_messages_received_total",
                 "Inbound events accepted into the journal.",
@@ -125,6 +130,11 @@ impl Metrics {
                 "balie_replies_retried_total",
                 "Delivery attempts that will be retried.",
                 &self.replies_retried,
+            ),
+            (
+                "balie_logins_refused_total",
+                "Sign-ins refused before a password check (throttled or busy).",
+                &self.logins_refused,
             ),
         ];
         for (name, help, value) in counters {
@@ -171,6 +181,25 @@ impl Metrics {
             let _ = writeln!(out, "{name}{{platform=\"{platform}\"}} {n}");
         }
         drop(unread);
+        let gauges: [(&str, &str, &AtomicU64); 2] = [
+            (
+                "balie_password_checks_in_flight",
+                "Argon2 password checks running now.",
+                &self.password_checks_in_flight,
+            ),
+            (
+                "balie_password_checks_max",
+                "Argon2 password checks allowed at once.",
+                &self.password_checks_max,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
         let name = "balie_http_request_duration_seconds";
         let _ = writeln!(
             out,

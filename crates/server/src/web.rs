@@ -3,9 +3,10 @@
 //! rendered as text: templates escape it, the script only ever sets `textContent`.
 
 use askama::Template;
+use axum::Extension;
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use balie_core::{
@@ -14,13 +15,70 @@ use balie_core::{
 use balie_store::{InboxRow, TimelineMessage};
 use serde::Deserialize;
 
+use crate::edge::Client;
 use crate::error::ApiError;
 use crate::i18n::{Lang, Texts};
 use crate::metrics::Metrics;
 use crate::outbox::now_ms;
+use crate::signin::Refusal;
 use crate::{AppState, auth};
 
+/// The session cookie over plain HTTP.
 const SESSION_COOKIE: &str = "balie_session";
+/// The session cookie over HTTPS: `__Host-` makes the browser refuse one set by another
+/// site or for a wider domain, and requires `Secure` and `Path=/`.
+const HOST_SESSION_COOKIE: &str = "__Host-balie_session";
+
+fn session_cookie_name(client: Client) -> &'static str {
+    if client.https {
+        HOST_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
+
+/// Each `name=value` pair of the request's cookies.
+fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+}
+
+pub fn has_session_cookie(headers: &HeaderMap) -> bool {
+    session_token(headers).is_some()
+}
+
+/// Removes a plain `balie_session` cookie (see [`HOST_SESSION_COOKIE`]).
+pub fn drop_plain_session_cookie(headers: &mut HeaderMap) {
+    let kept: Vec<String> = cookies(headers)
+        .filter(|(name, _)| *name != SESSION_COOKIE)
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    headers.remove("cookie");
+    if let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+        && !kept.is_empty()
+    {
+        headers.insert("cookie", v);
+    }
+}
+
+/// Unbidden bidirectional controls (embeddings, overrides, isolates) in customer text
+/// would reorder what surrounds them on the page; they are shown as visible marks instead.
+/// Storage keeps the text as it came.
+pub fn shown(text: &str) -> String {
+    text.chars()
+        .fold(String::with_capacity(text.len()), |mut out, c| {
+            if matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') {
+                out.push_str(&format!("[U+{:04X}]", u32::from(c)));
+            } else {
+                out.push(c);
+            }
+            out
+        })
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -38,13 +96,14 @@ pub fn routes() -> Router<AppState> {
         .route("/assets/app.css", get(app_css))
 }
 
-fn session_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all("cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|kv| kv.trim().strip_prefix("balie_session=").map(str::to_string))
+/// The session token from the request's cookie (either name; over HTTPS the plain one has
+/// already been removed by `security::guard`).
+pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    cookies(headers)
+        .find(|(name, value)| {
+            (*name == SESSION_COOKIE || *name == HOST_SESSION_COOKIE) && !value.is_empty()
+        })
+        .map(|(_, value)| value.to_string())
 }
 
 /// The logged-in agent, if the request carries a live session cookie.
@@ -73,12 +132,8 @@ impl IntoResponse for Page {
                 h.insert(
                     header::CONTENT_SECURITY_POLICY,
                     HeaderValue::from_static(
-                        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+                        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
                     ),
-                );
-                h.insert(
-                    "x-content-type-options",
-                    HeaderValue::from_static("nosniff"),
                 );
                 r
             }
@@ -170,9 +225,9 @@ fn row_view(t: &Texts, r: &InboxRow, now: Millis) -> RowView {
     };
     RowView {
         id: c.id.0,
-        customer: r.customer_name.clone(),
-        channel: r.channel_name.clone(),
-        first_line: r.first_line.clone(),
+        customer: shown(&r.customer_name),
+        channel: shown(&r.channel_name),
+        first_line: shown(&r.first_line),
         waiting,
         due,
         overdue,
@@ -184,7 +239,7 @@ fn row_view(t: &Texts, r: &InboxRow, now: Millis) -> RowView {
         sentiment: analysis_word(t, r.last_analysis.as_deref(), "sentiment"),
         intent: analysis_word(t, r.last_analysis.as_deref(), "intent"),
         escalation: analysis_flag(r.last_analysis.as_deref(), "escalation"),
-        assignee: r.assignee_name.clone().unwrap_or_default(),
+        assignee: shown(r.assignee_name.as_deref().unwrap_or_default()),
     }
 }
 
@@ -293,14 +348,14 @@ fn message_view(t: &Texts, m: &TimelineMessage) -> MessageView {
     MessageView {
         id: m.message.id.0,
         outbound: m.message.direction == Direction::Out,
-        author: m.author_name.clone(),
-        channel: m.channel_name.clone(),
-        text: m.message.text.clone(),
+        author: shown(&m.author_name),
+        channel: shown(&m.channel_name),
+        text: shown(&m.message.text),
         at: clock(m.message.created_at),
         at_ms: m.message.created_at,
         delivery: delivery.to_string(),
         delivery_class: class,
-        error: m.message.delivery_error.clone().unwrap_or_default(),
+        error: shown(m.message.delivery_error.as_deref().unwrap_or_default()),
         removed: m.message.removed,
         sentiment: analysis_word(t, analysis, "sentiment"),
         intent: analysis_word(t, analysis, "intent"),
@@ -324,6 +379,8 @@ pub fn texts_json(t: &Texts) -> String {
 struct LoginPage {
     t: &'static Texts,
     failed: bool,
+    /// Why the sign-in was not even tried (throttled, busy), or empty.
+    refused: String,
 }
 
 #[derive(Template)]
@@ -344,7 +401,9 @@ struct ConversationPage {
     user: User,
     id: i64,
     customer_id: i64,
+    /// The name as stored, for the edit form; `customer_shown` for display.
     customer_name: String,
+    customer_shown: String,
     notes: String,
     identities: Vec<(String, String)>,
     channel: String,
@@ -384,29 +443,49 @@ async fn login_page(headers: HeaderMap, Query(q): Query<LoginQuery>) -> Result<P
     render(LoginPage {
         t,
         failed: q.failed.is_some(),
+        refused: String::new(),
     })
 }
 
 async fn login(
     State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ApiError> {
-    let found = state.store.user_credentials(form.email.trim()).await?;
-    let user = match found {
-        Some((user, hash)) => {
-            let password = form.password.clone();
-            let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
-                .await
-                .unwrap_or(false);
-            ok.then_some(user)
-        }
-        None => None,
+    let email = form.email.trim();
+    let t = Lang::from_headers(&headers).texts();
+    if let Some(wait) = state
+        .signin
+        .throttled(email, client.addr, std::time::Instant::now())
+    {
+        return refuse_login(&state, t, Refusal::Throttled(wait), email, client);
+    }
+    let (user, hash) = match state.store.user_credentials(email).await? {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
     };
-    let Some(user) = user else {
+    let ok = match state
+        .signin
+        .check(
+            email,
+            client.addr,
+            &form.password,
+            hash.as_deref(),
+            &state.metrics,
+        )
+        .await
+    {
+        Ok(ok) => ok,
+        Err(refusal) => return refuse_login(&state, t, refusal, email, client),
+    };
+    let Some(user) = user.filter(|_| ok) else {
+        state.signin.failed(email, client.addr);
         Metrics::inc(&state.metrics.requests_rejected, 1);
-        tracing::info!("failed login attempt");
+        tracing::warn!(account = ?email, client = %client.addr, "failed sign-in");
         return Ok(Redirect::to("/login?failed=1").into_response());
     };
+    state.signin.succeeded(email);
     let token = auth::new_token("sess").map_err(|e| ApiError::Internal(e.into()))?;
     let expires = now_ms() + state.config.session_hours * 3_600_000;
     state
@@ -418,15 +497,8 @@ async fn login(
             crate::outbox::now_ms(),
         )
         .await?;
-    let secure = if state.config.secure_cookies {
-        "; Secure"
-    } else {
-        ""
-    };
-    let cookie = format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        state.config.session_hours * 3600
-    );
+    tracing::info!(account = ?email, client = %client.addr, "signed in");
+    let cookie = session_cookie(client, &token, state.config.session_hours * 3600);
     let mut r = Redirect::to("/").into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
@@ -435,7 +507,44 @@ async fn login(
     Ok(r)
 }
 
-async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+/// The `Set-Cookie` value for a session (an empty token and age 0 clears it).
+fn session_cookie(client: Client, token: &str, max_age: i64) -> String {
+    let name = session_cookie_name(client);
+    let secure = if client.https { "; Secure" } else { "" };
+    format!("{name}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+}
+
+/// A sign-in turned away before its password was checked: 429 with the wait, or 503.
+fn refuse_login(
+    state: &AppState,
+    t: &'static Texts,
+    refusal: Refusal,
+    email: &str,
+    client: Client,
+) -> Result<Response, ApiError> {
+    Metrics::inc(&state.metrics.logins_refused, 1);
+    tracing::warn!(account = ?email, client = %client.addr, ?refusal, "sign-in refused");
+    let (status, wait, words) = match refusal {
+        Refusal::Throttled(wait) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            wait.as_secs().max(1),
+            t.login_throttled,
+        ),
+        Refusal::Busy => (StatusCode::SERVICE_UNAVAILABLE, 1, t.login_busy),
+    };
+    let page = render(LoginPage {
+        t,
+        failed: false,
+        refused: format!("{words} {wait} s."),
+    })?;
+    Ok((status, [(header::RETRY_AFTER, wait.to_string())], page).into_response())
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if let Some(token) = session_token(&headers) {
         state
             .store
@@ -445,7 +554,8 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     let mut r = Redirect::to("/login").into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("balie_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        HeaderValue::from_str(&session_cookie(client, "", 0))
+            .map_err(|e| ApiError::Internal(e.into()))?,
     );
     Ok(r)
 }
@@ -511,6 +621,7 @@ async fn conversation(
         id,
         customer_id: view.customer.id.0,
         customer_name: view.customer.display_name.clone(),
+        customer_shown: shown(&view.customer.display_name),
         notes: view.customer.notes.clone(),
         identities: view
             .customer
@@ -522,14 +633,14 @@ async fn conversation(
                     .clone()
                     .or_else(|| i.name.clone())
                     .unwrap_or_else(|| i.external_id.clone());
-                (i.platform.clone(), who)
+                (i.platform.clone(), shown(&who))
             })
             .collect(),
-        channel: view.row.channel_name.clone(),
+        channel: shown(&view.row.channel_name),
         status: status_word(t, c.status),
         closed: c.status == ConversationStatus::Closed,
         priority: priority_word(t, c.priority),
-        assignee: view.row.assignee_name.clone().unwrap_or_default(),
+        assignee: shown(view.row.assignee_name.as_deref().unwrap_or_default()),
         mine,
         messages: view.timeline.iter().map(|m| message_view(t, m)).collect(),
         reply_key: auth::random_hex(16).map_err(|e| ApiError::Internal(e.into()))?,
@@ -693,7 +804,7 @@ async fn search(
         query,
         hits: hits
             .into_iter()
-            .map(|h| (h.conversation_id.0, h.text))
+            .map(|h| (h.conversation_id.0, shown(&h.text)))
             .collect(),
     })
 }

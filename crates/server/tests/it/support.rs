@@ -89,10 +89,22 @@ impl TestApp {
     }
 }
 
+/// What a browser says on a request from one of Balie's own pages: the tests' clients
+/// post forms as the UI does (a test of cross-site requests sets its own header).
+pub fn same_origin_headers() -> reqwest::header::HeaderMap {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        "sec-fetch-site",
+        reqwest::header::HeaderValue::from_static("same-origin"),
+    );
+    h
+}
+
 /// An HTTP client that shows redirects instead of following them.
 pub fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .default_headers(same_origin_headers())
         .build()
         .unwrap()
 }
@@ -148,7 +160,10 @@ pub async fn spawn_app_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> Tes
         base: format!("http://{addr}"),
         token,
         store,
-        http: reqwest::Client::new(),
+        http: reqwest::Client::builder()
+            .default_headers(same_origin_headers())
+            .build()
+            .unwrap(),
         dir,
         stop: Some(stop),
         handle: Some(handle),
