@@ -294,6 +294,8 @@ async fn queue_replies(base: String, token: String, count: usize) -> BTreeSet<St
             let resp = http
                 .post(format!("{base}/conversations/{id}/reply"))
                 .header("cookie", &cookie)
+                // As the agent's browser says it: a form on Balie's own page.
+                .header("sec-fetch-site", "same-origin")
                 .form(&[
                     ("text", format!("Antwoord {n}: we kijken ernaar.")),
                     ("key", key.clone()),

@@ -264,10 +264,9 @@ impl Config {
                 reason,
             })?;
         }
-        if !self.public_origin.is_empty()
-            && !(self.public_origin.starts_with("https://")
-                || self.public_origin.starts_with("http://"))
-        {
+        let origin = &self.public_origin;
+        let web_origin = origin.starts_with("https://") || origin.starts_with("http://");
+        if !origin.is_empty() && !web_origin {
             return Err(ConfigError::Invalid {
                 name: "public_origin",
                 reason: "must start with https:// or http://".to_string(),
@@ -300,6 +299,8 @@ mod tests {
         assert_eq!(parsed.database_url, Config::default().database_url);
         assert_eq!(parsed.limits, Config::default().limits);
         assert_eq!(parsed.secure_cookies, Config::default().secure_cookies);
+        assert_eq!(parsed.trusted_proxies, Config::default().trusted_proxies);
+        assert_eq!(parsed.public_origin, Config::default().public_origin);
         assert!(
             text.contains("# database_url = \"postgres://"),
             "the example shows how to choose PostgreSQL"

@@ -56,6 +56,9 @@ pub struct AppState {
     pub proxies: Arc<[edge::IpRange]>,
     /// Bounds and throttles password sign-ins.
     pub signin: Arc<signin::SignIn>,
+    /// Bumped when a session ends in this process (logout): live streams check theirs at
+    /// once instead of at their next periodic check.
+    pub sessions_ended: Arc<watch::Sender<u64>>,
 }
 
 /// Opens the store `config` names: PostgreSQL when `database_url` is a `postgres://` or
@@ -201,6 +204,7 @@ impl App {
             channel_keys,
             proxies: proxies.into(),
             signin,
+            sessions_ended: Arc::new(watch::channel(0).0),
         };
         Ok(Self {
             listener,

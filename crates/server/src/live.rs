@@ -67,6 +67,8 @@ struct Cursor {
     state: AppState,
     viewer: Viewer,
     checked: tokio::time::Instant,
+    /// Changes when a session ends in this process (`AppState::sessions_ended`).
+    ended: tokio::sync::watch::Receiver<u64>,
     after: i64,
     buffer: std::collections::VecDeque<LiveEvent>,
     /// The store's count of commits that appended events.
@@ -102,10 +104,12 @@ async fn events(
     let mut live = state.store.changes();
     live.mark_changed();
     let stop = state.stop.clone();
+    let ended = state.sessions_ended.subscribe();
     let cursor = Cursor {
         state,
         viewer,
         checked: tokio::time::Instant::now(),
+        ended,
         after,
         buffer: Default::default(),
         live,
@@ -118,8 +122,9 @@ async fn events(
                 let sse = to_sse(&e);
                 return Some((Ok(sse), c));
             }
-            // Wait for news (or the next check), then read the log from where this client
-            // stands.
+            // Wait for news (or a session ending, or the next periodic check), then read the
+            // log from where this client stands.
+            let mut recheck = false;
             let news = tokio::select! {
                 woke = c.live.changed() => {
                     if woke.is_err() {
@@ -128,9 +133,18 @@ async fn events(
                     true
                 }
                 _ = c.stop.wait_for(|stopped| *stopped) => return None,
+                Ok(()) = c.ended.changed() => {
+                    recheck = true;
+                    false
+                }
                 () = tokio::time::sleep_until(c.checked + RECHECK) => false,
             };
-            if c.checked.elapsed() >= RECHECK {
+            // News and a session's end may come together: the check goes first.
+            if c.ended.has_changed().unwrap_or(false) {
+                c.ended.borrow_and_update();
+                recheck = true;
+            }
+            if recheck || c.checked.elapsed() >= RECHECK {
                 if !c.viewer.still_valid(&c.state).await {
                     return None;
                 }

@@ -550,6 +550,7 @@ async fn logout(
             .store
             .delete_session(&auth::token_hash(&token))
             .await?;
+        state.sessions_ended.send_modify(|n| *n += 1);
     }
     let mut r = Redirect::to("/login").into_response();
     r.headers_mut().insert(

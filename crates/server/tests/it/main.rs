@@ -4,7 +4,9 @@
 mod admin;
 mod badinput;
 mod browser;
+mod edge;
 mod fuzz;
 mod spine;
 mod support;
+mod trust;
 mod webhooks;
