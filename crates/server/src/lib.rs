@@ -191,6 +191,7 @@ impl App {
             metrics: metrics.clone(),
             http,
             webhook: config.outbound.clone(),
+            owner: outbox::instance_id(&config.data_dir).context("naming this installation")?,
             channel_keys: channel_keys.clone(),
         };
         let state = AppState {

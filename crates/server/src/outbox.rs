@@ -37,6 +37,8 @@ pub struct OutboxWorker {
     pub metrics: Arc<Metrics>,
     pub http: reqwest::Client,
     pub webhook: OutboundWebhook,
+    /// Who this worker is in the store's `outbox` lease (see [`instance_id`]).
+    pub owner: String,
     pub channel_keys: Arc<ChannelKeys>,
 }
 
@@ -55,7 +57,44 @@ pub fn backoff(attempts: i64, seed: i64) -> Duration {
     Duration::from_millis(base + jitter)
 }
 
+/// The lease one process at a time holds to run the outbox.
+const LEASE: &str = "outbox";
+/// How long a claim of [`LEASE`] lasts unrenewed; the worker renews it after every reply it
+/// settles and every step, so only a process that stopped lets it run out.
+const LEASE_TTL: Millis = 5 * 60 * 1000;
+/// The file in the data directory naming this installation.
+const INSTANCE_FILE: &str = "instance-id";
+
+/// This installation's name in leases: random, kept in the data directory, so a restart
+/// after a crash takes its own lease back at once, while another installation (another host
+/// on the same PostgreSQL) waits for it to run out.
+pub fn instance_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let path = data_dir.join(INSTANCE_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for an id: {e}"))?;
+    let id = hex::encode(bytes);
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}
+
 impl OutboxWorker {
+    /// Claims (or renews) the outbox lease; true while this worker holds it.
+    async fn hold_lease(&self) -> anyhow::Result<bool> {
+        Ok(self
+            .store
+            .claim(LEASE, &self.owner, LEASE_TTL, now_ms())
+            .await?)
+    }
+
     /// One step: claims due replies and attempts each once; returns how many it attempted.
     pub async fn try_execute(&self) -> anyhow::Result<usize> {
         let items = self.store.claim_outbox(now_ms(), 32).await?;
@@ -91,6 +130,11 @@ impl OutboxWorker {
                     self.store.outbox_unknown(item.id, &shown, now).await?;
                     Metrics::inc(&self.metrics.replies_failed, 1);
                 }
+            }
+            if !self.hold_lease().await? {
+                // Another process took the outbox over; it recovers what is left `sending`.
+                tracing::warn!("the outbox lease was lost mid-step");
+                break;
             }
         }
         Ok(n)
@@ -228,15 +272,27 @@ impl OutboxWorker {
         api::deliver(&self.http, &webhook, &reply).await
     }
 
+    /// Runs the outbox while this process holds the store's `outbox` lease; whenever it
+    /// takes the lease (at start, or over from a process that stopped), it first recovers
+    /// what was left `sending`.
     pub async fn run(self, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
-        if let Err(e) = self.recover().await {
-            tracing::error!(error = format!("{e:#}"), "outbox recovery failed");
-        }
+        let mut recovered = false;
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            match self.try_execute().await {
+            let step = async {
+                if !self.hold_lease().await? {
+                    recovered = false;
+                    return Ok(0);
+                }
+                if !recovered {
+                    self.recover().await?;
+                    recovered = true;
+                }
+                self.try_execute().await
+            };
+            match step.await {
                 Ok(0) => {}
                 Ok(_) => continue,
                 Err(e) => tracing::error!(error = format!("{e:#}"), "outbox step failed"),
@@ -246,6 +302,9 @@ impl OutboxWorker {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 _ = shutdown.changed() => {}
             }
+        }
+        if let Err(e) = self.store.release(LEASE, &self.owner).await {
+            tracing::warn!(error = %e, "releasing the outbox lease failed");
         }
         tracing::info!("outbox stopped");
     }

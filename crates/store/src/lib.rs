@@ -377,6 +377,18 @@ pub trait Outbox {
     ) -> Result<bool>;
 }
 
+/// Leases: work that must run in one process at a time (the outbox today; SLA timers,
+/// retention runs and pull-channel followers next) is claimed by an owner for a while.
+#[async_trait]
+pub trait Leases {
+    /// Claims `job` for `owner` until `now + ttl`: true when `owner` holds it now (it was
+    /// free, ran out, or was already `owner`'s, which renews it), false while another
+    /// owner's claim runs. Atomic: of two claims at once, one wins.
+    async fn claim(&self, job: &str, owner: &str, ttl: Millis, now: Millis) -> Result<bool>;
+    /// Gives `job` up, if `owner` holds it.
+    async fn release(&self, job: &str, owner: &str) -> Result<()>;
+}
+
 /// Users, sessions and API tokens.
 #[async_trait]
 pub trait Directory {
@@ -422,7 +434,17 @@ pub trait BulkLoad {
 /// Implementations must pass the contract suite in `tests/`.
 #[cfg(not(feature = "testing"))]
 pub trait Store:
-    Channels + Journal + Conversations + Search + Live + Outbox + Directory + Send + Sync + 'static
+    Channels
+    + Journal
+    + Conversations
+    + Search
+    + Live
+    + Outbox
+    + Directory
+    + Leases
+    + Send
+    + Sync
+    + 'static
 {
 }
 
@@ -435,6 +457,7 @@ impl<T> Store for T where
         + Live
         + Outbox
         + Directory
+        + Leases
         + Send
         + Sync
         + 'static
@@ -452,6 +475,7 @@ pub trait Store:
     + Live
     + Outbox
     + Directory
+    + Leases
     + BulkLoad
     + Send
     + Sync
@@ -468,6 +492,7 @@ impl<T> Store for T where
         + Live
         + Outbox
         + Directory
+        + Leases
         + BulkLoad
         + Send
         + Sync

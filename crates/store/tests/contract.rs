@@ -2097,6 +2097,57 @@ mod contract {
         );
     }
 
+    pub async fn a_lease_is_held_by_one_owner_until_it_runs_out_or_is_released(store: &dyn Store) {
+        let ttl = MINUTE;
+        assert!(
+            store.claim("outbox", "a", ttl, T0).await.unwrap(),
+            "free: a takes it"
+        );
+        assert!(
+            !store.claim("outbox", "b", ttl, T0 + 1).await.unwrap(),
+            "a holds it"
+        );
+        assert!(
+            store.claim("retention", "b", ttl, T0 + 1).await.unwrap(),
+            "another job is another lease"
+        );
+        assert!(
+            store.claim("outbox", "a", ttl, T0 + ttl - 1).await.unwrap(),
+            "a renews before it runs out"
+        );
+        assert!(
+            !store.claim("outbox", "b", ttl, T0 + ttl + 1).await.unwrap(),
+            "renewed: still a's"
+        );
+        assert!(
+            store.claim("outbox", "b", ttl, T0 + 2 * ttl).await.unwrap(),
+            "run out: b takes it"
+        );
+        assert!(!store.claim("outbox", "a", ttl, T0 + 2 * ttl).await.unwrap());
+        store.release("outbox", "a").await.unwrap();
+        assert!(
+            !store
+                .claim("outbox", "c", ttl, T0 + 2 * ttl + 1)
+                .await
+                .unwrap(),
+            "only the holder releases"
+        );
+        store.release("outbox", "b").await.unwrap();
+        assert!(
+            store
+                .claim("outbox", "c", ttl, T0 + 2 * ttl + 1)
+                .await
+                .unwrap()
+        );
+    }
+
+    pub async fn owners_claiming_at_once_one_wins(store: &dyn Store) {
+        let claim = |owner: &'static str| store.claim("outbox", owner, MINUTE, T0);
+        let (a, b, c, d) = tokio::join!(claim("a"), claim("b"), claim("c"), claim("d"));
+        let won = [a.unwrap(), b.unwrap(), c.unwrap(), d.unwrap()];
+        assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+    }
+
     pub async fn durable_before_reopen(store: &dyn Store) {
         let w = world(store).await;
         store
@@ -2351,6 +2402,8 @@ macro_rules! all_checks {
             a_nul_character_in_inbound_text_is_stored,
             a_negative_limit_means_no_limit,
             a_commit_that_appends_events_is_announced,
+            a_lease_is_held_by_one_owner_until_it_runs_out_or_is_released,
+            owners_claiming_at_once_one_wins,
         );
     };
 }

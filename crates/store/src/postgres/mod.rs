@@ -41,6 +41,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/postgres/0002_search_statistics.sql"),
     ),
+    (3, include_str!("../../migrations/postgres/0003_leases.sql")),
 ];
 
 /// Advisory lock keys ("balie" and a number), so two processes starting together migrate

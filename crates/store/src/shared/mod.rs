@@ -17,6 +17,7 @@ pub(crate) mod channels;
 pub(crate) mod conversations;
 pub(crate) mod directory;
 pub(crate) mod journal;
+pub(crate) mod leases;
 pub(crate) mod live;
 pub(crate) mod migrate;
 pub(crate) mod outbox;
@@ -88,6 +89,7 @@ macro_rules! impl_shared_roles {
         $crate::shared::conversations::impl_conversations!($store);
         $crate::shared::directory::impl_directory!($store);
         $crate::shared::journal::impl_journal!($store);
+        $crate::shared::leases::impl_leases!($store);
         $crate::shared::live::impl_live!($store);
         $crate::shared::outbox::impl_outbox!($store);
         $crate::shared::pipeline::impl_plan_writes!($store);

@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../migrations/0005_search_secure_delete.sql"),
     ),
+    (6, include_str!("../../migrations/0006_leases.sql")),
 ];
 
 /// Creates the table recording which migrations ran.
