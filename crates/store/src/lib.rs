@@ -430,9 +430,19 @@ pub trait BulkLoad {
     ) -> Result<u64>;
 }
 
+/// The bench and test roles when the `testing` feature is on ([`BulkLoad`]), else none.
+#[cfg(feature = "testing")]
+pub trait Testing: BulkLoad {}
+#[cfg(feature = "testing")]
+impl<T: BulkLoad> Testing for T {}
+/// The bench and test roles when the `testing` feature is on ([`BulkLoad`]), else none.
+#[cfg(not(feature = "testing"))]
+pub trait Testing {}
+#[cfg(not(feature = "testing"))]
+impl<T> Testing for T {}
+
 /// The one source of truth: every role at once, so the server keeps one handle.
 /// Implementations must pass the contract suite in `tests/`.
-#[cfg(not(feature = "testing"))]
 pub trait Store:
     Channels
     + Journal
@@ -442,13 +452,13 @@ pub trait Store:
     + Outbox
     + Directory
     + Leases
+    + Testing
     + Send
     + Sync
     + 'static
 {
 }
 
-#[cfg(not(feature = "testing"))]
 impl<T> Store for T where
     T: Channels
         + Journal
@@ -458,42 +468,7 @@ impl<T> Store for T where
         + Outbox
         + Directory
         + Leases
-        + Send
-        + Sync
-        + 'static
-{
-}
-
-/// The one source of truth: every role at once, so the server keeps one handle.
-/// Implementations must pass the contract suite in `tests/`.
-#[cfg(feature = "testing")]
-pub trait Store:
-    Channels
-    + Journal
-    + Conversations
-    + Search
-    + Live
-    + Outbox
-    + Directory
-    + Leases
-    + BulkLoad
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-#[cfg(feature = "testing")]
-impl<T> Store for T where
-    T: Channels
-        + Journal
-        + Conversations
-        + Search
-        + Live
-        + Outbox
-        + Directory
-        + Leases
-        + BulkLoad
+        + Testing
         + Send
         + Sync
         + 'static
