@@ -69,41 +69,32 @@ pub(crate) trait Columns {
     fn flag(&self, column: &str) -> Result<bool>;
 }
 
-impl Columns for sqlx::sqlite::SqliteRow {
-    fn int(&self, column: &str) -> Result<i64> {
-        Ok(self.try_get(column)?)
-    }
-    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
-        Ok(self.try_get(column)?)
-    }
-    fn text(&self, column: &str) -> Result<String> {
-        Ok(self.try_get(column)?)
-    }
-    fn opt_text(&self, column: &str) -> Result<Option<String>> {
-        Ok(self.try_get(column)?)
-    }
-    fn flag(&self, column: &str) -> Result<bool> {
-        Ok(self.try_get::<i64, _>(column)? != 0)
-    }
+/// Implements [`Columns`] for a backend's row type; `flag` reads a yes/no column as `$flag`.
+macro_rules! impl_columns {
+    ($row:ty, $flag:ty) => {
+        impl Columns for $row {
+            fn int(&self, column: &str) -> Result<i64> {
+                Ok(self.try_get(column)?)
+            }
+            fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+                Ok(self.try_get(column)?)
+            }
+            fn text(&self, column: &str) -> Result<String> {
+                Ok(self.try_get(column)?)
+            }
+            fn opt_text(&self, column: &str) -> Result<Option<String>> {
+                Ok(self.try_get(column)?)
+            }
+            fn flag(&self, column: &str) -> Result<bool> {
+                Ok(self.try_get::<$flag, _>(column)? != <$flag>::default())
+            }
+        }
+    };
 }
 
-impl Columns for sqlx::postgres::PgRow {
-    fn int(&self, column: &str) -> Result<i64> {
-        Ok(self.try_get(column)?)
-    }
-    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
-        Ok(self.try_get(column)?)
-    }
-    fn text(&self, column: &str) -> Result<String> {
-        Ok(self.try_get(column)?)
-    }
-    fn opt_text(&self, column: &str) -> Result<Option<String>> {
-        Ok(self.try_get(column)?)
-    }
-    fn flag(&self, column: &str) -> Result<bool> {
-        Ok(self.try_get(column)?)
-    }
-}
+// SQLite keeps yes/no as an integer, PostgreSQL as a boolean.
+impl_columns!(sqlx::sqlite::SqliteRow, i64);
+impl_columns!(sqlx::postgres::PgRow, bool);
 
 fn channel_kind(r: &impl Columns, column: &str) -> Result<ChannelKind> {
     let kind = r.text(column)?;
