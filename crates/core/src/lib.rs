@@ -6,8 +6,10 @@
 
 pub mod inbound;
 pub mod model;
+pub mod reply_length;
 pub mod sla;
 
 pub use inbound::{Author, Inbound, InboundKind, Place, PlaceKind};
 pub use model::*;
+pub use reply_length::{ReplyChannel, ReplyLength};
 pub use sla::{Priority, SlaPolicy};
