@@ -21,7 +21,7 @@ use crate::connector::{
 };
 use crate::outbound::{
     OutboundKind, OutboundReply, OutboundTarget, PLATFORM_WAITS, Request, SendOutcome, SuccessId,
-    THROTTLE_DELAY, TRANSIENT_DELAY, WindowMode, check_length, refused_or_retried, retry_after,
+    THROTTLE_DELAY, TRANSIENT_DELAY, WindowMode, refused_or_retried, retry_after,
     sent_or_unknown,
 };
 
@@ -1267,7 +1267,6 @@ pub(crate) fn request<'a>(
             access_token,
             recipient_id,
         } => {
-            check_length("Messenger", &reply.text, 2000)?;
             let mut body = direct_message_body(recipient_id, &reply.text, window);
             if let Some(key) = key {
                 // Returned on the echo webhook as `message.metadata` (at most 1000 chars).
@@ -1324,7 +1323,6 @@ pub(crate) fn request<'a>(
             to,
             reply_to,
         } => {
-            check_length("WhatsApp", &reply.text, 4096)?;
             let mut body = json!({
                 "messaging_product": "whatsapp",
                 "recipient_type": "individual",

@@ -27,7 +27,7 @@
 
 use std::time::Duration;
 
-use balie_core::{ChannelKind, Millis, PlaceKind};
+use balie_core::{ChannelKind, Millis, PlaceKind, ReplyChannel};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde_json::Value;
 
@@ -368,14 +368,19 @@ pub(crate) struct Request<'a> {
 }
 
 /// Character limits checked before sending, where the platform documents one.
-pub(crate) fn check_length(platform: &str, text: &str, limit: usize) -> Result<(), String> {
-    let length = text.chars().count();
-    if length > limit {
-        return Err(format!(
-            "the reply is {length} characters; {platform} allows at most {limit}"
-        ));
+/// The length rule of the platform a target sends to (`balie_core::reply_length`), the same
+/// one the composer and `balie lint-reply` apply.
+fn length_rule(target: &OutboundTarget) -> ReplyChannel {
+    match target {
+        OutboundTarget::Messenger { .. } => ReplyChannel::Messenger,
+        OutboundTarget::InstagramDirect { .. } => ReplyChannel::InstagramDirect,
+        OutboundTarget::FacebookComment { .. } => ReplyChannel::FacebookComment,
+        OutboundTarget::InstagramComment { .. } => ReplyChannel::InstagramComment,
+        OutboundTarget::Whatsapp { .. } => ReplyChannel::Whatsapp,
+        OutboundTarget::XReply { .. } => ReplyChannel::X,
+        OutboundTarget::XDirect { .. } => ReplyChannel::XDirect,
+        OutboundTarget::Telegram { .. } => ReplyChannel::Telegram,
     }
-    Ok(())
 }
 
 fn build<'a>(
@@ -383,8 +388,8 @@ fn build<'a>(
     reply: &OutboundReply,
     now: Millis,
 ) -> Result<Request<'a>, String> {
-    if reply.text.trim().is_empty() {
-        return Err("the reply is empty".to_owned());
+    if let Some(refusal) = length_rule(target).refusal(&reply.text) {
+        return Err(refusal);
     }
     let window = reply_window(target.kind(), reply.last_customer_message_at, now)
         .map_err(|refusal| refusal.to_string())?;

@@ -19,7 +19,7 @@ use crate::connector::{
 use crate::json::{Lenient, decode_body, seconds_to_millis};
 use crate::outbound::{
     OutboundReply, OutboundTarget, Request, SendOutcome, SuccessId, THROTTLE_DELAY,
-    TRANSIENT_DELAY, check_length, retry_after,
+    TRANSIENT_DELAY, retry_after,
 };
 use crate::outcome::{self, DropReason, Dropped, Unreadable};
 use crate::signature::constant_time_eq;
@@ -484,7 +484,6 @@ pub(crate) fn request<'a>(
             chat_id,
             reply_to_message_id,
         } => {
-            check_length("Telegram", &reply.text, 4096)?;
             // Numeric chat ids go as numbers; `@channelname` as a string.
             let chat = chat_id
                 .parse::<i64>()

@@ -5,6 +5,7 @@
 //!   all others 2; every URL weighs 23; an emoji sequence (ZWJ families, skin tones, flags,
 //!   keycaps) weighs 2 as a whole; U+FFFE, U+FEFF and U+FFFF make a post invalid, and so
 //!   does an empty one.
+//! - X direct messages: 10,000 characters.
 //! - Mastodon: the instance's limit (500 by default), counted in graphemes, every `http(s)`
 //!   URL as 23 and a remote mention `@user@domain` as its local part `@user`.
 //! - Bluesky: 300 graphemes.
@@ -31,6 +32,8 @@ pub const MASTODON_DEFAULT_LIMIT: usize = 500;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyChannel {
     X,
+    /// An X direct message: 10,000 characters.
+    XDirect,
     Mastodon { limit: usize },
     Bluesky,
     Whatsapp,
@@ -130,6 +133,7 @@ impl ReplyChannel {
     pub fn platform(self) -> &'static str {
         match self {
             ReplyChannel::X => "X",
+            ReplyChannel::XDirect => "an X direct message",
             ReplyChannel::Mastodon { .. } => "Mastodon",
             ReplyChannel::Bluesky => "Bluesky",
             ReplyChannel::Whatsapp => "WhatsApp",
@@ -161,6 +165,7 @@ impl ReplyChannel {
                     fits: count.valid,
                 }
             }
+            ReplyChannel::XDirect => simple(text.chars().count(), 10_000, LengthUnit::Characters),
             ReplyChannel::Mastodon { limit } => {
                 simple(mastodon_length(text), limit, LengthUnit::Graphemes)
             }

@@ -616,7 +616,22 @@ async fn empty_and_overlong_replies_are_refused_before_sending() {
     assert_eq!(
         overlong,
         SendOutcome::Permanent {
-            reason: "the reply is 2001 characters; Messenger allows at most 2000".into()
+            reason: "the reply is 2001 characters as Messenger counts them; it allows at most 2000"
+                .into()
+        }
+    );
+    // The demo's 430-character reply to an X post: refused as X counts it, not sent.
+    let x_post = OutboundTarget::XReply {
+        api_base: server.uri(),
+        access_token: Secret::new("x-user-token"),
+        in_reply_to_tweet_id: "1".into(),
+    };
+    let too_long_for_x = send_at(&c, &x_post, &reply(&"b".repeat(430), None), NOW).await;
+    assert_eq!(
+        too_long_for_x,
+        SendOutcome::Permanent {
+            reason: "the reply is 430 weighted characters as X counts them; it allows at most 280"
+                .into()
         }
     );
 }
