@@ -21,8 +21,7 @@ use crate::connector::{
 };
 use crate::outbound::{
     OutboundKind, OutboundReply, OutboundTarget, PLATFORM_WAITS, Request, SendOutcome, SuccessId,
-    THROTTLE_DELAY, TRANSIENT_DELAY, WindowMode, refused_or_retried, retry_after,
-    sent_or_unknown,
+    THROTTLE_DELAY, TRANSIENT_DELAY, WindowMode, refused_or_retried, retry_after, sent_or_unknown,
 };
 
 use crate::json::{Lenient, decode_body, decode_value, epoch_millis, id_string};

@@ -34,7 +34,9 @@ pub enum ReplyChannel {
     X,
     /// An X direct message: 10,000 characters.
     XDirect,
-    Mastodon { limit: usize },
+    Mastodon {
+        limit: usize,
+    },
     Bluesky,
     Whatsapp,
     Telegram,
@@ -91,7 +93,9 @@ impl ReplyChannel {
     pub fn parse(name: &str, public: bool) -> Option<Self> {
         Some(match name {
             "x" => ReplyChannel::X,
-            "mastodon" => ReplyChannel::Mastodon { limit: MASTODON_DEFAULT_LIMIT },
+            "mastodon" => ReplyChannel::Mastodon {
+                limit: MASTODON_DEFAULT_LIMIT,
+            },
             "bluesky" => ReplyChannel::Bluesky,
             "whatsapp" => ReplyChannel::Whatsapp,
             "telegram" => ReplyChannel::Telegram,
@@ -107,7 +111,14 @@ impl ReplyChannel {
 
     /// The names [`ReplyChannel::parse`] takes.
     pub const NAMES: [&'static str; 9] = [
-        "x", "mastodon", "bluesky", "whatsapp", "telegram", "messenger", "facebook", "instagram",
+        "x",
+        "mastodon",
+        "bluesky",
+        "whatsapp",
+        "telegram",
+        "messenger",
+        "facebook",
+        "instagram",
         "email",
     ];
 
@@ -123,7 +134,9 @@ impl ReplyChannel {
             ChannelKind::Whatsapp => ReplyChannel::Whatsapp,
             ChannelKind::X => ReplyChannel::X,
             ChannelKind::Telegram => ReplyChannel::Telegram,
-            ChannelKind::Mastodon => ReplyChannel::Mastodon { limit: MASTODON_DEFAULT_LIMIT },
+            ChannelKind::Mastodon => ReplyChannel::Mastodon {
+                limit: MASTODON_DEFAULT_LIMIT,
+            },
             ChannelKind::Email => ReplyChannel::Email,
             ChannelKind::Api | ChannelKind::Feed => return None,
         })
@@ -169,11 +182,17 @@ impl ReplyChannel {
             ReplyChannel::Mastodon { limit } => {
                 simple(mastodon_length(text), limit, LengthUnit::Graphemes)
             }
-            ReplyChannel::Bluesky => simple(text.graphemes(true).count(), 300, LengthUnit::Graphemes),
+            ReplyChannel::Bluesky => {
+                simple(text.graphemes(true).count(), 300, LengthUnit::Graphemes)
+            }
             ReplyChannel::Whatsapp => simple(text.chars().count(), 4096, LengthUnit::Characters),
-            ReplyChannel::Telegram => simple(text.encode_utf16().count(), 4096, LengthUnit::Utf16Units),
+            ReplyChannel::Telegram => {
+                simple(text.encode_utf16().count(), 4096, LengthUnit::Utf16Units)
+            }
             ReplyChannel::Messenger => simple(text.chars().count(), 2000, LengthUnit::Characters),
-            ReplyChannel::FacebookComment => simple(text.chars().count(), 8000, LengthUnit::Characters),
+            ReplyChannel::FacebookComment => {
+                simple(text.chars().count(), 8000, LengthUnit::Characters)
+            }
             ReplyChannel::InstagramComment => {
                 simple(text.chars().count(), 2200, LengthUnit::Characters)
             }
@@ -241,7 +260,9 @@ pub fn x_count(text: &str) -> XCount {
         weight += char_weight(text[i]);
         i += 1;
     }
-    let invalid = text.iter().any(|c| matches!(c, '\u{FFFE}' | '\u{FEFF}' | '\u{FFFF}'));
+    let invalid = text
+        .iter()
+        .any(|c| matches!(c, '\u{FFFE}' | '\u{FEFF}' | '\u{FFFF}'));
     XCount {
         weighted_length: weight,
         valid: !text.is_empty() && !invalid && weight <= X_MAX_WEIGHTED,
@@ -284,7 +305,10 @@ fn mastodon_length(text: &str) -> usize {
 /// At `@user@domain`: the length of `@user` and of the whole mention.
 fn remote_mention(chars: &[char], i: usize) -> Option<(usize, usize)> {
     let word = |c: &char| c.is_ascii_alphanumeric() || *c == '_';
-    if chars[i] != '@' || i.checked_sub(1).is_some_and(|p| word(&chars[p]) || chars[p] == '/') {
+    if chars[i] != '@'
+        || i.checked_sub(1)
+            .is_some_and(|p| word(&chars[p]) || chars[p] == '/')
+    {
         return None;
     }
     let user = chars[i + 1..].iter().take_while(|c| word(c)).count();
@@ -313,17 +337,31 @@ mod tests {
 
     fn check(channel: ReplyChannel, text: &str, length: usize, fits: bool) {
         let measured = channel.measure(text);
-        assert_eq!((measured.length, measured.fits), (length, fits), "{channel:?} {text:?}");
+        assert_eq!(
+            (measured.length, measured.fits),
+            (length, fits),
+            "{channel:?} {text:?}"
+        );
     }
 
     #[test]
     fn each_platform_counts_as_it_publishes() {
         use ReplyChannel::*;
         let mastodon = Mastodon { limit: 500 };
-        check(X, "Hoi Sanne, kijk op https://www.ns.nl/storingen", 42, true);
+        check(
+            X,
+            "Hoi Sanne, kijk op https://www.ns.nl/storingen",
+            42,
+            true,
+        );
         check(X, &"a".repeat(281), 281, false);
         check(X, "", 0, false);
-        check(mastodon, "@kim@mastodon.social zie https://example.com/a/very/long/path/indeed", 32, true);
+        check(
+            mastodon,
+            "@kim@mastodon.social zie https://example.com/a/very/long/path/indeed",
+            32,
+            true,
+        );
         check(mastodon, "@kim zie example.com", 20, true);
         check(mastodon, &"é".repeat(501), 501, false);
         check(Bluesky, "👨‍👩‍👧‍👦🇳🇱e\u{301}", 3, true);

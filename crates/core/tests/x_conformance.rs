@@ -24,5 +24,8 @@ fn every_weighted_conformance_case_passes() {
         count += 1;
     }
     assert_eq!(count, 24, "the fixture holds 24 cases");
-    assert!(failures.is_empty(), "failing conformance cases: {failures:#?}");
+    assert!(
+        failures.is_empty(),
+        "failing conformance cases: {failures:#?}"
+    );
 }

@@ -9,6 +9,7 @@ pub mod features;
 pub mod lang;
 pub mod lexicon;
 pub mod model;
+pub mod reply_check;
 pub mod rules;
 pub mod tokenize;
 pub mod train;

@@ -36,7 +36,11 @@ pub(crate) fn emoji_len(text: &[char]) -> Option<usize> {
     let first = *text.first()?;
     let at = |i: usize| text.get(i).copied();
     if is_regional_indicator(first) {
-        return Some(if at(1).is_some_and(is_regional_indicator) { 2 } else { 1 });
+        return Some(if at(1).is_some_and(is_regional_indicator) {
+            2
+        } else {
+            1
+        });
     }
     if first.is_ascii_digit() || first == '#' || first == '*' {
         return match (at(1), at(2)) {

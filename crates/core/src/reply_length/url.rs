@@ -45,13 +45,19 @@ pub(crate) fn find_urls(text: &[char], protocol: Protocol) -> Vec<Range<usize>> 
 }
 
 fn may_precede_url(c: char) -> bool {
-    !(c.is_ascii_alphanumeric() || matches!(c, '@' | '＠' | '$' | '#' | '＃' | '\u{FFFE}' | '\u{FEFF}' | '\u{FFFF}'))
+    !(c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            '@' | '＠' | '$' | '#' | '＃' | '\u{FFFE}' | '\u{FEFF}' | '\u{FFFF}'
+        ))
 }
 
 fn url_at(text: &[char], start: usize, before: Option<char>, protocol: Protocol) -> Option<usize> {
     let scheme = scheme_len(&text[start..]);
     if scheme == 0 {
-        if protocol == Protocol::Required || before.is_some_and(|c| matches!(c, '-' | '_' | '.' | '/')) {
+        if protocol == Protocol::Required
+            || before.is_some_and(|c| matches!(c, '-' | '_' | '.' | '/'))
+        {
             return None;
         }
     }
@@ -59,7 +65,10 @@ fn url_at(text: &[char], start: usize, before: Option<char>, protocol: Protocol)
     let (host_end, country_only) = host(text, host_start, scheme > 0)?;
     let mut end = host_end;
     if text.get(end) == Some(&':') {
-        let digits = text[end + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let digits = text[end + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
         if digits > 0 {
             end += 1 + digits;
         }
@@ -77,7 +86,10 @@ fn scheme_len(text: &[char]) -> usize {
         .iter()
         .find(|scheme| {
             text.len() >= scheme.len()
-                && text.iter().zip(scheme.chars()).all(|(a, b)| a.to_ascii_lowercase() == b)
+                && text
+                    .iter()
+                    .zip(scheme.chars())
+                    .all(|(a, b)| a.to_ascii_lowercase() == b)
         })
         .map_or(0, |scheme| scheme.len())
 }
@@ -109,7 +121,8 @@ fn host(text: &[char], start: usize, has_scheme: bool) -> Option<(usize, bool)> 
             return None;
         }
     }
-    let host_len: usize = labels.iter().map(|l| l.chars().count()).sum::<usize>() + labels.len() - 1;
+    let host_len: usize =
+        labels.iter().map(|l| l.chars().count()).sum::<usize>() + labels.len() - 1;
     let tld = labels[tld_at];
     let country_only = labels.len() == 2
         && tld.len() == 2
@@ -154,7 +167,10 @@ fn path(text: &[char], start: usize) -> usize {
     if text.get(start) != Some(&'/') {
         return start;
     }
-    let run = text[start..].iter().take_while(|&&c| is_path_char(c)).count();
+    let run = text[start..]
+        .iter()
+        .take_while(|&&c| is_path_char(c))
+        .count();
     let mut end = start + run;
     loop {
         while end > start + 1 && !may_end_path(text[end - 1]) {
@@ -180,7 +196,9 @@ fn query(text: &[char], start: usize) -> usize {
         .take_while(|&&c| c.is_ascii_alphanumeric() || "!?*'();:&=+$/%#[]-_.,~|@".contains(c))
         .count();
     let mut end = start + run;
-    while end > start && !(text[end - 1].is_ascii_alphanumeric() || "-_&=#/".contains(text[end - 1])) {
+    while end > start
+        && !(text[end - 1].is_ascii_alphanumeric() || "-_&=#/".contains(text[end - 1]))
+    {
         end -= 1;
     }
     end
@@ -202,16 +220,40 @@ mod tests {
     #[test]
     fn urls_are_found_as_twitter_text_finds_them() {
         use Protocol::*;
-        check("Kijk op https://www.ns.nl/storingen.", Optional, &["https://www.ns.nl/storingen"]);
+        check(
+            "Kijk op https://www.ns.nl/storingen.",
+            Optional,
+            &["https://www.ns.nl/storingen"],
+        );
         check("zie www.ns.nl of ns.nl", Optional, &["www.ns.nl"]);
         check("zie ns.nl/geld-terug, ok", Optional, &["ns.nl/geld-terug"]);
-        check("t.co en voorbeeld.com", Optional, &["t.co", "voorbeeld.com"]);
+        check(
+            "t.co en voorbeeld.com",
+            Optional,
+            &["t.co", "voorbeeld.com"],
+        );
         check("jan@example.com", Optional, &[]);
-        check("http://test_underscore.twitter.com", Optional, &["http://test_underscore.twitter.com"]);
-        check("http://domain-dash_2314352345_dfasd.foo-cow_4352.com", Optional, &[]);
+        check(
+            "http://test_underscore.twitter.com",
+            Optional,
+            &["http://test_underscore.twitter.com"],
+        );
+        check(
+            "http://domain-dash_2314352345_dfasd.foo-cow_4352.com",
+            Optional,
+            &[],
+        );
         check("http://www.-domain4352.com/", Optional, &[]);
         check("Hoi.Ik kijk het na", Optional, &[]);
-        check("example.com https://example.com/a?b=c.", Required, &["https://example.com/a?b=c"]);
-        check("(zie https://example.com/x_(y))", Optional, &["https://example.com/x_(y)"]);
+        check(
+            "example.com https://example.com/a?b=c.",
+            Required,
+            &["https://example.com/a?b=c"],
+        );
+        check(
+            "(zie https://example.com/x_(y))",
+            Optional,
+            &["https://example.com/x_(y)"],
+        );
     }
 }
