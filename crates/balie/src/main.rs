@@ -5,6 +5,7 @@ mod bench_cmd;
 mod channel_cmd;
 mod demo;
 mod demo_platforms;
+mod lint_cmd;
 mod platform_webhooks;
 mod text_cmd;
 
@@ -64,6 +65,8 @@ enum Command {
     Analyze(text_cmd::AnalyzeArgs),
     /// Rebuild the embedded triage models from labelled data.
     Train(text_cmd::TrainArgs),
+    /// Check draft replies (JSON lines on stdin): platform length and text-only flags.
+    LintReply(lint_cmd::LintReplyArgs),
     /// Measure Balie's speed.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -139,6 +142,9 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Analyze(args) => return text_cmd::analyze(args),
         Command::Train(args) => return text_cmd::train(args),
+        Command::LintReply(args) => {
+            return lint_cmd::lint_reply(args, cli.global.data_dir.is_some());
+        }
         Command::Bench(BenchCommand::Analyze(args)) => return text_cmd::bench_analyze(args),
         _ => {}
     }
@@ -237,9 +243,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         #[cfg(feature = "bench")]
         Command::Bench(BenchCommand::Query(args)) => bench_cmd::query(args).await,
-        Command::Analyze(_) | Command::Train(_) | Command::Bench(BenchCommand::Analyze(_)) => {
-            Ok(())
-        }
+        Command::Analyze(_)
+        | Command::Train(_)
+        | Command::LintReply(_)
+        | Command::Bench(BenchCommand::Analyze(_)) => Ok(()),
     }
 }
 
