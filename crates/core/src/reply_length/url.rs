@@ -54,12 +54,9 @@ fn may_precede_url(c: char) -> bool {
 
 fn url_at(text: &[char], start: usize, before: Option<char>, protocol: Protocol) -> Option<usize> {
     let scheme = scheme_len(&text[start..]);
-    if scheme == 0 {
-        if protocol == Protocol::Required
-            || before.is_some_and(|c| matches!(c, '-' | '_' | '.' | '/'))
-        {
-            return None;
-        }
+    let bad_before = before.is_some_and(|c| matches!(c, '-' | '_' | '.' | '/'));
+    if scheme == 0 && (protocol == Protocol::Required || bad_before) {
+        return None;
     }
     let host_start = start + scheme;
     let (host_end, country_only) = host(text, host_start, scheme > 0)?;
