@@ -10,7 +10,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use balie_core::{
-    ConversationId, ConversationStatus, CustomerId, Direction, Millis, PlaceKind, Priority, User,
+    ConversationId, ConversationStatus, CustomerId, Direction, EscalationSignal, Intent,
+    MessageAnalysis, Millis, PlaceKind, Priority, Sentiment, User,
 };
 use balie_store::{InboxRow, TimelineMessage};
 use serde::Deserialize;
@@ -236,51 +237,45 @@ fn row_view(t: &Texts, r: &InboxRow, now: Millis) -> RowView {
         waiting_flag: i64::from(c.waiting_since.is_none()),
         due_ms: c.reply_due.unwrap_or(i64::MAX),
         since_ms: c.waiting_since.unwrap_or(0),
-        sentiment: analysis_word(t, r.last_analysis.as_deref(), "sentiment"),
-        intent: analysis_word(t, r.last_analysis.as_deref(), "intent"),
-        escalation: analysis_flag(r.last_analysis.as_deref(), "escalation"),
+        sentiment: sentiment_word(t, r.last.as_ref()),
+        intent: intent_word(t, r.last.as_ref()),
+        escalation: r.last.as_ref().is_some_and(|a| a.escalation),
         assignee: shown(r.assignee_name.as_deref().unwrap_or_default()),
     }
 }
 
-fn analysis_value(analysis: Option<&str>) -> serde_json::Value {
-    analysis
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or(serde_json::Value::Null)
-}
-
-/// The UI word for an analysis label (`sentiment`, `intent`), or empty.
-fn analysis_word(t: &Texts, analysis: Option<&str>, key: &str) -> String {
-    let word = match analysis_value(analysis).get(key).and_then(|v| v.as_str()) {
-        Some("negative") => t.negative,
-        Some("neutral") => t.neutral,
-        Some("positive") => t.positive,
-        Some("complaint") => t.complaint,
-        Some("question") => t.question,
-        Some("praise") => t.praise,
-        Some("other") => t.other,
-        _ => "",
+/// The UI word for a message's sentiment, or empty when it was not analysed.
+fn sentiment_word(t: &Texts, analysis: Option<&MessageAnalysis>) -> String {
+    let word = match analysis.map(|a| a.sentiment) {
+        Some(Sentiment::Negative) => t.negative,
+        Some(Sentiment::Neutral) => t.neutral,
+        Some(Sentiment::Positive) => t.positive,
+        None => "",
     };
     word.to_string()
 }
 
-/// An escalation signal in the agent's language (an unknown one as it was stored).
-fn signal_word<'a>(t: &'a Texts, signal: &'a str) -> &'a str {
-    match signal {
-        "repeat_contact" => t.repeat_contact,
-        "threat_to_leave" => t.threat_to_leave,
-        "going_public" => t.going_public,
-        "shaming_hashtag" => t.shaming_hashtag,
-        "time_pressure" => t.time_pressure,
-        other => other,
-    }
+/// The UI word for a message's intent, or empty when it was not analysed.
+fn intent_word(t: &Texts, analysis: Option<&MessageAnalysis>) -> String {
+    let word = match analysis.map(|a| a.intent) {
+        Some(Intent::Complaint) => t.complaint,
+        Some(Intent::Question) => t.question,
+        Some(Intent::Praise) => t.praise,
+        Some(Intent::Other) => t.other,
+        None => "",
+    };
+    word.to_string()
 }
 
-fn analysis_flag(analysis: Option<&str>, key: &str) -> bool {
-    analysis_value(analysis)
-        .get(key)
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false)
+/// An escalation signal in the agent's language.
+fn signal_word(t: &Texts, signal: EscalationSignal) -> &'static str {
+    match signal {
+        EscalationSignal::RepeatContact => t.repeat_contact,
+        EscalationSignal::ThreatToLeave => t.threat_to_leave,
+        EscalationSignal::GoingPublic => t.going_public,
+        EscalationSignal::ShamingHashtag => t.shaming_hashtag,
+        EscalationSignal::TimePressure => t.time_pressure,
+    }
 }
 
 struct MessageView {
@@ -326,15 +321,12 @@ fn safe_link(url: Option<&str>) -> String {
 }
 
 fn message_view(t: &Texts, m: &TimelineMessage) -> MessageView {
-    let analysis = m.message.analysis.as_deref();
-    let a = analysis_value(analysis);
-    let signals = a
-        .get("escalation_signals")
-        .and_then(|v| v.as_array())
-        .map(|v| {
-            v.iter()
-                .filter_map(|s| s.as_str())
-                .map(|s| signal_word(t, s))
+    let analysis = m.analysis.as_ref();
+    let signals = analysis
+        .map(|a| {
+            a.escalation_signals
+                .iter()
+                .map(|s| signal_word(t, *s))
                 .collect::<Vec<_>>()
                 .join(", ")
         })
@@ -357,9 +349,9 @@ fn message_view(t: &Texts, m: &TimelineMessage) -> MessageView {
         delivery_class: class,
         error: shown(m.message.delivery_error.as_deref().unwrap_or_default()),
         removed: m.message.removed,
-        sentiment: analysis_word(t, analysis, "sentiment"),
-        intent: analysis_word(t, analysis, "intent"),
-        escalation: analysis_flag(analysis, "escalation"),
+        sentiment: sentiment_word(t, analysis),
+        intent: intent_word(t, analysis),
+        escalation: analysis.is_some_and(|a| a.escalation),
         signals,
         place: m
             .message

@@ -120,8 +120,11 @@ pub struct InboxRow {
     pub channel_kind: ChannelKind,
     pub first_line: String,
     pub last_message_at: Millis,
-    /// The text analysis (JSON) of the customer's newest message, for inbox badges.
+    /// The text analysis (JSON) of the customer's newest message, as the API shows it.
     pub last_analysis: Option<String>,
+    /// The same analysis, typed, for inbox badges.
+    #[serde(skip)]
+    pub last: Option<balie_core::MessageAnalysis>,
     /// The assigned agent's name, if the conversation is assigned.
     pub assignee_name: Option<String>,
 }
@@ -131,6 +134,9 @@ pub struct InboxRow {
 pub struct TimelineMessage {
     #[serde(flatten)]
     pub message: Message,
+    /// The message's text analysis, typed (from its columns), for the timeline's badges.
+    #[serde(skip)]
+    pub analysis: Option<balie_core::MessageAnalysis>,
     pub author_name: String,
     pub channel_name: String,
 }

@@ -18,11 +18,12 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use balie_core::{
-    Author, ConversationId, ConversationStatus, EventKind, InboundKind, MessageId, Millis,
-    Priority, SlaPolicy,
+    Author, ConversationId, ConversationStatus, EventKind, InboundKind, MessageAnalysis, MessageId,
+    Millis, Priority, SlaPolicy,
 };
 
 use crate::common::{display_name, first_line};
+use crate::rows::analysis_from_json;
 use crate::{Applied, Prepared};
 
 /// A channel as the planner needs it.
@@ -177,6 +178,8 @@ pub(crate) struct NewMessage {
     pub created_at: Millis,
     pub received_at: Millis,
     pub analysis: Option<String>,
+    /// The analysis, typed, for its own columns.
+    pub facts: Option<MessageAnalysis>,
     pub place_kind: Option<&'static str>,
     pub place_url: Option<String>,
     pub removed: bool,
@@ -190,6 +193,7 @@ pub(crate) enum MessageChange {
         id: i64,
         text: String,
         analysis: Option<String>,
+        facts: Option<MessageAnalysis>,
     },
     /// Marked removed, never deleted.
     Removed { id: i64 },
@@ -447,6 +451,7 @@ impl<'a> Planner<'a> {
                 created_at: inb.created_at,
                 received_at: e.received_at,
                 analysis: p.analysis.clone(),
+                facts: p.analysis.as_deref().and_then(analysis_from_json),
                 place_kind: inb.place.as_ref().map(|pl| pl.kind.as_str()),
                 place_url: inb.place.as_ref().and_then(|pl| pl.url.clone()),
                 removed: false,
@@ -667,6 +672,7 @@ impl<'a> Planner<'a> {
                 created_at: inb.created_at,
                 received_at: e.received_at,
                 analysis: None,
+                facts: None,
                 place_kind: None,
                 place_url: None,
                 removed: false,
@@ -773,12 +779,14 @@ impl<'a> Planner<'a> {
                 row.text.clone_from(&inb.text);
                 if p.analysis.is_some() {
                     row.analysis.clone_from(&p.analysis);
+                    row.facts = p.analysis.as_deref().and_then(analysis_from_json);
                 }
             }
             None => self.out.message_changes.push(MessageChange::Edited {
                 id,
                 text: inb.text.clone(),
                 analysis: p.analysis.clone(),
+                facts: p.analysis.as_deref().and_then(analysis_from_json),
             }),
         }
         // The earlier wording stays on the timeline: what was said can be dug up later.
@@ -1268,7 +1276,7 @@ mod tests {
             r#"
             update conversation 7: open p2 waiting Some(1) due Some(31) line "text of a" last 1
             message 10 in 7 In a by Some(5) reply_to None text "new a"
-            change Edited { id: 70, text: "new 70", analysis: None }
+            change Edited { id: 70, text: "new 70", analysis: None, facts: None }
             change Removed { id: 70 }
             event 10 7 message_received Some(10) ""
             event 11 7 message_edited Some(10) "text of a"

@@ -3,8 +3,8 @@
 
 use balie_core::{
     BrandId, Channel, ChannelId, ChannelKind, Conversation, ConversationId, ConversationStatus,
-    CustomerId, DeliveryState, Direction, IdentityId, Message, MessageId, Place, PlaceKind,
-    Priority, Role, User, UserId,
+    CustomerId, DeliveryState, Direction, EscalationSignal, IdentityId, Intent, Language, Message,
+    MessageAnalysis, MessageId, Place, PlaceKind, Priority, Role, Sentiment, User, UserId,
 };
 use sqlx::Row;
 
@@ -36,7 +36,8 @@ macro_rules! msg_cols {
     () => {
         "m.id, m.conversation_id, m.channel_id, m.direction, m.external_id, m.author_identity, \
          m.author_user, m.text, m.in_reply_to, m.created_at, m.received_at, m.delivery, \
-         m.delivery_error, m.removed, m.analysis, m.place_kind, m.place_url, \
+         m.delivery_error, m.removed, m.analysis, m.place_kind, m.place_url, m.language, \
+         m.sentiment, m.intent, m.escalation, m.escalation_signals, \
          COALESCE(u.name, i.name, i.handle, i.external_id, '') AS author_name, \
          ch.name AS channel_name"
     };
@@ -67,6 +68,7 @@ pub(crate) trait Columns {
     fn opt_text(&self, column: &str) -> Result<Option<String>>;
     /// A yes/no column (SQLite: an integer, PostgreSQL: a boolean).
     fn flag(&self, column: &str) -> Result<bool>;
+    fn opt_flag(&self, column: &str) -> Result<Option<bool>>;
 }
 
 /// Implements [`Columns`] for a backend's row type; `flag` reads a yes/no column as `$flag`.
@@ -87,6 +89,10 @@ macro_rules! impl_columns {
             }
             fn flag(&self, column: &str) -> Result<bool> {
                 Ok(self.try_get::<$flag, _>(column)? != <$flag>::default())
+            }
+            fn opt_flag(&self, column: &str) -> Result<Option<bool>> {
+                let value: Option<$flag> = self.try_get(column)?;
+                Ok(value.map(|v| v != <$flag>::default()))
             }
         }
     };
@@ -137,6 +143,10 @@ pub(crate) fn inbox_row(r: &impl Columns) -> Result<InboxRow> {
         channel_kind: channel_kind(r, "channel_kind")?,
         first_line: r.text("first_line")?,
         last_message_at: r.int("last_message_at")?,
+        last: r
+            .opt_text("last_analysis")?
+            .as_deref()
+            .and_then(analysis_from_json),
         last_analysis: r.opt_text("last_analysis")?,
         assignee_name: r.opt_text("assignee_name")?,
     })
@@ -176,8 +186,54 @@ pub(crate) fn timeline_message(r: &impl Columns) -> Result<TimelineMessage> {
                     url: r.opt_text("place_url").ok().flatten(),
                 }),
         },
+        analysis: stored_analysis(r)?,
         author_name: r.text("author_name")?,
         channel_name: r.text("channel_name")?,
+    })
+}
+
+/// The typed analysis in a message's columns (none before it was analysed).
+fn stored_analysis(r: &impl Columns) -> Result<Option<MessageAnalysis>> {
+    let (Some(sentiment), Some(intent)) = (r.opt_text("sentiment")?, r.opt_text("intent")?) else {
+        return Ok(None);
+    };
+    let (Some(sentiment), Some(intent)) = (Sentiment::parse(&sentiment), Intent::parse(&intent))
+    else {
+        return Ok(None);
+    };
+    Ok(Some(MessageAnalysis {
+        language: Language::from_code(r.opt_text("language")?.as_deref().unwrap_or("und")),
+        sentiment,
+        intent,
+        escalation: r.opt_flag("escalation")?.unwrap_or(false),
+        escalation_signals: MessageAnalysis::parse_signals(
+            r.opt_text("escalation_signals")?.as_deref().unwrap_or(""),
+        ),
+    }))
+}
+
+/// The text analysis as the pipeline journals it (`balie analyze`'s JSON shape), typed;
+/// `None` unless it names at least a sentiment and an intent. Unknown signals are left out.
+pub(crate) fn analysis_from_json(json: &str) -> Option<MessageAnalysis> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let text = |key: &str| v.get(key).and_then(|x| x.as_str());
+    Some(MessageAnalysis {
+        language: Language::from_code(text("lang").unwrap_or("und")),
+        sentiment: Sentiment::parse(text("sentiment")?)?,
+        intent: Intent::parse(text("intent")?)?,
+        escalation: v
+            .get("escalation")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false),
+        escalation_signals: v
+            .get("escalation_signals")
+            .and_then(|s| s.as_array())
+            .map(|s| {
+                s.iter()
+                    .filter_map(|x| x.as_str().and_then(EscalationSignal::parse))
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 

@@ -2148,6 +2148,100 @@ mod contract {
         assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
     }
 
+    /// Applies everything pending with `analysis` (the pipeline's JSON) on every entry.
+    async fn process_analysed(store: &dyn Store, analysis: Option<&str>) -> Vec<Applied> {
+        let batch: Vec<Prepared> = store
+            .pending_journal(1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|entry| Prepared {
+                entry,
+                analysis: analysis.map(str::to_owned),
+                urgency: NORMAL,
+            })
+            .collect();
+        let sla = SlaPolicy::default();
+        store.apply_journal(&batch, &sla, now()).await.unwrap()
+    }
+
+    pub async fn the_analysis_is_kept_in_columns_and_read_back_typed(store: &dyn Store) {
+        use balie_core::{EscalationSignal, Intent, Language, MessageAnalysis, Sentiment};
+        let w = world(store).await;
+        let angry = r#"{"lang":"nl","sentiment":"negative","sentiment_score":0.9,
+            "intent":"complaint","complaint":true,"question":false,"needs_reply":true,
+            "escalation":true,"escalation_signals":["repeat_contact","not_a_signal"],
+            "urgency":80,"topics":[]}"#;
+        let calm = r#"{"lang":"en","sentiment":"positive","intent":"praise",
+            "escalation":false,"escalation_signals":[]}"#;
+        store
+            .append_journal(&[entry(&w.api, message("m1", "anna", "Derde keer!"), T0)])
+            .await
+            .unwrap();
+        let applied = process_analysed(store, Some(angry)).await;
+        let conv = applied[0].conversation_id.unwrap();
+        let expected = MessageAnalysis {
+            language: Language::Dutch,
+            sentiment: Sentiment::Negative,
+            intent: Intent::Complaint,
+            escalation: true,
+            escalation_signals: vec![EscalationSignal::RepeatContact],
+        };
+        let view = store.conversation(conv).await.unwrap().unwrap();
+        assert_eq!(view.timeline[0].analysis.as_ref(), Some(&expected));
+        assert_eq!(view.row.last.as_ref(), Some(&expected));
+        assert_eq!(row(store, conv).await.last, Some(expected.clone()));
+        // The API still shows the analysis as the pipeline wrote it.
+        assert_eq!(view.row.last_analysis.as_deref(), Some(angry));
+
+        let mut edit = message("m1", "anna", "Bedankt!");
+        edit.kind = InboundKind::Edited;
+        edit.revision = Some("2".into());
+        store
+            .append_journal(&[entry(&w.api, edit.clone(), T0 + 1)])
+            .await
+            .unwrap();
+        process_analysed(store, Some(calm)).await;
+        let view = store.conversation(conv).await.unwrap().unwrap();
+        let now_calm = view.timeline[0].analysis.clone().unwrap();
+        assert_eq!(now_calm.language, Language::English);
+        assert_eq!(now_calm.sentiment, Sentiment::Positive);
+        assert_eq!(now_calm.intent, Intent::Praise);
+        assert!(!now_calm.escalation && now_calm.escalation_signals.is_empty());
+
+        edit.revision = Some("3".into());
+        store
+            .append_journal(&[entry(&w.api, edit, T0 + 2)])
+            .await
+            .unwrap();
+        process_analysed(store, None).await;
+        let view = store.conversation(conv).await.unwrap().unwrap();
+        assert_eq!(
+            view.timeline[0].analysis,
+            Some(now_calm),
+            "an edit without analysis keeps the last one"
+        );
+
+        let plain = receive(store, &w.api, message("m2", "ben", "Hoi"), T0 + 3).await;
+        let view = store.conversation(plain).await.unwrap().unwrap();
+        assert_eq!(view.timeline[0].analysis, None, "no analysis, none typed");
+        assert_eq!(view.row.last, None);
+    }
+
+    /// Three customer messages `m0`, `m1`, `m2` (for the migration tests).
+    pub async fn three_messages(store: &dyn Store) {
+        let w = world(store).await;
+        for i in 0..3 {
+            receive(
+                store,
+                &w.api,
+                message(&format!("m{i}"), "anna", "Hoi"),
+                T0 + i,
+            )
+            .await;
+        }
+    }
+
     pub async fn durable_before_reopen(store: &dyn Store) {
         let w = world(store).await;
         store
@@ -2404,6 +2498,7 @@ macro_rules! all_checks {
             a_commit_that_appends_events_is_announced,
             a_lease_is_held_by_one_owner_until_it_runs_out_or_is_released,
             owners_claiming_at_once_one_wins,
+            the_analysis_is_kept_in_columns_and_read_back_typed,
         );
     };
 }
@@ -2604,6 +2699,74 @@ mod postgres {
         store.close().await;
         db.drop().await;
         assert_eq!(setting, "on");
+    }
+
+    /// Migration 4 fills the typed analysis columns of messages analysed before it, from
+    /// the stored JSON, and leaves text jsonb refuses alone.
+    #[tokio::test]
+    async fn migration_4_fills_the_analysis_columns_from_the_stored_json() {
+        run(|store| async move {
+            contract::three_messages(&store).await;
+            let analyses = [
+                r#"{"lang":"nl","sentiment":"negative","intent":"complaint","escalation":true,"escalation_signals":["repeat_contact","going_public"]}"#,
+                "not json",
+                r#"{"lang":"en","sentiment":"neutral","intent":"question","escalation":false,"escalation_signals":[]}"#,
+            ];
+            for (i, a) in analyses.iter().enumerate() {
+                sqlx::query("UPDATE messages SET analysis = $1 WHERE external_id = $2")
+                    .bind(a)
+                    .bind(format!("m{i}"))
+                    .execute(store.pool())
+                    .await
+                    .unwrap();
+            }
+            sqlx::raw_sql(
+                "ALTER TABLE messages DROP COLUMN language, DROP COLUMN sentiment, \
+                 DROP COLUMN intent, DROP COLUMN escalation, DROP COLUMN escalation_signals",
+            )
+            .execute(store.pool())
+            .await
+            .unwrap();
+            sqlx::raw_sql(include_str!(
+                "../migrations/postgres/0004_typed_analysis.sql"
+            ))
+            .execute(store.pool())
+            .await
+            .unwrap();
+            #[allow(clippy::type_complexity)]
+            let rows: Vec<(
+                String,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                Option<bool>,
+                Option<String>,
+            )> = sqlx::query_as(
+                "SELECT external_id, language, sentiment, intent, escalation, \
+                 escalation_signals FROM messages ORDER BY external_id",
+            )
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+            let s = |v: &str| Some(v.to_owned());
+            assert_eq!(
+                rows,
+                vec![
+                    (
+                        "m0".into(),
+                        s("nl"),
+                        s("negative"),
+                        s("complaint"),
+                        Some(true),
+                        s("repeat_contact,going_public")
+                    ),
+                    ("m1".into(), None, None, None, None, None),
+                    ("m2".into(), s("en"), s("neutral"), s("question"), Some(false), s("")),
+                ]
+            );
+            store.close().await;
+        })
+        .await;
     }
 
     /// Two processes on one database: events one appends wake the other's streams.

@@ -42,6 +42,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/postgres/0002_search_statistics.sql"),
     ),
     (3, include_str!("../../migrations/postgres/0003_leases.sql")),
+    (
+        4,
+        include_str!("../../migrations/postgres/0004_typed_analysis.sql"),
+    ),
 ];
 
 /// Advisory lock keys ("balie" and a number), so two processes starting together migrate

@@ -12,7 +12,7 @@ use crate::plan::{
 };
 use crate::{Prepared, Result};
 
-/// Rows per multi-row statement (at most 16 parameters a row: far under SQLite's 32,766
+/// Rows per multi-row statement (at most 21 parameters a row: far under SQLite's 32,766
 /// and PostgreSQL's 65,535 bound parameters).
 pub(crate) const BATCH_ROWS: usize = 500;
 /// Values per `IN (…)` list.
@@ -234,7 +234,8 @@ impl Snapshot {
 macro_rules! message_cols {
     () => {
         "id, conversation_id, channel_id, direction, external_id, author_identity, text, \
-         in_reply_to, created_at, received_at, delivery, analysis, place_kind, place_url, removed"
+         in_reply_to, created_at, received_at, delivery, analysis, place_kind, place_url, removed, \
+         language, sentiment, intent, escalation, escalation_signals"
     };
 }
 
@@ -262,6 +263,11 @@ macro_rules! push_message {
             .push_bind(m.place_kind)
             .push_bind(m.place_url.as_deref())
             .push_bind(m.removed)
+            .push_bind(m.facts.as_ref().map(|a| a.language.code().to_owned()))
+            .push_bind(m.facts.as_ref().map(|a| a.sentiment.as_str()))
+            .push_bind(m.facts.as_ref().map(|a| a.intent.as_str()))
+            .push_bind(m.facts.as_ref().map(|a| a.escalation))
+            .push_bind(m.facts.as_ref().map(|a| a.signals_text()))
     }};
 }
 
@@ -383,13 +389,29 @@ macro_rules! impl_plan_writes {
                 }
                 for change in &plan.message_changes {
                     match change {
-                        MessageChange::Edited { id, text, analysis } => {
+                        MessageChange::Edited {
+                            id,
+                            text,
+                            analysis,
+                            facts,
+                        } => {
                             sqlx::query(
                                 "UPDATE messages SET text = $1, \
-                                 analysis = COALESCE($2, analysis) WHERE id = $3",
+                                 analysis = COALESCE($2, analysis), \
+                                 language = COALESCE($3, language), \
+                                 sentiment = COALESCE($4, sentiment), \
+                                 intent = COALESCE($5, intent), \
+                                 escalation = COALESCE($6, escalation), \
+                                 escalation_signals = COALESCE($7, escalation_signals) \
+                                 WHERE id = $8",
                             )
                             .bind(text)
                             .bind(analysis)
+                            .bind(facts.as_ref().map(|a| a.language.code().to_owned()))
+                            .bind(facts.as_ref().map(|a| a.sentiment.as_str()))
+                            .bind(facts.as_ref().map(|a| a.intent.as_str()))
+                            .bind(facts.as_ref().map(|a| a.escalation))
+                            .bind(facts.as_ref().map(|a| a.signals_text()))
                             .bind(id)
                             .execute(&mut **tx)
                             .await?;

@@ -107,6 +107,7 @@ macro_rules! impl_bulk_load {
                                 created_at: m.created_at,
                                 received_at: m.created_at,
                                 analysis: None,
+                                facts: None,
                                 place_kind: None,
                                 place_url: None,
                                 removed: false,

@@ -39,6 +39,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/0005_search_secure_delete.sql"),
     ),
     (6, include_str!("../../migrations/0006_leases.sql")),
+    (7, include_str!("../../migrations/0007_typed_analysis.sql")),
 ];
 
 /// Creates the table recording which migrations ran.

@@ -242,3 +242,97 @@ async fn a_whole_batch_leaves_the_same_rows_as_one_entry_at_a_time() {
     batched.close().await;
     single.close().await;
 }
+
+/// Migration 7 fills the typed analysis columns of messages analysed before it, from the
+/// stored JSON, and leaves text that is not such JSON alone.
+#[tokio::test]
+async fn migration_7_fills_the_analysis_columns_from_the_stored_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+    let channels = world(&store).await;
+    let entries: Vec<NewJournalEntry> = (0..3)
+        .map(|i| NewJournalEntry {
+            channel_id: channels[0],
+            inbound: inbound(
+                InboundKind::Message,
+                format!("m{i}"),
+                i,
+                format!("vraag {i}"),
+            ),
+            received_at: T0,
+        })
+        .collect();
+    store.append_journal(&entries).await.unwrap();
+    apply_pending(&store, 10).await;
+    let analyses = [
+        r#"{"lang":"nl","sentiment":"negative","intent":"complaint","escalation":true,"escalation_signals":["repeat_contact","going_public"]}"#,
+        "not json",
+        r#"{"lang":"en","sentiment":"neutral","intent":"question","escalation":false,"escalation_signals":[]}"#,
+    ];
+    for (i, a) in analyses.iter().enumerate() {
+        sqlx::query("UPDATE messages SET analysis = $1 WHERE external_id = $2")
+            .bind(a)
+            .bind(format!("m{i}"))
+            .execute(&store.writer)
+            .await
+            .unwrap();
+    }
+    for column in [
+        "language",
+        "sentiment",
+        "intent",
+        "escalation",
+        "escalation_signals",
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "ALTER TABLE messages DROP COLUMN {column}"
+        )))
+        .execute(&store.writer)
+        .await
+        .unwrap();
+    }
+    let (_, migration) = super::MIGRATIONS.iter().find(|(v, _)| *v == 7).unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(*migration))
+        .execute(&store.writer)
+        .await
+        .unwrap();
+    #[allow(clippy::type_complexity)]
+    let rows: Vec<(
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+    )> = sqlx::query_as(
+        "SELECT external_id, language, sentiment, intent, escalation, escalation_signals \
+             FROM messages ORDER BY external_id",
+    )
+    .fetch_all(&store.writer)
+    .await
+    .unwrap();
+    let s = |v: &str| Some(v.to_owned());
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "m0".into(),
+                s("nl"),
+                s("negative"),
+                s("complaint"),
+                Some(1),
+                s("repeat_contact,going_public")
+            ),
+            ("m1".into(), None, None, None, None, None),
+            (
+                "m2".into(),
+                s("en"),
+                s("neutral"),
+                s("question"),
+                Some(0),
+                s("")
+            ),
+        ]
+    );
+    store.close().await;
+}
