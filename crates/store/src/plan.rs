@@ -796,7 +796,7 @@ impl<'a> Planner<'a> {
 }
 
 /// A delivery report names one of our replies by its key: the same confirmation as an echo
-/// carrying it, planned alone (see `Store::confirm_outbox_by_key`).
+/// carrying it, planned alone (see `Outbox::confirm_outbox_by_key`).
 pub(crate) fn confirm_reply(
     reply: StoredReply,
     channel: i64,
