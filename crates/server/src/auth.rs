@@ -36,6 +36,45 @@ pub fn hash_password(password: &str) -> Result<String, AuthError> {
         .map_err(|e| AuthError::Hash(e.to_string()))
 }
 
+/// Argon2 working memory a stored hash may ask for at most (in 1 KiB blocks): 256 MiB.
+const MAX_BLOCKS: usize = 1 << 18;
+
+/// Checks `password` against a stored PHC hash like [`verify_password`], but in `memory`,
+/// grown once to the hash's memory cost and reused by the next check. Each fresh 19 MiB
+/// allocation would otherwise stay with the allocator of the thread that made it.
+pub fn verify_password_in(password: &str, stored: &str, memory: &mut Vec<argon2::Block>) -> bool {
+    use subtle::ConstantTimeEq;
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return false;
+    };
+    let Ok(algorithm) = argon2::Algorithm::try_from(parsed.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match parsed.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = argon2::Params::try_from(&parsed) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if blocks > MAX_BLOCKS {
+        return false;
+    }
+    if memory.len() < blocks {
+        memory.resize(blocks, argon2::Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory[..blocks])
+        .is_ok()
+        && bool::from(out.ct_eq(expected.as_bytes()))
+}
+
 pub fn verify_password(password: &str, stored: &str) -> bool {
     PasswordHash::new(stored)
         .map(|parsed| {
@@ -92,6 +131,20 @@ mod tests {
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong horse", &h));
         assert!(!verify_password("correct horse", "not a hash"));
+        let mut memory = Vec::new();
+        assert!(verify_password_in("correct horse", &h, &mut memory));
+        assert!(!verify_password_in("wrong horse", &h, &mut memory));
+        assert!(!verify_password_in(
+            "correct horse",
+            "not a hash",
+            &mut memory
+        ));
+        assert_eq!(
+            memory.len(),
+            19 * 1024,
+            "the default cost, kept for the next check"
+        );
+        assert!(verify_password_in("correct horse", &h, &mut memory));
     }
 
     #[test]

@@ -138,11 +138,7 @@ impl Metrics {
             ),
         ];
         for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                value.load(Ordering::Relaxed)
-            );
+            write_single(&mut out, name, help, "counter", value);
         }
         let _ = writeln!(
             out,
@@ -194,11 +190,7 @@ impl Metrics {
             ),
         ];
         for (name, help, value) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
-                value.load(Ordering::Relaxed)
-            );
+            write_single(&mut out, name, help, "gauge", value);
         }
         let name = "balie_http_request_duration_seconds";
         let _ = writeln!(
@@ -228,6 +220,15 @@ impl Metrics {
         }
         out
     }
+}
+
+/// One metric without labels, with its help and type lines.
+fn write_single(out: &mut String, name: &str, help: &str, kind: &str, value: &AtomicU64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+        value.load(Ordering::Relaxed)
+    );
 }
 
 fn escape_label(v: &str) -> String {

@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
@@ -94,9 +94,79 @@ impl<K: std::hash::Hash + Eq + Clone> Backoff<K> {
     }
 }
 
+/// A password to check against a stored hash, and where the answer goes.
+type CheckJob = (String, String, tokio::sync::oneshot::Sender<bool>);
+
+/// The threads that run Argon2: a fixed few, each with its own working memory allocated
+/// once (~19 MiB), so what password checks hold is bounded, also after a burst. (Checking
+/// in fresh memory each time left it with the allocator: hundreds of MiB after a burst.)
+struct Checkers {
+    jobs: Mutex<std::sync::mpsc::Sender<CheckJob>>,
+}
+
+impl Checkers {
+    fn start(threads: usize) -> std::io::Result<Self> {
+        let (jobs, queue) = std::sync::mpsc::channel::<CheckJob>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..threads {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("balie-password-{i}"))
+                .spawn(move || {
+                    // Argon2's working memory, allocated once per thread and reused.
+                    let mut memory = Vec::new();
+                    loop {
+                        // The lock is held only while taking a job; the sender's drop ends us.
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok((password, hash, answer)) = job else {
+                            return;
+                        };
+                        // A sign-in whose client went away needs no answer.
+                        if !answer.is_closed() {
+                            let ok = auth::verify_password_in(&password, &hash, &mut memory);
+                            let _ = answer.send(ok);
+                        }
+                    }
+                })?;
+        }
+        Ok(Self {
+            jobs: Mutex::new(jobs),
+        })
+    }
+
+    async fn verify(&self, password: String, hash: String) -> bool {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let sent = match self.jobs.lock() {
+            Ok(jobs) => jobs.send((password, hash, answer)).is_ok(),
+            Err(_) => false,
+        };
+        sent && answered.await.unwrap_or(false)
+    }
+}
+
+/// Counts one in a gauge for as long as it lives (also when a sign-in is abandoned).
+struct Counted<'a>(&'a AtomicU64);
+
+impl<'a> Counted<'a> {
+    fn new(gauge: &'a AtomicU64) -> Self {
+        gauge.fetch_add(1, Ordering::SeqCst);
+        Self(gauge)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The gate every password sign-in passes.
 pub struct SignIn {
     checks: Semaphore,
+    checkers: Checkers,
     accounts: Backoff<String>,
     addresses: Backoff<IpAddr>,
     /// An Argon2 hash of a random password, checked when the e-mail address is unknown.
@@ -111,6 +181,8 @@ impl SignIn {
             .store(bound as u64, Ordering::Relaxed);
         Ok(Self {
             checks: Semaphore::new(bound),
+            checkers: Checkers::start(bound)
+                .map_err(|e| AuthError::Hash(format!("starting password threads: {e}")))?,
             accounts: Backoff::new(limits.login_failures_per_account),
             addresses: Backoff::new(limits.login_failures_per_address),
             dummy_hash: auth::hash_password(&auth::random_hex(16)?)?,
@@ -148,18 +220,11 @@ impl SignIn {
         if let Some(wait) = self.throttled(email, client, Instant::now()) {
             return Err(Refusal::Throttled(wait));
         }
-        metrics
-            .password_checks_in_flight
-            .fetch_add(1, Ordering::SeqCst);
-        let password = password.to_string();
+        let counted = Counted::new(&metrics.password_checks_in_flight);
         let known = stored.is_some();
         let hash = stored.unwrap_or(&self.dummy_hash).to_string();
-        let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
-            .await
-            .unwrap_or(false);
-        metrics
-            .password_checks_in_flight
-            .fetch_sub(1, Ordering::SeqCst);
+        let ok = self.checkers.verify(password.to_string(), hash).await;
+        drop(counted);
         drop(permit);
         Ok(ok && known)
     }
@@ -199,6 +264,31 @@ mod tests {
         assert_eq!(b.wait(&"lea", t0), None, "others are not affected");
         b.forget(&"kim");
         assert_eq!(b.wait(&"kim", t0), None);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_account_costs_the_same_argon2_work_as_a_known_one() {
+        let metrics = Metrics::default();
+        let signin = SignIn::new(&Limits::default(), &metrics).expect("sign-in");
+        let real = auth::hash_password("correct horse battery").expect("hash");
+        // "$argon2id$v=19$m=19456,t=2,p=1$salt$hash": algorithm, version and cost agree.
+        let cost = |h: &str| h.split('$').take(4).collect::<Vec<_>>().join("$");
+        assert_eq!(cost(&signin.dummy_hash), cost(&real));
+        let client = IpAddr::from([127, 0, 0, 1]);
+        let unknown = signin.check("nobody@balie.test", client, "x", None, &metrics);
+        assert_eq!(unknown.await, Ok(false));
+        let wrong = signin.check("kim@balie.test", client, "x", Some(&real), &metrics);
+        assert_eq!(wrong.await, Ok(false));
+        let known = signin.check(
+            "kim@balie.test",
+            client,
+            "correct horse battery",
+            Some(&real),
+            &metrics,
+        );
+        assert_eq!(known.await, Ok(true));
+        assert_eq!(metrics.password_checks_in_flight.load(Ordering::SeqCst), 0);
+        assert_eq!(metrics.password_checks_max.load(Ordering::SeqCst), 4);
     }
 
     #[test]

@@ -374,17 +374,23 @@ async fn the_data_directory_and_its_files_are_private() {
     assert_eq!(mode(&nested), 0o700, "a new dir is created private");
 }
 
-#[tokio::test]
-async fn the_live_stream_stops_when_its_session_is_logged_out() {
-    let app = spawn_app().await;
+/// Logs the agent in and opens its live stream.
+async fn logged_in_live_stream(app: &TestApp) -> (String, reqwest::Response) {
     let cookie = app.login().await;
-    let mut stream = bare_client()
+    let stream = bare_client()
         .get(format!("{}/events", app.base))
         .header("cookie", &cookie)
         .send()
         .await
         .unwrap();
     assert_eq!(stream.status(), StatusCode::OK);
+    (cookie, stream)
+}
+
+#[tokio::test]
+async fn the_live_stream_stops_when_its_session_is_logged_out() {
+    let app = spawn_app().await;
+    let (cookie, mut stream) = logged_in_live_stream(&app).await;
     let logout = no_redirects()
         .post(format!("{}/logout", app.base))
         .header("cookie", &cookie)
@@ -612,14 +618,7 @@ async fn the_access_log_names_method_path_status_and_client_but_no_query_or_pass
 #[tokio::test]
 async fn the_live_stream_stops_when_its_session_ends_elsewhere() {
     let app = spawn_app().await;
-    let cookie = app.login().await;
-    let mut stream = bare_client()
-        .get(format!("{}/events", app.base))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), StatusCode::OK);
+    let (cookie, mut stream) = logged_in_live_stream(&app).await;
     // Another process (the CLI, another server) ends the session: the periodic check sees it.
     let token = cookie.split_once('=').unwrap().1;
     app.store
