@@ -632,3 +632,27 @@ async fn the_live_stream_stops_when_its_session_ends_elsewhere() {
     .await;
     assert!(ended.is_ok(), "the stream ended after its periodic check");
 }
+
+#[tokio::test]
+async fn behind_a_proxy_that_rewrites_host_the_configured_origin_is_the_one_that_counts() {
+    let app = spawn_app_with(|c| c.public_origin = "https://desk.example.com".into()).await;
+    app.post_message(&message("m-1", "kim", "Hallo")).await;
+    let id = app.conversations().await[0]["id"].as_i64().unwrap();
+    let cookie = app.login().await;
+    let take = |origin: &str| {
+        bare_client()
+            .post(format!("{}/conversations/{id}/assign", app.base))
+            .header("cookie", &cookie)
+            .header("origin", origin)
+            .form(&[("to", "me")])
+            .send()
+    };
+    let by_host = take(&app.base).await.unwrap();
+    assert_eq!(
+        by_host.status(),
+        StatusCode::FORBIDDEN,
+        "Host no longer decides"
+    );
+    let by_origin = take("https://desk.example.com").await.unwrap();
+    assert_eq!(by_origin.status(), StatusCode::SEE_OTHER);
+}
