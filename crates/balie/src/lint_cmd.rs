@@ -4,7 +4,7 @@ use std::io::{BufRead, BufWriter, Write};
 
 use anyhow::Context;
 use balie_core::ReplyChannel;
-use balie_text::reply_check::{AgentLanguage, FlagKind, ReplyDraft, ReplyFlag, check_reply};
+use balie_text::reply_check::{AgentLanguage, ReplyDraft};
 use serde_json::{Value, json};
 
 /// Check draft replies: reads `{"text": ..., "public": true|false, "customer_language": "nl"}`
@@ -40,12 +40,11 @@ pub fn lint_reply(args: LintReplyArgs, with_data_dir: bool) -> anyhow::Result<()
                 .unwrap_or_default()
         );
     }
-    let analyzer = balie_text::default_analyzer();
     let stdin = std::io::stdin().lock();
     let mut out = BufWriter::new(std::io::stdout().lock());
     for line in stdin.lines() {
         let line = line.context("reading stdin")?;
-        let answer = match lint_line(&line, &args.channel, lang, |t| analyzer.language(t)) {
+        let answer = match lint_line(&line, &args.channel, lang) {
             Ok(mut answer) => {
                 if with_data_dir {
                     answer["not_checked"] = json!(NOT_YET_CHECKED);
@@ -61,12 +60,7 @@ pub fn lint_reply(args: LintReplyArgs, with_data_dir: bool) -> anyhow::Result<()
     Ok(())
 }
 
-fn lint_line(
-    line: &str,
-    channel: &str,
-    lang: AgentLanguage,
-    language_of: impl Fn(&str) -> &'static str,
-) -> Result<Value, String> {
+fn lint_line(line: &str, channel: &str, lang: AgentLanguage) -> Result<Value, String> {
     let input: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let text = input
         .get("text")
@@ -84,54 +78,11 @@ fn lint_line(
         }
     };
     let rule = ReplyChannel::parse(channel, public).ok_or("unknown channel")?;
-    let measured = rule.measure(text);
     let draft = ReplyDraft {
         text,
         public,
         customer_language,
         agent_language: lang,
     };
-    let mut flags = check_reply(&draft, language_of);
-    if measured.too_long() {
-        let max = measured.max_length.unwrap_or_default();
-        let message = match lang {
-            AgentLanguage::Dutch => format!(
-                "Te lang voor {}: {} {}, maximaal {max}.",
-                rule.platform(),
-                measured.length,
-                dutch_unit(measured.unit)
-            ),
-            AgentLanguage::English => format!(
-                "Too long for {}: {} {}, at most {max}.",
-                rule.platform(),
-                measured.length,
-                measured.unit.as_str()
-            ),
-        };
-        let end = text.chars().count();
-        flags.insert(
-            0,
-            ReplyFlag {
-                kind: FlagKind::TooLong,
-                message,
-                start: 0,
-                end,
-            },
-        );
-    }
-    Ok(json!({
-        "length": measured.length,
-        "max_length": measured.max_length,
-        "fits": measured.fits,
-        "flags": flags,
-    }))
-}
-
-fn dutch_unit(unit: balie_core::reply_length::LengthUnit) -> &'static str {
-    use balie_core::reply_length::LengthUnit;
-    match unit {
-        LengthUnit::Weighted => "gewogen tekens",
-        LengthUnit::Bytes => "bytes",
-        LengthUnit::Characters | LengthUnit::Graphemes | LengthUnit::Utf16Units => "tekens",
-    }
+    serde_json::to_value(balie_server::compose::lint(rule, &draft)).map_err(|e| e.to_string())
 }

@@ -132,7 +132,8 @@ impl ReplyChannel {
             ChannelKind::Instagram if public => ReplyChannel::InstagramComment,
             ChannelKind::Instagram => ReplyChannel::InstagramDirect,
             ChannelKind::Whatsapp => ReplyChannel::Whatsapp,
-            ChannelKind::X => ReplyChannel::X,
+            ChannelKind::X if public => ReplyChannel::X,
+            ChannelKind::X => ReplyChannel::XDirect,
             ChannelKind::Telegram => ReplyChannel::Telegram,
             ChannelKind::Mastodon => ReplyChannel::Mastodon {
                 limit: MASTODON_DEFAULT_LIMIT,

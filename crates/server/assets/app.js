@@ -179,5 +179,55 @@
   if (page === "conversation") {
     var tl = document.getElementById("timeline");
     if (tl) tl.scrollTop = tl.scrollHeight;
+    composer();
+  }
+
+  // The reply box: the server counts the draft as the platform counts it and checks it (the
+  // same rule as `balie lint-reply` and the sender); this only shows the answer, as text.
+  function composer() {
+    var box = document.getElementById("reply-text");
+    var send = document.getElementById("reply-send");
+    if (!box || !send) return;
+    var count = document.getElementById("reply-count");
+    var blocked = document.getElementById("reply-blocked");
+    var checks = document.getElementById("reply-checks");
+    var list = document.getElementById("reply-flags");
+    var timer = null, asked = 0;
+    function show(answer, text) {
+      count.textContent = answer.counter;
+      count.classList.toggle("over", answer.max_length !== null && answer.length > answer.max_length);
+      blocked.textContent = answer.blocked;
+      send.disabled = answer.blocked !== "";
+      list.textContent = "";
+      var points = Array.from(text);
+      answer.flags.forEach(function (f, i) {
+        var li = el("li", "flag flag-" + f.kind);
+        li.appendChild(el("strong", null, answer.labels[i]));
+        if (f.kind !== "too_long" && f.kind !== "other_language") {
+          li.appendChild(document.createTextNode(" "));
+          li.appendChild(el("q", "words", points.slice(f.start, f.end).join("")));
+        }
+        li.appendChild(document.createTextNode(" "));
+        li.appendChild(el("span", "why", f.message));
+        list.appendChild(li);
+      });
+      checks.hidden = answer.flags.length === 0;
+    }
+    function check() {
+      var text = box.value, mine = ++asked;
+      fetch("/conversations/" + encodeURIComponent(body.dataset.conversation) + "/draft", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ text: text }).toString()
+      }).then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (answer) { if (answer && mine === asked) show(answer, text); })
+        .catch(function () {});
+    }
+    box.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(check, 150);
+    });
+    check();
   }
 })();

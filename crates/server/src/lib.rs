@@ -5,6 +5,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod channel_keys;
+pub mod compose;
 pub mod config;
 pub mod edge;
 pub mod error;

@@ -16,6 +16,7 @@ use balie_core::{
 use balie_store::{InboxRow, TimelineMessage};
 use serde::Deserialize;
 
+use crate::compose::{DraftLint, ReplyContext};
 use crate::edge::Client;
 use crate::error::ApiError;
 use crate::i18n::{Lang, Texts};
@@ -89,6 +90,7 @@ pub fn routes() -> Router<AppState> {
         .route("/lang/{code}", get(set_lang))
         .route("/conversations/{id}", get(conversation))
         .route("/conversations/{id}/reply", post(reply))
+        .route("/conversations/{id}/draft", post(check_draft))
         .route("/conversations/{id}/status", post(set_status))
         .route("/conversations/{id}/assign", post(assign))
         .route("/customers/{id}", post(update_customer))
@@ -407,6 +409,8 @@ struct ConversationPage {
     messages: Vec<MessageView>,
     reply_key: String,
     last_event: i64,
+    /// The reply box's counter for an empty draft ("0 / 280 ..."), counted as the platform counts.
+    counter: String,
 }
 
 #[derive(Template)]
@@ -607,6 +611,8 @@ async fn conversation(
         .ok_or(ApiError::NotFound("conversation"))?;
     let c = &view.row.conversation;
     let mine = c.assignee == Some(user.id);
+    let lang = Lang::from_headers(&headers);
+    let empty_draft = ReplyContext::of(&view).lint("", agent_language(lang));
     render(ConversationPage {
         t,
         texts: texts_json(t),
@@ -638,7 +644,95 @@ async fn conversation(
         messages: view.timeline.iter().map(|m| message_view(t, m)).collect(),
         reply_key: auth::random_hex(16).map_err(|e| ApiError::Internal(e.into()))?,
         last_event,
+        counter: counter(t, &empty_draft),
     })
+}
+
+fn agent_language(lang: Lang) -> balie_text::reply_check::AgentLanguage {
+    match lang {
+        Lang::Nl => balie_text::reply_check::AgentLanguage::Dutch,
+        Lang::En => balie_text::reply_check::AgentLanguage::English,
+    }
+}
+
+/// "31 / 280 characters as X counts", or "31 characters" where the platform sets no limit.
+fn counter(t: &Texts, lint: &DraftLint) -> String {
+    match lint.max_length {
+        Some(max) => format!("{} / {max} {}", lint.length, t.counted_as_platform),
+        None => format!("{} {}", lint.length, t.characters),
+    }
+}
+
+#[derive(Deserialize)]
+struct DraftForm {
+    text: String,
+}
+
+/// What the reply box shows while the agent types: the `lint-reply` answer for the draft in
+/// this conversation, the counter, and why Send is disabled (empty when it is not).
+#[derive(serde::Serialize)]
+struct DraftAnswer {
+    #[serde(flatten)]
+    lint: DraftLint,
+    counter: String,
+    blocked: String,
+    /// Per flag: its name in the agent's language.
+    labels: Vec<&'static str>,
+}
+
+async fn check_draft(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<DraftForm>,
+) -> Result<Response, ApiError> {
+    if session_user(&state, &headers).await?.is_none() {
+        return Err(ApiError::Unauthorized);
+    }
+    if form.text.len() > 64 * 1024 {
+        return Err(ApiError::field("text", "the draft is too long to check"));
+    }
+    let view = state
+        .store
+        .conversation(ConversationId(id))
+        .await?
+        .ok_or(ApiError::NotFound("conversation"))?;
+    let lang = Lang::from_headers(&headers);
+    let t = lang.texts();
+    let lint = ReplyContext::of(&view).lint(&form.text, agent_language(lang));
+    let blocked = if form.text.trim().is_empty() {
+        t.nothing_to_send.to_owned()
+    } else if lint.fits {
+        String::new()
+    } else {
+        lint.flags
+            .iter()
+            .find(|f| f.kind == balie_text::reply_check::FlagKind::TooLong)
+            .map(|f| f.message.clone())
+            .unwrap_or_else(|| t.invalid_character.to_owned())
+    };
+    let labels = lint.flags.iter().map(|f| flag_label(t, f.kind)).collect();
+    let answer = DraftAnswer {
+        counter: counter(t, &lint),
+        lint,
+        blocked,
+        labels,
+    };
+    Ok(axum::Json(answer).into_response())
+}
+
+fn flag_label(t: &Texts, kind: balie_text::reply_check::FlagKind) -> &'static str {
+    use balie_text::reply_check::FlagKind;
+    match kind {
+        FlagKind::TooLong => t.flag_too_long,
+        FlagKind::Canned => t.flag_canned,
+        FlagKind::Tone => t.flag_tone,
+        FlagKind::RiskyJoke => t.flag_risky_joke,
+        FlagKind::PersonalData => t.flag_personal_data,
+        FlagKind::ContradictsFact => t.flag_contradicts_fact,
+        FlagKind::OtherLanguage => t.flag_other_language,
+        FlagKind::RedirectsToForm => t.flag_redirects_to_form,
+    }
 }
 
 #[derive(Deserialize)]
@@ -665,6 +759,19 @@ async fn reply(
     }
     if form.key.is_empty() || form.key.len() > 128 {
         return Err(ApiError::field("key", "missing reply key"));
+    }
+    // The platform's own length rule, as the composer showed it: refused here, before the
+    // outbox, so an overlong reply never becomes a failed delivery after the agent moved on.
+    let view = state
+        .store
+        .conversation(ConversationId(id))
+        .await?
+        .ok_or(ApiError::NotFound("conversation"))?;
+    if let Some(refusal) = ReplyContext::of(&view)
+        .rule
+        .and_then(|rule| rule.refusal(text))
+    {
+        return Err(ApiError::field("text", refusal));
     }
     // The person pressed Send: this is the only path by which a reply enters the outbox.
     let key = format!("web:{}:{}", user.id, form.key);

@@ -1497,3 +1497,89 @@ fn no_log_line_names_a_field_message() {
     }
     assert!(offenders.is_empty(), "{offenders:#?}");
 }
+
+#[tokio::test]
+async fn the_composer_counts_an_x_reply_as_x_does_and_an_overlong_reply_is_refused_before_the_outbox()
+ {
+    use balie_server::compose;
+    use balie_text::reply_check::{AgentLanguage, ReplyDraft};
+
+    let fake = MockServer::start().await;
+    let app = spawn_app().await;
+    platforms(&app, Some(fake.uri())).await;
+    accepted(post_x(&app, &fixture("x/tweet_create_events.json")).await).await;
+    let conversation = app.conversations().await[0]["id"].as_i64().unwrap();
+    let cookie = app.login().await;
+    let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}\u{200D}\u{1F466}";
+    let drafts = [
+        format!("Hoi! {family} https://www.ns.nl/storingen"),
+        "b".repeat(430),
+        "Zoals we al drie keer hebben uitgelegd: bel 06-12345678.".to_owned(),
+        String::new(),
+    ];
+    for text in &drafts {
+        let answer: Value = app
+            .http
+            .post(format!("{}/conversations/{conversation}/draft", app.base))
+            .header("cookie", &cookie)
+            .header("accept-language", "en")
+            .form(&[("text", text.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        // The same answer `balie lint-reply --channel x` gives for a public reply.
+        let expected = compose::lint(
+            balie_core::ReplyChannel::X,
+            &ReplyDraft {
+                text,
+                public: true,
+                customer_language: answer_language(&app, conversation).await.as_deref(),
+                agent_language: AgentLanguage::English,
+            },
+        );
+        let expected = serde_json::to_value(&expected).unwrap();
+        for field in ["length", "max_length", "fits", "flags"] {
+            assert_eq!(
+                answer[field], expected[field],
+                "{field} of {text:?}: {answer}"
+            );
+        }
+        assert_eq!(
+            answer["blocked"] == "",
+            expected["fits"] == true,
+            "{answer}"
+        );
+    }
+    let refused = app
+        .http
+        .post(format!("{}/conversations/{conversation}/reply", app.base))
+        .header("cookie", &cookie)
+        .form(&[("text", "b".repeat(430).as_str()), ("key", "form-long")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let why = refused.text().await.unwrap();
+    assert!(
+        why.contains("430 weighted characters as X counts them"),
+        "{why}"
+    );
+    assert!(
+        outbound(app.store.as_ref(), conversation).await.is_empty(),
+        "nothing queued"
+    );
+}
+
+/// The customer's language as the pipeline analysed their newest message.
+async fn answer_language(app: &TestApp, conversation: i64) -> Option<String> {
+    let view = app
+        .store
+        .conversation(ConversationId(conversation))
+        .await
+        .unwrap()
+        .unwrap();
+    balie_server::compose::ReplyContext::of(&view).customer_language
+}
