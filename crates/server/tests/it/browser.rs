@@ -152,8 +152,40 @@ async fn an_agent_sees_a_message_arrive_live_and_replies() {
         client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Id("reply-text")).await?;
         let timeline_text = client.execute("return document.querySelector('#timeline li.msg.in .text').textContent", vec![]).await?;
         assert_eq!(timeline_text, json!(evil));
+        // The composer: an empty box cannot be sent, and says why.
+        client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#reply-send[disabled]")).await?;
+        let why = client
+            .execute("return [document.getElementById('reply-blocked').textContent, JSON.parse(document.body.dataset.texts).nothing_to_send]", vec![])
+            .await?;
+        assert_eq!(why[0], why[1], "in the page's language");
+        assert!(why[0].as_str().is_some_and(|w| !w.is_empty()));
+        // A risky draft is flagged beside the box with the words that triggered it.
+        let risky = "Zoals we al drie keer hebben uitgelegd: bel ons op 06-12345678.";
+        client.find(Locator::Id("reply-text")).await?.send_keys(risky).await?;
+        client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#reply-flags li.flag-tone")).await?;
+        let shown = client
+            .execute("return [document.getElementById('reply-count').textContent, JSON.parse(document.body.dataset.texts).characters, Array.from(document.querySelectorAll('#reply-flags li')).map(li => [li.className, li.querySelector('q') ? li.querySelector('q').textContent : ''])]", vec![])
+            .await?;
+        let unit = shown[1].as_str().unwrap_or_default();
+        assert_eq!(shown[0], json!(format!("{} {unit}", risky.chars().count())), "the API channel sets no limit");
+        let flags = shown[2].as_array().expect("flags");
+        assert!(flags.contains(&json!(["flag flag-tone", "Zoals we al"])), "{flags:?}");
+        assert!(!flags.iter().any(|f| f[0] == "flag flag-personal_data"), "a private reply has no personal-data flag: {flags:?}");
+        if let Ok(dir) = std::env::var("BALIE_SCREENSHOT_DIR") {
+            client.set_window_size(1100, 1000).await?;
+            client.execute("document.getElementById('reply-form').scrollIntoView()", vec![]).await?;
+            let png = client.screenshot().await?;
+            std::fs::write(std::path::Path::new(&dir).join("composer.png"), png).expect("screenshot written");
+        }
+        client.find(Locator::Id("reply-text")).await?.clear().await?;
         let reply = "Hoi Kim, wat vervelend! Ik zoek het direct voor je uit en laat vandaag nog iets weten.";
         client.find(Locator::Id("reply-text")).await?.send_keys(reply).await?;
+        // Wait for the composer's answer about this draft, not the one before.
+        let counted = format!("//p[@id='reply-count'][starts-with(text(), '{} ')]", reply.chars().count());
+        client.wait().at_most(Duration::from_secs(10)).for_element(Locator::XPath(&counted)).await?;
+        client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#reply-send:not([disabled])")).await?;
+        let tone = client.execute("return document.querySelectorAll('#reply-flags li.flag-tone').length", vec![]).await?;
+        assert_eq!(tone, json!(0), "a courteous reply raises no tone flag");
         client.find(Locator::Id("reply-send")).await?.click().await?;
         // The reply is on the timeline, and its delivery state turns to "sent" live.
         client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#timeline li.msg.out .delivery.sent")).await?;
