@@ -143,38 +143,6 @@ fn evaluate(file: &Path, task: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Minimal CSV reader (RFC 4180 quotes) for the resource files.
-fn parse_csv(src: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = src.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\n') => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-            }
-            (false, '\r') => {}
-            (false, c) => field.push(c),
-        }
-    }
-    if !field.is_empty() || !row.is_empty() {
-        row.push(field);
-        rows.push(row);
-    }
-    rows
-}
-
 fn sentiment_rows(path: &Path, weight: f32) -> anyhow::Result<Vec<Labelled>> {
     Ok(read_jsonl(path)?
         .iter()
@@ -218,7 +186,7 @@ fn restore_airline_words(text: &str) -> String {
 fn xed_rows(path: &Path, weight: f32) -> anyhow::Result<Vec<Labelled>> {
     let src =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(parse_csv(&src)
+    Ok(balie_text::csv::rows(&src)
         .into_iter()
         .skip(1)
         .filter_map(|r| {
@@ -240,7 +208,7 @@ fn xed_rows(path: &Path, weight: f32) -> anyhow::Result<Vec<Labelled>> {
 fn xed_texts(path: &Path) -> anyhow::Result<Vec<String>> {
     let src =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(parse_csv(&src)
+    Ok(balie_text::csv::rows(&src)
         .into_iter()
         .skip(1)
         .filter_map(|r| r.into_iter().next())
@@ -304,7 +272,7 @@ pub fn load_tasks(
         train::dedup_by_text(complaint_rows(&d.join("en-complaints.train.jsonl"))?, &[]);
     let tweeteval_texts: Vec<String> = en_extra.iter().map(|l| l.text.clone()).collect();
     let ibm = read(res.join("ibm-twitter-customer-care/turns.csv"))?;
-    let ibm_texts: Vec<String> = parse_csv(&ibm)
+    let ibm_texts: Vec<String> = balie_text::csv::rows(&ibm)
         .into_iter()
         .skip(1)
         .filter(|r| r.get(4).is_some_and(|role| role == "customer"))
@@ -649,11 +617,5 @@ mod tests {
             ),
             "cancelled again, later, booking site"
         );
-    }
-
-    #[test]
-    fn csv_with_quotes_and_newlines() {
-        let rows = parse_csv("a,b\n\"x, \"\"y\"\"\nz\",2\r\n");
-        assert_eq!(rows, vec![vec!["a", "b"], vec!["x, \"y\"\nz", "2"]]);
     }
 }

@@ -4,6 +4,7 @@
 //! character n-gram features plus lexicon cues, trained by `balie train` and embedded in
 //! the binary with `include_bytes!`. No IO happens here.
 
+pub mod csv;
 pub mod eval;
 pub mod features;
 pub mod lang;

@@ -546,40 +546,22 @@ fn risky_jokes(words: &[Word], lang: AgentLanguage, flags: &mut Vec<ReplyFlag>) 
 }
 
 fn personal_data(chars: &[char], words: &[Word], lang: AgentLanguage, flags: &mut Vec<ReplyFlag>) {
-    let mut found: Vec<(usize, usize, &str, &str)> = Vec::new();
-    found.extend(
-        emails(chars)
-            .into_iter()
-            .map(|(s, e)| (s, e, "een e-mailadres", "an e-mail address")),
-    );
-    found.extend(
-        ibans(chars)
-            .into_iter()
-            .map(|(s, e)| (s, e, "een IBAN", "an IBAN")),
-    );
-    found.extend(
-        postcodes(chars)
-            .into_iter()
-            .map(|(s, e)| (s, e, "een postcode", "a postcode")),
-    );
-    found.extend(
-        street_addresses(words)
-            .into_iter()
-            .map(|(s, e)| (s, e, "een adres", "a postal address")),
-    );
-    found.extend(
-        phone_numbers(chars)
-            .into_iter()
-            .map(|(s, e)| (s, e, "een telefoonnummer", "a phone number")),
-    );
-    found.extend(order_numbers(words).into_iter().map(|(s, e)| {
+    let detected: [(Vec<(usize, usize)>, &str, &str); 6] = [
+        (emails(chars), "een e-mailadres", "an e-mail address"),
+        (ibans(chars), "een IBAN", "an IBAN"),
+        (postcodes(chars), "een postcode", "a postcode"),
+        (street_addresses(words), "een adres", "a postal address"),
+        (phone_numbers(chars), "een telefoonnummer", "a phone number"),
         (
-            s,
-            e,
+            order_numbers(words),
             "een order- of klantnummer",
             "an order or customer number",
-        )
-    }));
+        ),
+    ];
+    let mut found: Vec<(usize, usize, &str, &str)> = detected
+        .into_iter()
+        .flat_map(|(spans, nl, en)| spans.into_iter().map(move |(s, e)| (s, e, nl, en)))
+        .collect();
     found.sort_by_key(|f| (f.0, std::cmp::Reverse(f.1)));
     let hidden = links_and_handles(chars);
     let mut last_end = 0;

@@ -268,45 +268,13 @@ fn ibm_agent_replies() -> Option<Vec<String>> {
         std::fs::read_to_string(path).ok()
     })?;
     Some(
-        csv_rows(&csv)
+        balie_text::csv::rows(&csv)
             .into_iter()
             .skip(1)
             .filter(|row| row.len() == 6 && row[4] == "agent")
             .map(|row| row[5].clone())
             .collect(),
     )
-}
-
-/// RFC 4180 rows: quoted fields may hold commas, newlines and doubled quotes.
-fn csv_rows(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\n') => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-            }
-            (false, '\r') => {}
-            (false, c) => field.push(c),
-        }
-    }
-    if !field.is_empty() || !row.is_empty() {
-        row.push(field);
-        rows.push(row);
-    }
-    rows
 }
 
 #[test]
