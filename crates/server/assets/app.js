@@ -200,10 +200,14 @@
       send.disabled = answer.blocked !== "";
       list.textContent = "";
       var points = Array.from(text);
+      var shownFlags = 0;
       answer.flags.forEach(function (f, i) {
+        // Too long is said once, next to the disabled Send button.
+        if (f.kind === "too_long") return;
+        shownFlags++;
         var li = el("li", "flag flag-" + f.kind);
         li.appendChild(el("strong", null, answer.labels[i]));
-        if (f.kind !== "too_long" && f.kind !== "other_language") {
+        if (f.kind !== "other_language") {
           li.appendChild(document.createTextNode(" "));
           li.appendChild(el("q", "words", points.slice(f.start, f.end).join("")));
         }
@@ -211,7 +215,7 @@
         li.appendChild(el("span", "why", f.message));
         list.appendChild(li);
       });
-      checks.hidden = answer.flags.length === 0;
+      checks.hidden = shownFlags === 0;
     }
     function check() {
       var text = box.value, mine = ++asked;
