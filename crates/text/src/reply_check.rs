@@ -545,8 +545,11 @@ fn risky_jokes(words: &[Word], lang: AgentLanguage, flags: &mut Vec<ReplyFlag>) 
     }
 }
 
+/// Code-point ranges found by one detector.
+type Spans = Vec<(usize, usize)>;
+
 fn personal_data(chars: &[char], words: &[Word], lang: AgentLanguage, flags: &mut Vec<ReplyFlag>) {
-    let detected: [(Vec<(usize, usize)>, &str, &str); 6] = [
+    let detected: [(Spans, &str, &str); 6] = [
         (emails(chars), "een e-mailadres", "an e-mail address"),
         (ibans(chars), "een IBAN", "an IBAN"),
         (postcodes(chars), "een postcode", "a postcode"),
