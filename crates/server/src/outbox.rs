@@ -141,25 +141,12 @@ impl OutboxWorker {
     }
 
     async fn deliver(&self, item: &OutboxItem) -> SendOutcome {
-        let channel = match self.store.channel(item.channel_id).await {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                return SendOutcome::Permanent {
-                    reason: "the channel no longer exists".into(),
-                };
-            }
-            Err(e) => {
-                return SendOutcome::Retry {
-                    after: Duration::from_secs(1),
-                    reason: format!("store: {e}"),
-                };
-            }
-        };
+        let channel = &item.channel;
         if channel.kind == ChannelKind::Api {
             return self.deliver_webhook(item, &channel.name).await;
         }
         match connector::for_kind(channel.kind) {
-            Some(connector) => self.deliver_platform(item, &channel, connector).await,
+            Some(connector) => self.deliver_platform(item, channel, connector).await,
             None => SendOutcome::Permanent {
                 reason: format!(
                     "sending on {} channels is not available yet",

@@ -165,7 +165,8 @@ pub struct OutboxItem {
     pub id: i64,
     pub message_id: MessageId,
     pub conversation_id: ConversationId,
-    pub channel_id: ChannelId,
+    /// The channel the reply goes out on, read with the claim.
+    pub channel: Channel,
     pub idempotency_key: String,
     pub text: String,
     pub attempts: i64,
@@ -176,7 +177,8 @@ pub struct OutboxItem {
     /// When the customer last wrote on this conversation (for platform reply windows).
     pub last_customer_message_at: Option<Millis>,
     /// Where on the platform the answered message was (DM, comment, post), as its connector
-    /// said; decides how a reply goes out (an Instagram DM or a comment reply).
+    /// said and its message row keeps; decides how a reply goes out (an Instagram DM or a
+    /// comment reply).
     pub reply_to_place: Option<PlaceKind>,
 }
 

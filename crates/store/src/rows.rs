@@ -118,6 +118,23 @@ pub(crate) fn channel(r: &impl Columns) -> Result<Channel> {
     })
 }
 
+/// The channel of a claimed outbox row, in its `channel_*` columns.
+pub(crate) fn claimed_channel(r: &impl Columns) -> Result<Channel> {
+    Ok(Channel {
+        id: ChannelId(r.int("channel_id")?),
+        brand_id: BrandId(r.int("channel_brand_id")?),
+        kind: channel_kind(r, "channel_kind")?,
+        name: r.text("channel_name")?,
+        settings: r.text("channel_settings")?,
+    })
+}
+
+/// A place kind column: empty when the platform did not say (or named a place this version
+/// does not know).
+pub(crate) fn place_kind(r: &impl Columns, column: &str) -> Result<Option<PlaceKind>> {
+    Ok(r.opt_text(column)?.and_then(|k| PlaceKind::parse(&k)))
+}
+
 /// A row of [`conv_cols!`].
 pub(crate) fn inbox_row(r: &impl Columns) -> Result<InboxRow> {
     let status = r.text("status")?;
@@ -178,13 +195,10 @@ pub(crate) fn timeline_message(r: &impl Columns) -> Result<TimelineMessage> {
             delivery_error: r.opt_text("delivery_error")?,
             removed: r.flag("removed")?,
             analysis: r.opt_text("analysis")?,
-            place: r
-                .opt_text("place_kind")?
-                .and_then(|k| PlaceKind::parse(&k))
-                .map(|kind| Place {
-                    kind,
-                    url: r.opt_text("place_url").ok().flatten(),
-                }),
+            place: place_kind(r, "place_kind")?.map(|kind| Place {
+                kind,
+                url: r.opt_text("place_url").ok().flatten(),
+            }),
         },
         analysis: stored_analysis(r)?,
         author_name: r.text("author_name")?,

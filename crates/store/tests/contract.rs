@@ -1368,7 +1368,7 @@ mod contract {
         let item = &claimed[0];
         assert_eq!(item.message_id, reply.id);
         assert_eq!(item.conversation_id, conv);
-        assert_eq!(item.channel_id, w.x.id);
+        assert_eq!(item.channel, w.x);
         assert_eq!(item.idempotency_key, "key-1");
         assert_eq!(item.text, "Hoi!");
         assert_eq!(item.attempts, 1);

@@ -172,16 +172,16 @@ macro_rules! impl_outbox {
                 let mut out = Vec::with_capacity(ids.len());
                 for id in ids {
                     let row = sqlx::query(
-                        "SELECT o.id, o.message_id, o.channel_id, o.idempotency_key, o.attempts, \
+                        "SELECT o.id, o.message_id, o.idempotency_key, o.attempts, \
                          m.conversation_id, m.text, r.external_id AS reply_to_external_id, \
+                         r.place_kind AS reply_to_place, ch.id AS channel_id, \
+                         ch.brand_id AS channel_brand_id, ch.kind AS channel_kind, \
+                         ch.name AS channel_name, ch.settings AS channel_settings, \
                          (SELECT i.external_id FROM identities i \
                             WHERE i.customer_id = c.customer_id AND i.platform = ch.kind \
                             ORDER BY i.id LIMIT 1) AS recipient_external_id, \
                          (SELECT MAX(x.created_at) FROM messages x \
-                            WHERE x.conversation_id = c.id AND x.direction = 'in') AS last_in, \
-                         (SELECT j.payload FROM journal j \
-                            WHERE j.channel_id = r.channel_id AND j.dedupe_key = r.external_id) \
-                            AS reply_to_payload \
+                            WHERE x.conversation_id = c.id AND x.direction = 'in') AS last_in \
                          FROM outbox o JOIN messages m ON m.id = o.message_id \
                          JOIN conversations c ON c.id = m.conversation_id \
                          JOIN channels ch ON ch.id = o.channel_id \
@@ -194,23 +194,14 @@ macro_rules! impl_outbox {
                         id: row.int("id")?,
                         message_id: balie_core::MessageId(row.int("message_id")?),
                         conversation_id: balie_core::ConversationId(row.int("conversation_id")?),
-                        channel_id: balie_core::ChannelId(row.int("channel_id")?),
+                        channel: $crate::rows::claimed_channel(&row)?,
                         idempotency_key: row.text("idempotency_key")?,
                         text: row.text("text")?,
                         attempts: row.int("attempts")?,
                         reply_to_external_id: row.opt_text("reply_to_external_id")?,
                         recipient_external_id: row.opt_text("recipient_external_id")?,
                         last_customer_message_at: row.opt_int("last_in")?,
-                        // Read in Rust, not with the database's JSON functions: PostgreSQL's
-                        // refuse a payload holding an escaped NUL anywhere.
-                        reply_to_place: row.opt_text("reply_to_payload")?.and_then(|payload| {
-                            let mut v =
-                                serde_json::from_str::<serde_json::Value>(&payload).ok()?;
-                            serde_json::from_value::<balie_core::PlaceKind>(
-                                v.pointer_mut("/place/kind")?.take(),
-                            )
-                            .ok()
-                        }),
+                        reply_to_place: $crate::rows::place_kind(&row, "reply_to_place")?,
                     });
                 }
                 tx.commit().await?;

@@ -5,7 +5,7 @@
 
 use balie_core::{
     Author, ChannelId, ChannelKind, ConversationId, ConversationStatus, Inbound, InboundKind,
-    Millis, SlaPolicy,
+    Millis, Place, PlaceKind, SlaPolicy,
 };
 use sqlx::Row;
 
@@ -332,6 +332,61 @@ async fn migration_7_fills_the_analysis_columns_from_the_stored_json() {
                 Some(0),
                 s("")
             ),
+        ]
+    );
+    store.close().await;
+}
+
+/// Migration 8 copies where a message was from its journal entry onto messages stored without
+/// it (before migration 4), so the outbox never reads the journal; it leaves messages whose
+/// entry names no place alone.
+#[tokio::test]
+async fn migration_8_copies_the_place_from_the_journal_onto_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("a.db")).await.unwrap();
+    let channels = world(&store).await;
+    let places = [Some(PlaceKind::Comment), None, Some(PlaceKind::Direct)];
+    let entries: Vec<NewJournalEntry> = places
+        .iter()
+        .enumerate()
+        .map(|(i, place)| {
+            let mut inbound = inbound(
+                InboundKind::Message,
+                format!("m{i}"),
+                i,
+                format!("vraag {i}"),
+            );
+            inbound.place = place.map(|kind| Place { kind, url: None });
+            NewJournalEntry {
+                channel_id: channels[0],
+                inbound,
+                received_at: T0,
+            }
+        })
+        .collect();
+    store.append_journal(&entries).await.unwrap();
+    apply_pending(&store, 10).await;
+    sqlx::query("UPDATE messages SET place_kind = NULL")
+        .execute(&store.writer)
+        .await
+        .unwrap();
+    let (_, migration) = super::MIGRATIONS.iter().find(|(v, _)| *v == 8).unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(*migration))
+        .execute(&store.writer)
+        .await
+        .unwrap();
+    let rows: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT external_id, place_kind FROM messages ORDER BY external_id")
+            .fetch_all(&store.writer)
+            .await
+            .unwrap();
+    let s = |v: &str| Some(v.to_owned());
+    assert_eq!(
+        rows,
+        vec![
+            ("m0".into(), s("comment")),
+            ("m1".into(), None),
+            ("m2".into(), s("direct")),
         ]
     );
     store.close().await;
