@@ -179,7 +179,7 @@ async fn save_channel(
         .collect();
     let brand = state
         .store
-        .ensure_brand(&state.config.default_brand, crate::outbox::now_ms())
+        .ensure_brand(&state.config.default_brand, state.clock.now())
         .await?;
     match platform_channels::configure(
         state.store.as_ref(),

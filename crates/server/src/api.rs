@@ -25,7 +25,6 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::outbox::now_ms;
 use crate::{AppState, auth, web};
 
 const MAX_TEXT_BYTES: usize = 64 * 1024;
@@ -229,7 +228,7 @@ async fn post_message(
         return Err(ApiError::Unauthorized);
     }
     let body = body_or_error(&state, body)?;
-    let now = now_ms();
+    let now = state.clock.now();
     let msg = match parse_api_message(&body, now) {
         Ok(m) => m,
         Err(e) => {
@@ -277,11 +276,11 @@ async fn api_channel(state: &AppState, name: &str) -> Result<Channel, ApiError> 
             // Generic channels come into being on first use, like a mailbox address.
             let brand = state
                 .store
-                .ensure_brand(&state.config.default_brand, crate::outbox::now_ms())
+                .ensure_brand(&state.config.default_brand, state.clock.now())
                 .await?;
             match state
                 .store
-                .create_channel(brand, ChannelKind::Api, name, "{}", crate::outbox::now_ms())
+                .create_channel(brand, ChannelKind::Api, name, "{}", state.clock.now())
                 .await
             {
                 Ok(c) => {

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod channel_keys;
+pub mod clock;
 pub mod compose;
 pub mod config;
 pub mod edge;
@@ -42,6 +43,8 @@ use metrics::Metrics;
 /// Everything a request handler may touch.
 #[derive(Clone)]
 pub struct AppState {
+    /// Where every handler reads the time (see [`clock::Clock`]).
+    pub clock: Arc<dyn clock::Clock>,
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
@@ -151,8 +154,9 @@ impl App {
     ) -> anyhow::Result<Self> {
         // One TLS provider for every outbound HTTPS call (rustls with ring); idempotent.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let clock: Arc<dyn clock::Clock> = Arc::new(clock::SystemClock);
         store
-            .ensure_brand(&config.default_brand, crate::outbox::now_ms())
+            .ensure_brand(&config.default_brand, clock.now())
             .await
             .context("creating default brand")?;
         let metrics = Arc::new(Metrics::default());
@@ -181,6 +185,7 @@ impl App {
             .context("building HTTP client")?;
         let config = Arc::new(config);
         let pipeline = pipeline::Pipeline {
+            clock: clock.clone(),
             store: store.clone(),
             sla: config.sla,
             metrics: metrics.clone(),
@@ -188,6 +193,7 @@ impl App {
             appended: intake.last_appended.clone(),
         };
         let outbox = outbox::OutboxWorker {
+            clock: clock.clone(),
             store: store.clone(),
             metrics: metrics.clone(),
             http,
@@ -196,6 +202,7 @@ impl App {
             channel_keys: channel_keys.clone(),
         };
         let state = AppState {
+            clock,
             store,
             config,
             metrics,
@@ -216,6 +223,15 @@ impl App {
             outbox,
             stop_tx,
         })
+    }
+
+    /// Runs the workers and handlers on `clock` instead of the system's (tests drive timed
+    /// behaviour with a [`clock::TestClock`]).
+    pub fn with_clock(mut self, clock: Arc<dyn clock::Clock>) -> Self {
+        self.pipeline.clock = clock.clone();
+        self.outbox.clock = clock.clone();
+        self.state.clock = clock;
+        self
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {

@@ -53,7 +53,7 @@ impl Viewer {
         let valid = match self {
             Viewer::Session(hash) => state
                 .store
-                .session_user(hash, crate::outbox::now_ms())
+                .session_user(hash, state.clock.now())
                 .await
                 .map(|u| u.is_some()),
             Viewer::Token(hash) => state.store.api_token_valid(hash).await,

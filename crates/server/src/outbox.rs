@@ -33,6 +33,7 @@ use crate::platform_channels::{self, PlatformSettings, platform_kinds};
 pub const DELIVERY_UNKNOWN: &str = "delivery unknown: check the platform before resending";
 
 pub struct OutboxWorker {
+    pub clock: Arc<dyn crate::clock::Clock>,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
     pub http: reqwest::Client,
@@ -91,17 +92,17 @@ impl OutboxWorker {
     async fn hold_lease(&self) -> anyhow::Result<bool> {
         Ok(self
             .store
-            .claim(LEASE, &self.owner, LEASE_TTL, now_ms())
+            .claim(LEASE, &self.owner, LEASE_TTL, self.clock.now())
             .await?)
     }
 
     /// One step: claims due replies and attempts each once; returns how many it attempted.
     pub async fn try_execute(&self) -> anyhow::Result<usize> {
-        let items = self.store.claim_outbox(now_ms(), 32).await?;
+        let items = self.store.claim_outbox(self.clock.now(), 32).await?;
         let n = items.len();
         for item in items {
             let outcome = self.deliver(&item).await;
-            let now = now_ms();
+            let now = self.clock.now();
             match outcome {
                 SendOutcome::Sent { platform_id } => {
                     self.store
@@ -115,7 +116,7 @@ impl OutboxWorker {
                         now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
                     tracing::warn!(outbox = item.id, attempts = item.attempts, %reason, "reply delivery will be retried");
                     self.store
-                        .outbox_retry(item.id, next, &reason, now_ms())
+                        .outbox_retry(item.id, next, &reason, self.clock.now())
                         .await?;
                     Metrics::inc(&self.metrics.replies_retried, 1);
                 }
@@ -177,7 +178,7 @@ impl OutboxWorker {
             };
         };
         if let Err(refusal) =
-            balie_channels::reply_window(kind, item.last_customer_message_at, now_ms())
+            balie_channels::reply_window(kind, item.last_customer_message_at, self.clock.now())
         {
             return SendOutcome::Permanent {
                 reason: refusal.to_string(),
@@ -226,7 +227,7 @@ impl OutboxWorker {
         let reason = format!("{DELIVERY_UNKNOWN} (Balie stopped while sending it)");
         let parked = self
             .store
-            .park_interrupted_outbox(&platform_kinds(), &reason, now_ms())
+            .park_interrupted_outbox(&platform_kinds(), &reason, self.clock.now())
             .await?;
         if parked > 0 {
             tracing::warn!(
@@ -286,7 +287,7 @@ impl OutboxWorker {
             }
             tokio::select! {
                 _ = wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = self.clock.sleep_until(self.clock.now().saturating_add(500)) => {}
                 _ = shutdown.changed() => {}
             }
         }

@@ -21,6 +21,7 @@ const FILL: i64 = 256;
 const FILL_WAIT: Duration = Duration::from_millis(4);
 
 pub struct Pipeline {
+    pub clock: Arc<dyn crate::clock::Clock>,
     pub store: Arc<dyn Store>,
     pub sla: SlaPolicy,
     pub metrics: Arc<Metrics>,
@@ -51,7 +52,7 @@ impl Pipeline {
             })
             .collect();
         self.store
-            .apply_journal(&batch, &self.sla, crate::outbox::now_ms())
+            .apply_journal(&batch, &self.sla, self.clock.now())
             .await?;
         Metrics::inc(&self.metrics.messages_processed, n as u64);
         self.processed.send_modify(|v| *v = (*v).max(last));
@@ -86,7 +87,9 @@ impl Pipeline {
                 }
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "pipeline step failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    self.clock
+                        .sleep_until(self.clock.now().saturating_add(500))
+                        .await;
                 }
             }
             if *shutdown.borrow() {
@@ -94,7 +97,7 @@ impl Pipeline {
             }
             tokio::select! {
                 _ = wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = self.clock.sleep_until(self.clock.now().saturating_add(500)) => {}
                 _ = shutdown.changed() => {}
             }
         }

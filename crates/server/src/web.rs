@@ -21,7 +21,6 @@ use crate::edge::Client;
 use crate::error::ApiError;
 use crate::i18n::{Lang, Texts};
 use crate::metrics::Metrics;
-use crate::outbox::now_ms;
 use crate::signin::Refusal;
 use crate::{AppState, auth};
 
@@ -116,7 +115,7 @@ pub async fn session_user(state: &AppState, headers: &HeaderMap) -> Result<Optio
     };
     Ok(state
         .store
-        .session_user(&auth::token_hash(&token), now_ms())
+        .session_user(&auth::token_hash(&token), state.clock.now())
         .await?)
 }
 
@@ -483,14 +482,14 @@ async fn login(
     };
     state.signin.succeeded(email);
     let token = auth::new_token("sess").map_err(|e| ApiError::Internal(e.into()))?;
-    let expires = now_ms() + state.config.session_hours * 3_600_000;
+    let expires = state.clock.now() + state.config.session_hours * 3_600_000;
     state
         .store
         .create_session(
             user.id,
             &auth::token_hash(&token),
             expires,
-            crate::outbox::now_ms(),
+            state.clock.now(),
         )
         .await?;
     tracing::info!(account = ?email, client = %client.addr, "signed in");
@@ -583,7 +582,7 @@ async fn inbox(State(state): State<AppState>, headers: HeaderMap) -> Result<Page
     };
     let t = Lang::from_headers(&headers).texts();
     let last_event = state.store.last_event_id().await?.0;
-    let now = now_ms();
+    let now = state.clock.now();
     let rows = state.store.inbox(ConversationStatus::Open, 200).await?;
     render(InboxPage {
         t,
@@ -777,13 +776,7 @@ async fn reply(
     let key = format!("web:{}:{}", user.id, form.key);
     state
         .store
-        .queue_reply(
-            ConversationId(id),
-            user.id,
-            text,
-            &key,
-            crate::outbox::now_ms(),
-        )
+        .queue_reply(ConversationId(id), user.id, text, &key, state.clock.now())
         .await?;
     Metrics::inc(&state.metrics.replies_queued, 1);
     state.outbox_wake.notify_one();
@@ -808,12 +801,7 @@ async fn set_status(
         .ok_or_else(|| ApiError::field("status", "unknown status"))?;
     state
         .store
-        .set_status(
-            ConversationId(id),
-            status,
-            Some(user.id),
-            crate::outbox::now_ms(),
-        )
+        .set_status(ConversationId(id), status, Some(user.id), state.clock.now())
         .await?;
     Ok(Redirect::to(&format!("/conversations/{id}")).into_response())
 }
@@ -844,7 +832,7 @@ async fn assign(
             ConversationId(id),
             assignee,
             Some(user.id),
-            crate::outbox::now_ms(),
+            state.clock.now(),
         )
         .await?;
     Ok(Redirect::to(&format!("/conversations/{id}")).into_response())

@@ -35,7 +35,6 @@ use crate::AppState;
 use crate::api::body_or_error;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::outbox::now_ms;
 use crate::platform_channels::{self, PlatformSettings};
 
 pub fn routes() -> Router<AppState> {
@@ -190,7 +189,7 @@ async fn journal(
     if events.is_empty() {
         return Ok((0, 0));
     }
-    let received_at = now_ms();
+    let received_at = state.clock.now();
     let entries = events
         .into_iter()
         .map(|(channel, inbound)| NewJournalEntry {
@@ -485,13 +484,13 @@ async fn apply_status(
             let why = format!("{label}: not delivered ({reason})");
             state
                 .store
-                .fail_outbox_by_key(channel.id, key, &why, now_ms())
+                .fail_outbox_by_key(channel.id, key, &why, state.clock.now())
                 .await
         }
         Some(key) => {
             state
                 .store
-                .confirm_outbox_by_key(channel.id, key, &status.external_id, now_ms())
+                .confirm_outbox_by_key(channel.id, key, &status.external_id, state.clock.now())
                 .await
         }
     };

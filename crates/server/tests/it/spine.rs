@@ -1,6 +1,7 @@
 //! The spine, end to end over HTTP: intake, dedupe, threading, bad input, the live stream,
 //! replies through the outbox, and the product invariants.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use balie_core::{ConversationStatus, DeliveryState, Direction};
@@ -333,6 +334,47 @@ async fn a_reply_goes_out_signed_once_after_a_transient_failure() {
         2,
         "nothing is sent again after success"
     );
+}
+
+/// The retry backoff runs on the server's clock: a reply refused with a 503 is tried again
+/// only once the (test) clock passes its backoff, however long real time goes on.
+#[tokio::test]
+async fn a_retried_reply_waits_for_the_clock_not_for_real_time() {
+    let receiver = FakeReceiver::start(vec![503]).await;
+    let url = receiver.url.clone();
+    let clock = Arc::new(balie_server::clock::TestClock::at(
+        balie_server::outbox::now_ms(),
+    ));
+    let app = spawn_app_on(clock.clone(), |c| c.outbound.url = url).await;
+    app.post_message(&message("m-1", "kim", "Hallo")).await;
+    let conversation = app.conversations().await[0]["id"].as_i64().unwrap();
+    let cookie = app.login().await;
+    app.http
+        .post(format!("{}/conversations/{conversation}/reply", app.base))
+        .header("cookie", &cookie)
+        .form(&[("text", "Hoi Kim!"), ("key", "k")])
+        .send()
+        .await
+        .unwrap();
+    eventually(10, || async { (receiver.got().len() == 1).then_some(()) }).await;
+    // Well past the shortest backoff (1 s) in real time: the clock has not moved, so the
+    // reply is not due yet.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(
+        receiver.got().len(),
+        1,
+        "not retried before the clock says so"
+    );
+    // The first backoff is 1 s plus at most 25% jitter.
+    clock.advance(Duration::from_millis(1_300));
+    let got = eventually(10, || async {
+        let got = receiver.got();
+        (got.len() == 2).then_some(got)
+    })
+    .await;
+    assert_eq!(got[0].status, 503);
+    assert_eq!(got[1].status, 200);
+    assert_eq!(got[0].idempotency_key, got[1].idempotency_key);
 }
 
 #[tokio::test]

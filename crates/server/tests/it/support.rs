@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use balie_core::Role;
+use balie_server::clock::Clock;
 use balie_server::{App, Config, Secret, auth};
 use balie_store::Store;
 use tempfile::TempDir;
@@ -120,6 +121,19 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 
 /// Starts an app on an existing data dir (for restart tests).
 pub async fn spawn_app_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    start(dir, adjust, None).await
+}
+
+/// Starts an app whose workers and handlers read and sleep by `clock`.
+pub async fn spawn_app_on(clock: Arc<dyn Clock>, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    start(tempfile::tempdir().unwrap(), adjust, Some(clock)).await
+}
+
+async fn start(
+    dir: TempDir,
+    adjust: impl FnOnce(&mut Config),
+    clock: Option<Arc<dyn Clock>>,
+) -> TestApp {
     let mut config = Config {
         data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -127,7 +141,10 @@ pub async fn spawn_app_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> Tes
     };
     config.outbound.secret = Secret::new(OUTBOUND_SECRET);
     adjust(&mut config);
-    let app = App::build(config).await.unwrap();
+    let mut app = App::build(config).await.unwrap();
+    if let Some(clock) = clock {
+        app = app.with_clock(clock);
+    }
     let addr = app.local_addr().unwrap();
     let store = app.state().store.clone();
     let token = auth::new_token("balie").unwrap();
