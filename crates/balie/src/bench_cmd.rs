@@ -425,6 +425,7 @@ async fn start_server(secrets: &WebhookSecrets) -> anyhow::Result<BenchServer> {
         .create_api_token(
             "bench",
             &auth::token_hash(&token),
+            bench_brand(app.state().store.as_ref()).await?,
             balie_server::outbox::now_ms(),
         )
         .await?;
@@ -598,6 +599,12 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// The brand the bench's channels and token belong to (the default brand's name).
+async fn bench_brand(store: &dyn balie_store::Store) -> anyhow::Result<balie_core::BrandId> {
+    let name = Config::default().default_brand;
+    Ok(store.ensure_brand(&name, balie_server::outbox::now_ms()).await?)
+}
+
 /// The bench's channels and a fresh API token in the store of the server at `url`.
 async fn prepare_running_server(
     url: &str,
@@ -612,6 +619,7 @@ async fn prepare_running_server(
         .create_api_token(
             &format!("bench-{}", auth::random_hex(4)?),
             &auth::token_hash(&token),
+            bench_brand(store.as_ref()).await?,
             balie_server::outbox::now_ms(),
         )
         .await?;
@@ -980,7 +988,7 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
     let rounds = args.rounds;
     let s = &store;
     let mut inbox = time_rounds(rounds, |_| async move {
-        let rows = s.inbox(ConversationStatus::Open, 50).await?;
+        let rows = s.inbox(brand, ConversationStatus::Open, 50).await?;
         anyhow::ensure!(!rows.is_empty(), "the inbox is empty");
         Ok(())
     })
@@ -995,7 +1003,7 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
         let id = ids[r];
         async move {
             store
-                .conversation(ConversationId(id))
+                .conversation(brand, ConversationId(id))
                 .await?
                 .with_context(|| format!("conversation {id}"))?;
             Ok(())
@@ -1005,7 +1013,7 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
     let mut search = time_rounds(rounds, |r| {
         let store = &store;
         async move {
-            store.search(SEARCHES[r % SEARCHES.len()], 50).await?;
+            store.search(brand, SEARCHES[r % SEARCHES.len()], 50).await?;
             Ok(())
         }
     })
@@ -1014,7 +1022,7 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
     // The same inbox query without migration 0003's index: what the index is worth.
     store.drop_inbox_order_index().await?;
     let mut inbox_unindexed = time_rounds(rounds.min(20), |_| async move {
-        s.inbox(ConversationStatus::Open, 50).await?;
+        s.inbox(brand, ConversationStatus::Open, 50).await?;
         Ok(())
     })
     .await?;

@@ -195,7 +195,7 @@ async fn add(args: AddArgs, config: &Config, store: &dyn Store) -> anyhow::Resul
         .await
         .context("creating the default brand")?;
     let channel =
-        platform_channels::configure(store, &keys, brand, kind, name, &settings, &secrets).await?;
+        platform_channels::configure(store, &keys, platform_channels::Change { brand, may_repoint: true }, kind, name, &settings, &secrets).await?;
     let stored = platform_channels::secret_names(store, &channel).await?;
     println!(
         "Channel `{}` ({}) is configured.",

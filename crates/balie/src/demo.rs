@@ -283,26 +283,25 @@ pub async fn run(args: DemoArgs, mut config: Config, keep_data_dir: bool) -> any
     let store: Arc<dyn Store> = app.state().store.clone();
     let password = auth::generate_password()?;
     let email = "demo@balie.example";
+    let now = balie_server::outbox::now_ms();
+    let brand = store.ensure_brand(&config.default_brand, now).await?;
     match store
         .create_user(
             email,
             "Demo Agent",
-            Role::Admin,
+            true,
             &auth::hash_password(&password)?,
-            balie_server::outbox::now_ms(),
+            now,
         )
         .await
     {
-        Ok(_) | Err(balie_store::StoreError::Conflict(_)) => {}
+        Ok(user) => store.set_membership(user.id, brand, Role::Admin, now).await?,
+        Err(balie_store::StoreError::Conflict(_)) => {}
         Err(e) => return Err(e.into()),
     }
     let token = auth::new_token("balie")?;
     store
-        .create_api_token(
-            "demo simulator",
-            &auth::token_hash(&token),
-            balie_server::outbox::now_ms(),
-        )
+        .create_api_token("demo simulator", &auth::token_hash(&token), brand, now)
         .await?;
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()

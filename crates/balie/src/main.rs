@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use balie_core::Role;
+use balie_core::{Brand, BrandSlug, Role};
 use balie_server::{App, Config, auth};
 use balie_store::{Store, StoreError};
 use clap::{Args, Parser, Subcommand};
@@ -52,6 +52,9 @@ enum Command {
     },
     /// Run the server on a temporary data dir with simulated customer traffic.
     Demo(demo::DemoArgs),
+    /// Manage brands (the companies this installation does webcare for).
+    #[command(subcommand)]
+    Brand(BrandCommand),
     /// Manage agents, supervisors and admins.
     #[command(subcommand)]
     User(UserCommand),
@@ -73,13 +76,30 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+enum BrandCommand {
+    /// Add a brand.
+    Add {
+        /// Short name: lowercase letters, digits and `-` (`acme`).
+        slug: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum UserCommand {
     /// Add a user. Asks for a password on a terminal, else generates and prints one.
     Add {
         #[arg(long)]
         email: String,
-        #[arg(long, value_parser = ["agent", "supervisor", "admin"])]
+        /// The role in each `--brand`; `owner` makes the installation's owner (an admin of
+        /// every brand, who alone may point a channel at another API host).
+        #[arg(long, value_parser = ["agent", "supervisor", "admin", "owner"])]
         role: String,
+        /// A brand (slug) the user belongs to; repeat for an agency user. Without it, on an
+        /// installation with one brand: that brand.
+        #[arg(long = "brand", value_name = "SLUG")]
+        brands: Vec<String>,
         /// Display name (default: the part of the e-mail before @).
         #[arg(long)]
         name: Option<String>,
@@ -95,6 +115,10 @@ enum TokenCommand {
     Create {
         #[arg(long)]
         name: String,
+        /// The brand (slug) the token acts for. Without it, on an installation with one
+        /// brand: that brand.
+        #[arg(long, value_name = "SLUG")]
+        brand: Option<String>,
     },
 }
 
@@ -177,14 +201,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Brand(BrandCommand::Add { slug, name }) => {
+            let config = load_config(&cli.global)?;
+            let slug = BrandSlug::parse(slug.trim()).context(
+                "a brand slug is 1 to 40 lowercase letters, digits and -, not starting with -",
+            )?;
+            let name = name.trim();
+            if name.is_empty() || name.len() > 200 {
+                bail!("a brand name needs 1 to 200 bytes");
+            }
+            let store = open_store(&config).await?;
+            match store
+                .create_brand(&slug, name, balie_server::outbox::now_ms())
+                .await
+            {
+                Ok(brand) => println!("Added brand {} ({}).", brand.slug, brand.name),
+                Err(StoreError::Conflict(_)) => {
+                    bail!("a brand with slug `{slug}` or name `{name}` already exists")
+                }
+                Err(e) => return Err(e.into()),
+            }
+            Ok(())
+        }
         Command::User(UserCommand::Add {
             email,
             role,
+            brands,
             name,
             password_stdin,
         }) => {
             let config = load_config(&cli.global)?;
-            let role = Role::parse(&role).context("role must be agent, supervisor or admin")?;
+            let owner = role == "owner";
+            let role = if owner {
+                Role::Admin
+            } else {
+                Role::parse(&role).context("role must be agent, supervisor, admin or owner")?
+            };
             let email = email.trim().to_string();
             if !email.contains('@') || email.len() > 254 {
                 bail!("`{email}` is not an e-mail address");
@@ -194,16 +246,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let name =
                 name.unwrap_or_else(|| email.split('@').next().unwrap_or(&email).to_string());
             let store = open_store(&config).await?;
-            match store
-                .create_user(&email, &name, role, &hash, balie_server::outbox::now_ms())
-                .await
-            {
+            let brands = brands_named(&*store, &config, &brands).await?;
+            let now = balie_server::outbox::now_ms();
+            match store.create_user(&email, &name, owner, &hash, now).await {
                 Ok(user) => {
+                    for brand in &brands {
+                        store.set_membership(user.id, brand.id, role, now).await?;
+                    }
+                    let slugs: Vec<&str> = brands.iter().map(|b| b.slug.as_str()).collect();
                     println!(
-                        "Added {} {} (id {}).",
-                        user.role.as_str(),
+                        "Added {} {} (id {}) to {}.",
+                        if owner { "owner" } else { role.as_str() },
                         user.email,
-                        user.id
+                        user.id,
+                        slugs.join(", ")
                     );
                     if generated {
                         println!("Generated password: {password}");
@@ -214,7 +270,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Token(TokenCommand::Create { name }) => {
+        Command::Token(TokenCommand::Create { name, brand }) => {
             let config = load_config(&cli.global)?;
             let name = name.trim().to_string();
             if name.is_empty() {
@@ -222,10 +278,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let token = auth::new_token("balie")?;
             let store = open_store(&config).await?;
+            let slugs: Vec<String> = brand.into_iter().collect();
+            let brand = brands_named(&*store, &config, &slugs).await?;
+            let brand = brand.first().context("no brand")?;
             store
                 .create_api_token(
                     &name,
                     &auth::token_hash(&token),
+                    brand.id,
                     balie_server::outbox::now_ms(),
                 )
                 .await?;
@@ -248,6 +308,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::LintReply(_)
         | Command::Bench(BenchCommand::Analyze(_)) => Ok(()),
     }
+}
+
+/// The brands `slugs` name; without any, the installation's only brand (the configured
+/// default brand, made now, on an installation that has none yet).
+async fn brands_named(
+    store: &dyn Store,
+    config: &Config,
+    slugs: &[String],
+) -> anyhow::Result<Vec<Brand>> {
+    if slugs.is_empty() {
+        let mut all = store.brands().await?;
+        if all.is_empty() {
+            store
+                .ensure_brand(&config.default_brand, balie_server::outbox::now_ms())
+                .await?;
+            all = store.brands().await?;
+        }
+        if all.len() > 1 {
+            let names: Vec<&str> = all.iter().map(|b| b.slug.as_str()).collect();
+            bail!(
+                "this installation has several brands: name one with --brand ({})",
+                names.join(", ")
+            );
+        }
+        return Ok(all);
+    }
+    let mut out = Vec::new();
+    for slug in slugs {
+        let brand = store
+            .brand_by_slug(slug.trim())
+            .await?
+            .with_context(|| format!("no brand with slug `{slug}` (see `balie brand add`)"))?;
+        out.push(brand);
+    }
+    Ok(out)
 }
 
 fn read_or_generate_password(from_stdin: bool) -> anyhow::Result<(String, bool)> {

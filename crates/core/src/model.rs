@@ -34,7 +34,49 @@ id_type!(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Brand {
     pub id: BrandId,
+    /// Short, unique, chosen once (`acme`): how the CLI and the brand switcher name it.
+    pub slug: BrandSlug,
     pub name: String,
+}
+
+/// A brand's slug: 1 to 40 characters of lowercase ASCII letters, digits and `-`, starting
+/// with a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BrandSlug(String);
+
+impl BrandSlug {
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = (1..=40).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-');
+        ok.then(|| Self(s.to_string()))
+    }
+
+    /// A slug made from a brand's name (`Balie Demo` → `balie-demo`), for brands that had none.
+    pub fn from_name(name: &str) -> Self {
+        let mut slug = String::new();
+        for c in name.trim().chars().flat_map(char::to_lowercase) {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                slug.push(c);
+            } else if !slug.is_empty() && !slug.ends_with('-') {
+                slug.push('-');
+            }
+        }
+        let slug = slug.trim_end_matches('-');
+        let slug: String = slug.chars().take(40).collect();
+        Self(if slug.is_empty() { "brand".into() } else { slug.trim_end_matches('-').into() })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for BrandSlug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 /// The kind of platform a channel connects to.
@@ -330,6 +372,15 @@ pub struct User {
     pub id: UserId,
     pub email: String,
     pub name: String,
+    /// The installation's owner: may point a channel at another API host, and is an admin
+    /// of every brand.
+    pub owner: bool,
+}
+
+/// A user's place in one brand: what they may do there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    pub brand: Brand,
     pub role: Role,
 }
 
@@ -347,6 +398,13 @@ mod tests {
         }
         assert_eq!(Role::parse("supervisor"), Some(Role::Supervisor));
         assert_eq!(Role::parse("root"), None);
+        assert_eq!(BrandSlug::parse("acme-2").map(|s| s.to_string()), Some("acme-2".into()));
+        assert_eq!(BrandSlug::parse("Acme"), None);
+        assert_eq!(BrandSlug::parse("-acme"), None);
+        assert_eq!(BrandSlug::parse(""), None);
+        assert_eq!(BrandSlug::from_name("Balie Demo!").as_str(), "balie-demo");
+        assert_eq!(BrandSlug::from_name("  Ünïcode  ").as_str(), "n-code");
+        assert_eq!(BrandSlug::from_name("???").as_str(), "brand");
         assert_eq!(
             ConversationStatus::parse("closed"),
             Some(ConversationStatus::Closed)

@@ -10,14 +10,15 @@ use axum::extract::{Form, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use balie_core::{ChannelKind, Role, User};
+use balie_core::ChannelKind;
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::i18n::{Lang, Texts};
 use crate::platform_channels::{self, PlatformSettings, SecretName, platform_kinds};
-use crate::web::{Page, render, session_user, texts_json};
+use crate::access::{Action, Member, member};
+use crate::web::{Page, render, texts_json};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/admin/channels", get(channels_page).post(save_channel))
@@ -36,18 +37,19 @@ struct ChannelRow {
 struct ChannelsPage {
     t: &'static Texts,
     texts: String,
-    user: User,
+    user: Member,
     rows: Vec<ChannelRow>,
     kinds: Vec<&'static str>,
     error: String,
 }
 
-async fn admin(state: &AppState, headers: &HeaderMap) -> Result<Option<User>, ApiError> {
-    match session_user(state, headers).await? {
-        Some(u) if u.role == Role::Admin => Ok(Some(u)),
-        Some(_) => Err(ApiError::Forbidden),
-        None => Ok(None),
-    }
+/// The signed-in user if they may manage the current brand's channels.
+async fn admin(state: &AppState, headers: &HeaderMap) -> Result<Option<Member>, ApiError> {
+    let Some(m) = member(state, headers).await? else {
+        return Ok(None);
+    };
+    m.require(Action::ManageChannels)?;
+    Ok(Some(m))
 }
 
 fn public_url(state: &AppState, headers: &HeaderMap) -> String {
@@ -71,13 +73,14 @@ fn public_url(state: &AppState, headers: &HeaderMap) -> String {
 async fn render_channels(
     state: &AppState,
     headers: &HeaderMap,
-    user: User,
+    user: Member,
     error: String,
 ) -> Result<Page, ApiError> {
     let t = Lang::from_headers(headers).texts();
     let base = public_url(state, headers);
     let mut rows = Vec::new();
-    for channel in state.store.channels().await? {
+    let channels = state.store.channels().await?;
+    for channel in channels.into_iter().filter(|c| c.brand_id == user.brand_id()) {
         let stored = platform_channels::secret_names(state.store.as_ref(), &channel).await?;
         let settings = PlatformSettings::parse(&channel.settings).unwrap_or_default();
         rows.push(ChannelRow {
@@ -177,14 +180,13 @@ async fn save_channel(
             (!value.is_empty()).then(|| (*n, value.to_string()))
         })
         .collect();
-    let brand = state
-        .store
-        .ensure_brand(&state.config.default_brand, state.clock.now())
-        .await?;
     match platform_channels::configure(
         state.store.as_ref(),
         &state.channel_keys,
-        brand,
+        platform_channels::Change {
+            brand: user.brand_id(),
+            may_repoint: user.may(Action::RepointChannel),
+        },
         kind,
         name,
         &settings_from(kind, &form),
@@ -193,7 +195,7 @@ async fn save_channel(
     .await
     {
         Ok(channel) => {
-            tracing::info!(channel = %channel.name, kind = channel.kind.as_str(), by = %user.email, "channel configured");
+            tracing::info!(channel = %channel.name, kind = channel.kind.as_str(), by = %user.user.email, "channel configured");
             Ok(Redirect::to("/admin/channels").into_response())
         }
         Err(e) => Ok(render_channels(&state, &headers, user, format!("{e:#}"))

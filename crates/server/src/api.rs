@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use balie_core::{
-    Author, Channel, ChannelKind, ConversationStatus, Inbound, InboundKind, Millis, Place,
+    Author, BrandId, Channel, ChannelKind, ConversationStatus, Inbound, InboundKind, Millis, Place,
     PlaceKind,
 };
 use balie_store::{Appended, NewJournalEntry, StoreError};
@@ -25,7 +25,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::{AppState, auth, web};
+use crate::{AppState, auth};
 
 const MAX_TEXT_BYTES: usize = 64 * 1024;
 const MAX_ID_BYTES: usize = 512;
@@ -48,17 +48,6 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (!token.is_empty()).then_some(token)
 }
 
-/// Accepts `Authorization: Bearer <token>` for a stored API token.
-pub async fn bearer_ok(state: &AppState, headers: &HeaderMap) -> Result<bool, ApiError> {
-    let Some(token) = bearer_token(headers) else {
-        return Ok(false);
-    };
-    Ok(state
-        .store
-        .api_token_valid(&auth::token_hash(token))
-        .await?)
-}
-
 /// How long a verified API token is taken on trust before the store is asked again.
 const TOKEN_RECHECK: Duration = Duration::from_secs(10);
 /// Entries kept per map; a full map starts over.
@@ -70,32 +59,40 @@ const HOT_CACHE_ENTRIES: usize = 10_000;
 /// checked with the store again after [`TOKEN_RECHECK`].
 #[derive(Default)]
 pub struct HotCache {
-    tokens: Mutex<HashMap<String, Instant>>,
+    tokens: Mutex<HashMap<String, (Instant, BrandId)>>,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl HotCache {
-    async fn bearer_ok(&self, state: &AppState, headers: &HeaderMap) -> Result<bool, ApiError> {
+    /// The brand the request's API token acts for, if it carries a live one.
+    async fn token_brand(
+        &self,
+        state: &AppState,
+        headers: &HeaderMap,
+    ) -> Result<Option<BrandId>, ApiError> {
         let Some(token) = bearer_token(headers) else {
-            return Ok(false);
+            return Ok(None);
         };
         let hash = auth::token_hash(token);
-        let fresh = self.tokens.lock().ok().is_some_and(|tokens| {
+        let fresh = self.tokens.lock().ok().and_then(|tokens| {
             tokens
                 .get(&hash)
-                .is_some_and(|checked| checked.elapsed() < TOKEN_RECHECK)
+                .filter(|(checked, _)| checked.elapsed() < TOKEN_RECHECK)
+                .map(|(_, brand)| *brand)
         });
-        if fresh {
-            return Ok(true);
+        if fresh.is_some() {
+            return Ok(fresh);
         }
-        let valid = state.store.api_token_valid(&hash).await?;
-        if valid && let Ok(mut tokens) = self.tokens.lock() {
+        let brand = state.store.api_token_brand(&hash).await?;
+        if let Some(brand) = brand
+            && let Ok(mut tokens) = self.tokens.lock()
+        {
             if tokens.len() >= HOT_CACHE_ENTRIES {
                 tokens.clear();
             }
-            tokens.insert(hash, Instant::now());
+            tokens.insert(hash, (Instant::now(), brand));
         }
-        Ok(valid)
+        Ok(brand)
     }
 
     fn channel(&self, name: &str) -> Option<Channel> {
@@ -223,10 +220,10 @@ async fn post_message(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    if !cache.bearer_ok(&state, &headers).await? {
+    let Some(brand) = cache.token_brand(&state, &headers).await? else {
         Metrics::inc(&state.metrics.requests_rejected, 1);
         return Err(ApiError::Unauthorized);
-    }
+    };
     let body = body_or_error(&state, body)?;
     let now = state.clock.now();
     let msg = match parse_api_message(&body, now) {
@@ -239,11 +236,16 @@ async fn post_message(
     let channel = match cache.channel(&msg.channel) {
         Some(c) => c,
         None => {
-            let c = api_channel(&state, &msg.channel).await?;
+            let c = api_channel(&state, brand, &msg.channel).await?;
             cache.remember_channel(&c);
             c
         }
     };
+    // Another brand's channel is, for this token, no channel at all.
+    if channel.brand_id != brand {
+        Metrics::inc(&state.metrics.requests_rejected, 1);
+        return Err(ApiError::NotFound("channel"));
+    }
     let results = state
         .intake
         .append(vec![NewJournalEntry {
@@ -260,10 +262,11 @@ async fn post_message(
         .into_response())
 }
 
-/// The API channel called `name`, created on first use; another kind of channel by that
-/// name is a bad request.
-async fn api_channel(state: &AppState, name: &str) -> Result<Channel, ApiError> {
+/// The API channel called `name`, created on first use in `brand`; another kind of channel
+/// by that name is a bad request, another brand's is not found.
+async fn api_channel(state: &AppState, brand: BrandId, name: &str) -> Result<Channel, ApiError> {
     let channel = match state.store.channel_by_name(name).await? {
+        Some(c) if c.brand_id != brand => return Err(ApiError::NotFound("channel")),
         Some(c) if c.kind == ChannelKind::Api => c,
         Some(_) => {
             Metrics::inc(&state.metrics.requests_rejected, 1);
@@ -274,10 +277,6 @@ async fn api_channel(state: &AppState, name: &str) -> Result<Channel, ApiError> 
         }
         None => {
             // Generic channels come into being on first use, like a mailbox address.
-            let brand = state
-                .store
-                .ensure_brand(&state.config.default_brand, state.clock.now())
-                .await?;
             match state
                 .store
                 .create_channel(brand, ChannelKind::Api, name, "{}", state.clock.now())
@@ -335,9 +334,9 @@ async fn list_conversations(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    if !bearer_ok(&state, &headers).await? && web::session_user(&state, &headers).await?.is_none() {
+    let Some(brand) = crate::access::reader_brand(&state, &headers).await? else {
         return Err(ApiError::Unauthorized);
-    }
+    };
     let status = match q.status.as_deref() {
         None => ConversationStatus::Open,
         Some(s) => ConversationStatus::parse(s).ok_or_else(|| {
@@ -368,7 +367,7 @@ async fn list_conversations(
             .ok_or_else(|| ApiError::field("cursor", "`cursor` is not one this API gave"))?,
     };
     read_your_writes(&state).await;
-    let rows = state.store.inbox(status, offset + limit + 1).await?;
+    let rows = state.store.inbox(brand, status, offset + limit + 1).await?;
     let more = rows.len() as i64 > offset + limit;
     let page = rows
         .into_iter()
@@ -377,7 +376,7 @@ async fn list_conversations(
     let mut out = Vec::new();
     for row in page {
         let c = &row.conversation;
-        let mut messages = state.store.conversation_messages(c.id).await?;
+        let mut messages = state.store.conversation_messages(brand, c.id).await?;
         let omitted = messages.len().saturating_sub(MESSAGES_PER_CONVERSATION);
         messages.drain(..omitted);
         out.push(json!({

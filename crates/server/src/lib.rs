@@ -1,6 +1,7 @@
 //! Balie's server: the HTTP API, the agent UI with its live stream, and the background
 //! workers (journal writer, pipeline, outbox), all in one process over one [`Store`].
 
+pub mod access;
 pub mod admin;
 pub mod api;
 pub mod auth;

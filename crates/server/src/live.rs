@@ -9,13 +9,13 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
-use balie_core::EventId;
+use balie_core::{BrandId, EventId};
 use balie_store::LiveEvent;
 use futures_util::Stream;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::{AppState, api, auth, web};
+use crate::{AppState, access, api, auth, web};
 
 /// Events read from the log per query.
 const PAGE: i64 = 200;
@@ -56,7 +56,7 @@ impl Viewer {
                 .session_user(hash, state.clock.now())
                 .await
                 .map(|u| u.is_some()),
-            Viewer::Token(hash) => state.store.api_token_valid(hash).await,
+            Viewer::Token(hash) => state.store.api_token_brand(hash).await.map(|b| b.is_some()),
         };
         // A store hiccup is not a logout; the next check decides.
         valid.unwrap_or(true)
@@ -66,6 +66,7 @@ impl Viewer {
 struct Cursor {
     state: AppState,
     viewer: Viewer,
+    brand: BrandId,
     checked: tokio::time::Instant,
     /// Changes when a session ends in this process (`AppState::sessions_ended`).
     ended: tokio::sync::watch::Receiver<u64>,
@@ -86,14 +87,15 @@ async fn events(
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let viewer = if web::session_user(&state, &headers).await?.is_some() {
-        Viewer::Session(auth::token_hash(
-            &web::session_token(&headers).unwrap_or_default(),
-        ))
-    } else if api::bearer_ok(&state, &headers).await? {
-        Viewer::Token(auth::token_hash(
-            api::bearer_token(&headers).unwrap_or_default(),
-        ))
+    // The stream carries the events of one brand: the signed-in user's current one, or the
+    // API token's.
+    let (viewer, brand) = if let Some(m) = access::member(&state, &headers).await? {
+        m.require(access::Action::Read)?;
+        let session = auth::token_hash(&web::session_token(&headers).unwrap_or_default());
+        (Viewer::Session(session), m.brand_id())
+    } else if let Some(brand) = access::token_brand(&state, &headers).await? {
+        let token = auth::token_hash(api::bearer_token(&headers).unwrap_or_default());
+        (Viewer::Token(token), brand)
     } else {
         return Err(ApiError::Unauthorized);
     };
@@ -108,6 +110,7 @@ async fn events(
     let cursor = Cursor {
         state,
         viewer,
+        brand,
         checked: tokio::time::Instant::now(),
         ended,
         after,
@@ -153,7 +156,7 @@ async fn events(
             if !news {
                 continue;
             }
-            match c.state.store.events_since(EventId(c.after), PAGE).await {
+            match c.state.store.events_since(c.brand, EventId(c.after), PAGE).await {
                 Ok(events) => {
                     let full = events.len() as i64 == PAGE;
                     c.buffer.extend(events);

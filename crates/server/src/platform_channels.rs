@@ -56,18 +56,35 @@ pub fn webhook_url(public_url: &str, channel: &Channel) -> Option<String> {
     ))
 }
 
+/// Who changes a channel: for which brand, and whether they may point it at another API host
+/// (the installation's owner, or the CLI).
+#[derive(Debug, Clone, Copy)]
+pub struct Change {
+    pub brand: BrandId,
+    pub may_repoint: bool,
+}
+
 /// Creates a platform channel, or updates the settings and credentials of an existing one
-/// of the same kind: given ids replace stored ones, given secrets are sealed and stored.
+/// of the same kind in the same brand: given ids replace stored ones, given secrets are
+/// sealed and stored. A new API host (`api_base`) needs `may_repoint`, and on an existing
+/// channel every credential of its kind given again, so stored secrets never follow a
+/// changed host by themselves.
 pub async fn configure(
     store: &dyn Store,
     keys: &ChannelKeys,
-    brand: BrandId,
+    change: Change,
     kind: ChannelKind,
     name: &str,
     settings: &PlatformSettings,
     secrets: &[(SecretName, String)],
 ) -> anyhow::Result<Channel> {
+    let brand = change.brand;
+    let repoint_refused =
+        "only the installation's owner (or the CLI) may point a channel at another API host";
     let channel = match store.channel_by_name(name).await? {
+        Some(existing) if existing.brand_id != brand => {
+            anyhow::bail!("the channel name `{name}` is taken")
+        }
         Some(existing) if existing.kind != kind => anyhow::bail!(
             "channel `{name}` exists as a {} channel",
             existing.kind.as_str()
@@ -75,6 +92,16 @@ pub async fn configure(
         Some(existing) => {
             let mut merged =
                 PlatformSettings::parse(&existing.settings).map_err(anyhow::Error::msg)?;
+            if settings.api_base.is_some() && settings.api_base != merged.api_base {
+                anyhow::ensure!(change.may_repoint, repoint_refused);
+                let all_given = SecretName::needed_by(kind)
+                    .iter()
+                    .all(|n| secrets.iter().any(|(given, _)| given == n));
+                anyhow::ensure!(
+                    all_given,
+                    "pointing channel `{name}` at another API host needs all its credentials again"
+                );
+            }
             merged.merge(settings);
             store
                 .update_channel_settings(existing.id, &serde_json::to_string(&merged)?)
@@ -85,6 +112,10 @@ pub async fn configure(
                 .ok_or(StoreError::NotFound("channel"))?
         }
         None => {
+            anyhow::ensure!(
+                settings.api_base.is_none() || change.may_repoint,
+                repoint_refused
+            );
             store
                 .create_channel(
                     brand,

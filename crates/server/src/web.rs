@@ -13,10 +13,12 @@ use balie_core::{
     ConversationId, ConversationStatus, CustomerId, Direction, EscalationSignal, Intent,
     MessageAnalysis, Millis, PlaceKind, Priority, Sentiment, User,
 };
+
 use balie_store::{InboxRow, TimelineMessage};
 use serde::Deserialize;
 
 use crate::compose::{DraftLint, ReplyContext};
+use crate::access::{Action, Member, member};
 use crate::edge::Client;
 use crate::error::ApiError;
 use crate::i18n::{Lang, Texts};
@@ -94,6 +96,7 @@ pub fn routes() -> Router<AppState> {
         .route("/conversations/{id}/assign", post(assign))
         .route("/customers/{id}", post(update_customer))
         .route("/search", get(search))
+        .route("/brand", post(switch_brand))
         .route("/assets/app.js", get(app_js))
         .route("/assets/app.css", get(app_css))
 }
@@ -381,7 +384,7 @@ struct LoginPage {
 struct InboxPage {
     t: &'static Texts,
     texts: String,
-    user: User,
+    user: Member,
     rows: Vec<RowView>,
     last_event: i64,
 }
@@ -391,7 +394,7 @@ struct InboxPage {
 struct ConversationPage {
     t: &'static Texts,
     texts: String,
-    user: User,
+    user: Member,
     id: i64,
     customer_id: i64,
     /// The name as stored, for the edit form; `customer_shown` for display.
@@ -417,7 +420,7 @@ struct ConversationPage {
 struct SearchPage {
     t: &'static Texts,
     texts: String,
-    user: User,
+    user: Member,
     query: String,
     hits: Vec<(i64, String)>,
 }
@@ -577,13 +580,17 @@ async fn set_lang(Path(code): Path<String>, headers: HeaderMap) -> Response {
 }
 
 async fn inbox(State(state): State<AppState>, headers: HeaderMap) -> Result<Page, ApiError> {
-    let Some(user) = session_user(&state, &headers).await? else {
+    let Some(user) = member(&state, &headers).await? else {
         return Ok(Page::Login);
     };
+    user.require(Action::Read)?;
     let t = Lang::from_headers(&headers).texts();
     let last_event = state.store.last_event_id().await?.0;
     let now = state.clock.now();
-    let rows = state.store.inbox(ConversationStatus::Open, 200).await?;
+    let rows = state
+        .store
+        .inbox(user.brand_id(), ConversationStatus::Open, 200)
+        .await?;
     render(InboxPage {
         t,
         texts: texts_json(t),
@@ -598,18 +605,19 @@ async fn conversation(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<Page, ApiError> {
-    let Some(user) = session_user(&state, &headers).await? else {
+    let Some(user) = member(&state, &headers).await? else {
         return Ok(Page::Login);
     };
+    user.require(Action::Read)?;
     let t = Lang::from_headers(&headers).texts();
     let last_event = state.store.last_event_id().await?.0;
     let view = state
         .store
-        .conversation(ConversationId(id))
+        .conversation(user.brand_id(), ConversationId(id))
         .await?
         .ok_or(ApiError::NotFound("conversation"))?;
     let c = &view.row.conversation;
-    let mine = c.assignee == Some(user.id);
+    let mine = c.assignee == Some(user.user.id);
     let lang = Lang::from_headers(&headers);
     let empty_draft = ReplyContext::of(&view).lint("", agent_language(lang));
     render(ConversationPage {
@@ -685,15 +693,16 @@ async fn check_draft(
     Path(id): Path<i64>,
     Form(form): Form<DraftForm>,
 ) -> Result<Response, ApiError> {
-    if session_user(&state, &headers).await?.is_none() {
+    let Some(user) = member(&state, &headers).await? else {
         return Err(ApiError::Unauthorized);
-    }
+    };
+    user.require(Action::Reply)?;
     if form.text.len() > 64 * 1024 {
         return Err(ApiError::field("text", "the draft is too long to check"));
     }
     let view = state
         .store
-        .conversation(ConversationId(id))
+        .conversation(user.brand_id(), ConversationId(id))
         .await?
         .ok_or(ApiError::NotFound("conversation"))?;
     let lang = Lang::from_headers(&headers);
@@ -746,9 +755,10 @@ async fn reply(
     Path(id): Path<i64>,
     Form(form): Form<ReplyForm>,
 ) -> Result<Response, ApiError> {
-    let Some(user) = session_user(&state, &headers).await? else {
+    let Some(user) = member(&state, &headers).await? else {
         return Err(ApiError::Unauthorized);
     };
+    user.require(Action::Reply)?;
     let text = form.text.trim();
     if text.is_empty() {
         return Err(ApiError::field("text", "a reply needs text"));
@@ -763,7 +773,7 @@ async fn reply(
     // outbox, so an overlong reply never becomes a failed delivery after the agent moved on.
     let view = state
         .store
-        .conversation(ConversationId(id))
+        .conversation(user.brand_id(), ConversationId(id))
         .await?
         .ok_or(ApiError::NotFound("conversation"))?;
     if let Some(refusal) = ReplyContext::of(&view)
@@ -773,10 +783,17 @@ async fn reply(
         return Err(ApiError::field("text", refusal));
     }
     // The person pressed Send: this is the only path by which a reply enters the outbox.
-    let key = format!("web:{}:{}", user.id, form.key);
+    let key = format!("web:{}:{}", user.user.id, form.key);
     state
         .store
-        .queue_reply(ConversationId(id), user.id, text, &key, state.clock.now())
+        .queue_reply(
+            user.brand_id(),
+            ConversationId(id),
+            user.user.id,
+            text,
+            &key,
+            state.clock.now(),
+        )
         .await?;
     Metrics::inc(&state.metrics.replies_queued, 1);
     state.outbox_wake.notify_one();
@@ -794,14 +811,21 @@ async fn set_status(
     Path(id): Path<i64>,
     Form(form): Form<StatusForm>,
 ) -> Result<Response, ApiError> {
-    let Some(user) = session_user(&state, &headers).await? else {
+    let Some(user) = member(&state, &headers).await? else {
         return Err(ApiError::Unauthorized);
     };
+    user.require(Action::Reply)?;
     let status = ConversationStatus::parse(&form.status)
         .ok_or_else(|| ApiError::field("status", "unknown status"))?;
     state
         .store
-        .set_status(ConversationId(id), status, Some(user.id), state.clock.now())
+        .set_status(
+            user.brand_id(),
+            ConversationId(id),
+            status,
+            Some(user.user.id),
+            state.clock.now(),
+        )
         .await?;
     Ok(Redirect::to(&format!("/conversations/{id}")).into_response())
 }
@@ -818,20 +842,33 @@ async fn assign(
     Path(id): Path<i64>,
     Form(form): Form<AssignForm>,
 ) -> Result<Response, ApiError> {
-    let Some(user) = session_user(&state, &headers).await? else {
+    let Some(user) = member(&state, &headers).await? else {
         return Err(ApiError::Unauthorized);
     };
+    let me = user.user.id;
     let assignee = match form.to.as_str() {
-        "me" => Some(user.id),
+        "me" => Some(me),
         "nobody" => None,
         _ => return Err(ApiError::field("to", "`to` must be `me` or `nobody`")),
     };
+    let view = state
+        .store
+        .conversation(user.brand_id(), ConversationId(id))
+        .await?
+        .ok_or(ApiError::NotFound("conversation"))?;
+    // Taking a free conversation or giving up one's own is everyone's; taking or releasing
+    // another agent's is a supervisor's.
+    match view.row.conversation.assignee {
+        Some(holder) if holder != me => user.require(Action::Reassign)?,
+        _ => user.require(Action::TakeFree)?,
+    }
     state
         .store
         .assign(
+            user.brand_id(),
             ConversationId(id),
             assignee,
-            Some(user.id),
+            Some(me),
             state.clock.now(),
         )
         .await?;
@@ -851,16 +888,17 @@ async fn update_customer(
     Path(id): Path<i64>,
     Form(form): Form<CustomerForm>,
 ) -> Result<Response, ApiError> {
-    if session_user(&state, &headers).await?.is_none() {
+    let Some(user) = member(&state, &headers).await? else {
         return Err(ApiError::Unauthorized);
-    }
+    };
+    user.require(Action::UpdateCustomer)?;
     let name = form.display_name.trim();
     if name.is_empty() || name.len() > 200 {
         return Err(ApiError::field("display_name", "a name of 1 to 200 bytes"));
     }
     state
         .store
-        .update_customer(CustomerId(id), name, form.notes.trim())
+        .update_customer(user.brand_id(), CustomerId(id), name, form.notes.trim())
         .await?;
     Ok(Redirect::to(&format!("/conversations/{}", form.back)).into_response())
 }
@@ -875,15 +913,16 @@ async fn search(
     headers: HeaderMap,
     Query(q): Query<SearchQuery>,
 ) -> Result<Page, ApiError> {
-    let Some(user) = session_user(&state, &headers).await? else {
+    let Some(user) = member(&state, &headers).await? else {
         return Ok(Page::Login);
     };
+    user.require(Action::Read)?;
     let t = Lang::from_headers(&headers).texts();
     let query = q.q.unwrap_or_default();
     let hits = if query.trim().is_empty() {
         Vec::new()
     } else {
-        state.store.search(&query, 100).await?
+        state.store.search(user.brand_id(), &query, 100).await?
     };
     render(SearchPage {
         t,
@@ -895,6 +934,33 @@ async fn search(
             .map(|h| (h.conversation_id.0, shown(&h.text)))
             .collect(),
     })
+}
+
+#[derive(Deserialize)]
+struct BrandForm {
+    brand: String,
+}
+
+/// The brand switcher: an agency user works in another of their brands from now on. A brand
+/// they do not belong to is not found.
+async fn switch_brand(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<BrandForm>,
+) -> Result<Response, ApiError> {
+    let Some(user) = member(&state, &headers).await? else {
+        return Err(ApiError::Unauthorized);
+    };
+    let brand = user
+        .brands
+        .iter()
+        .find(|b| b.slug.as_str() == form.brand)
+        .ok_or(ApiError::NotFound("brand"))?;
+    let mut r = Redirect::to("/").into_response();
+    if let Some(cookie) = crate::access::brand_cookie(brand) {
+        r.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(r)
 }
 
 async fn app_js() -> Response {

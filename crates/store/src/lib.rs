@@ -20,7 +20,7 @@ mod sqlite;
 
 use async_trait::async_trait;
 use balie_core::{
-    Channel, ChannelId, ChannelKind, Conversation, ConversationId, ConversationStatus, Customer,
+    Brand, BrandId, BrandSlug, Channel, Membership, ChannelId, ChannelKind, Conversation, ConversationId, ConversationStatus, Customer,
     CustomerId, Event, EventId, EventKind, Inbound, InboundKind, Message, MessageId, Millis,
     PlaceKind, Role, SlaPolicy, User, UserId,
 };
@@ -235,7 +235,13 @@ pub struct Backlogs {
 /// Brands and channels, with their sealed credentials.
 #[async_trait]
 pub trait Channels {
-    async fn ensure_brand(&self, name: &str, now: Millis) -> Result<balie_core::BrandId>;
+    /// The brand named `name`, created (with a slug made from the name) if there is none.
+    async fn ensure_brand(&self, name: &str, now: Millis) -> Result<BrandId>;
+    /// A new brand; `Conflict` if the slug or the name is taken.
+    async fn create_brand(&self, slug: &BrandSlug, name: &str, now: Millis) -> Result<Brand>;
+    /// Every brand, by id.
+    async fn brands(&self) -> Result<Vec<Brand>>;
+    async fn brand_by_slug(&self, slug: &str) -> Result<Option<Brand>>;
     async fn create_channel(
         &self,
         brand: balie_core::BrandId,
@@ -282,40 +288,72 @@ pub trait Journal {
 #[async_trait]
 pub trait Conversations {
     /// Conversations with `status`, most urgent first: waiting ones by priority and deadline.
-    async fn inbox(&self, status: ConversationStatus, limit: i64) -> Result<Vec<InboxRow>>;
-    async fn conversation(&self, id: ConversationId) -> Result<Option<ConversationView>>;
-    async fn conversation_messages(&self, id: ConversationId) -> Result<Vec<Message>>;
+    /// Every read and write here is scoped to one brand: another brand's conversation or
+    /// customer is not found.
+    async fn inbox(
+        &self,
+        brand: BrandId,
+        status: ConversationStatus,
+        limit: i64,
+    ) -> Result<Vec<InboxRow>>;
+    /// The conversation, with the customer's messages in the brand's conversations only.
+    async fn conversation(
+        &self,
+        brand: BrandId,
+        id: ConversationId,
+    ) -> Result<Option<ConversationView>>;
+    async fn conversation_messages(
+        &self,
+        brand: BrandId,
+        id: ConversationId,
+    ) -> Result<Vec<Message>>;
     /// The conversation's timeline events, oldest first, with their detail (an edited
     /// message's earlier wording, a failed reply's reason, a new status).
-    async fn conversation_events(&self, id: ConversationId) -> Result<Vec<Event>>;
+    async fn conversation_events(&self, brand: BrandId, id: ConversationId) -> Result<Vec<Event>>;
     async fn set_status(
         &self,
+        brand: BrandId,
         id: ConversationId,
         status: ConversationStatus,
         by: Option<UserId>,
         now: Millis,
     ) -> Result<()>;
-    /// Gives the conversation to `assignee` (or to nobody), recording who did it.
+    /// Gives the conversation to `assignee` (or to nobody), recording who did it. The
+    /// assignee must be a member of the brand.
     async fn assign(
         &self,
+        brand: BrandId,
         id: ConversationId,
         assignee: Option<UserId>,
         by: Option<UserId>,
         now: Millis,
     ) -> Result<()>;
-    async fn update_customer(&self, id: CustomerId, display_name: &str, notes: &str) -> Result<()>;
+    async fn update_customer(
+        &self,
+        brand: BrandId,
+        id: CustomerId,
+        display_name: &str,
+        notes: &str,
+    ) -> Result<()>;
 }
 
 /// Full-text search over messages.
 #[async_trait]
 pub trait Search {
-    async fn search(&self, query: &str, limit: i64) -> Result<Vec<SearchHit>>;
+    /// Hits in the brand's conversations only.
+    async fn search(&self, brand: BrandId, query: &str, limit: i64) -> Result<Vec<SearchHit>>;
 }
 
 /// The event log the live stream reads.
 #[async_trait]
 pub trait Live {
-    async fn events_since(&self, after: EventId, limit: i64) -> Result<Vec<LiveEvent>>;
+    /// The brand's events after `after` (another brand's are skipped, not counted).
+    async fn events_since(
+        &self,
+        brand: BrandId,
+        after: EventId,
+        limit: i64,
+    ) -> Result<Vec<LiveEvent>>;
     async fn last_event_id(&self) -> Result<EventId>;
     /// Changes after every commit that appended events: this process's at once; on
     /// PostgreSQL other processes' too (`NOTIFY`); on SQLite any other process's write
@@ -330,6 +368,7 @@ pub trait Outbox {
     /// twice (a double click, a retried form) yields the first reply, not a second one.
     async fn queue_reply(
         &self,
+        brand: BrandId,
         conversation: ConversationId,
         by: UserId,
         text: &str,
@@ -400,14 +439,25 @@ pub trait Leases {
 /// Users, sessions and API tokens.
 #[async_trait]
 pub trait Directory {
+    /// A new user, member of no brand yet (see [`Directory::set_membership`]).
     async fn create_user(
         &self,
         email: &str,
         name: &str,
-        role: Role,
+        owner: bool,
         password_hash: &str,
         now: Millis,
     ) -> Result<User>;
+    /// Makes `user` a member of `brand` with `role` (or changes their role there).
+    async fn set_membership(
+        &self,
+        user: UserId,
+        brand: BrandId,
+        role: Role,
+        now: Millis,
+    ) -> Result<()>;
+    /// The brands `user` belongs to, with their role in each, by brand id.
+    async fn memberships(&self, user: UserId) -> Result<Vec<Membership>>;
     async fn user_credentials(&self, email: &str) -> Result<Option<(User, String)>>;
     async fn create_session(
         &self,
@@ -418,8 +468,16 @@ pub trait Directory {
     ) -> Result<()>;
     async fn session_user(&self, token_hash: &str, now: Millis) -> Result<Option<User>>;
     async fn delete_session(&self, token_hash: &str) -> Result<()>;
-    async fn create_api_token(&self, name: &str, token_hash: &str, now: Millis) -> Result<()>;
-    async fn api_token_valid(&self, token_hash: &str) -> Result<bool>;
+    /// A token that acts for `brand`.
+    async fn create_api_token(
+        &self,
+        name: &str,
+        token_hash: &str,
+        brand: BrandId,
+        now: Millis,
+    ) -> Result<()>;
+    /// The brand a live (not revoked) token acts for.
+    async fn api_token_brand(&self, token_hash: &str) -> Result<Option<BrandId>>;
 }
 
 /// The fast path for imports and benchmarks (feature `testing`).

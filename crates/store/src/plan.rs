@@ -130,6 +130,8 @@ pub(crate) fn notice_threads(batch: &[Prepared]) -> Vec<&str> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct NewCustomer {
     pub id: i64,
+    /// The brand of the channel that first heard from them.
+    pub brand: i64,
     pub display_name: String,
 }
 
@@ -384,7 +386,7 @@ impl<'a> Planner<'a> {
             return Ok((Some(m.conversation), Some(m.id)));
         }
         let info = self.channel(channel)?;
-        let (identity, customer) = self.identify(&info.platform, &inb.author)?;
+        let (identity, customer) = self.identify(&info, &inb.author)?;
         let (threaded, reply_to) = self.thread(
             channel,
             customer,
@@ -501,8 +503,8 @@ impl<'a> Planner<'a> {
 
     /// Finds or creates the customer behind a platform identity; keeps handle and name
     /// current. Returns `(identity, customer)`.
-    fn identify(&mut self, platform: &str, author: &Author) -> Result<(i64, i64), Missing> {
-        let key = (platform.to_owned(), author.platform_id.clone());
+    fn identify(&mut self, channel: &ChannelInfo, author: &Author) -> Result<(i64, i64), Missing> {
+        let key = (channel.platform.clone(), author.platform_id.clone());
         let Some(known) = self.s.identities.get_mut(&key) else {
             let customer = self.s.next.customer;
             let identity = self.s.next.identity;
@@ -512,6 +514,7 @@ impl<'a> Planner<'a> {
                 .insert(customer, self.out.customers.len());
             self.out.customers.push(NewCustomer {
                 id: customer,
+                brand: channel.brand,
                 display_name: display_name(
                     &author.platform_id,
                     author.handle.as_ref(),
@@ -648,7 +651,7 @@ impl<'a> Planner<'a> {
         }
         let info = self.channel(channel)?;
         // For an echo, `author` is the customer the brand wrote to.
-        let (_, customer) = self.identify(&info.platform, &inb.author)?;
+        let (_, customer) = self.identify(&info, &inb.author)?;
         let (threaded, reply_to) = self.thread(
             channel,
             customer,

@@ -4,7 +4,7 @@
 use balie_core::{
     BrandId, Channel, ChannelId, ChannelKind, Conversation, ConversationId, ConversationStatus,
     CustomerId, DeliveryState, Direction, EscalationSignal, IdentityId, Intent, Language, Message,
-    MessageAnalysis, MessageId, Place, PlaceKind, Priority, Role, Sentiment, User, UserId,
+    MessageAnalysis, MessageId, Place, PlaceKind, Priority, Role, Sentiment, User, UserId, Brand, BrandSlug, Membership,
 };
 use sqlx::Row;
 
@@ -253,11 +253,29 @@ pub(crate) fn analysis_from_json(json: &str) -> Option<MessageAnalysis> {
 
 /// A row of `id, email, name, role` from `users`.
 pub(crate) fn user(r: &impl Columns) -> Result<User> {
-    let role = r.text("role")?;
     Ok(User {
         id: UserId(r.int("id")?),
         email: r.text("email")?,
         name: r.text("name")?,
+        owner: r.flag("owner")?,
+    })
+}
+
+/// A brand from `id, slug, name`.
+pub(crate) fn brand(r: &impl Columns) -> Result<Brand> {
+    let slug = r.text("slug")?;
+    Ok(Brand {
+        id: BrandId(r.int("id")?),
+        slug: BrandSlug::parse(&slug).ok_or_else(|| corrupt("brand slug", &slug))?,
+        name: r.text("name")?,
+    })
+}
+
+/// A membership from a brand's `id, slug, name` and the member's `role`.
+pub(crate) fn membership(r: &impl Columns) -> Result<Membership> {
+    let role = r.text("role")?;
+    Ok(Membership {
+        brand: brand(r)?,
         role: Role::parse(&role).ok_or_else(|| corrupt("role", &role))?,
     })
 }

@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use balie_store::{Directory, Live, SqliteStore};
+use balie_store::{Channels, Directory, Live, SqliteStore};
 use tempfile::TempDir;
 
 /// The checks. Each takes a store on a fresh, migrated, empty database.
@@ -18,7 +18,7 @@ mod contract {
     use std::time::{SystemTime, UNIX_EPOCH};
 
     use balie_core::{
-        Author, Channel, ChannelId, ChannelKind, ConversationId, ConversationStatus, DeliveryState,
+        Author, BrandId, BrandSlug, Channel, ChannelId, ChannelKind, ConversationId, ConversationStatus, DeliveryState,
         Direction, EventId, EventKind, Inbound, InboundKind, Message, Millis, Place, PlaceKind,
         Priority, Role, SlaPolicy, UserId,
     };
@@ -26,6 +26,9 @@ mod contract {
         Appended, Applied, BulkConversation, BulkMessage, InboxRow, NewJournalEntry, Prepared,
         SealedSecret, Store, StoreError,
     };
+
+    /// The world's brand: the first made on a fresh database.
+    const B: BrandId = BrandId(1);
 
     /// A fixed arrival time, so deadlines are exact.
     const T0: Millis = 1_700_000_000_000;
@@ -131,12 +134,12 @@ mod contract {
     }
 
     async fn messages(store: &dyn Store, id: ConversationId) -> Vec<Message> {
-        store.conversation_messages(id).await.unwrap()
+        store.conversation_messages(B, id).await.unwrap()
     }
 
     async fn row(store: &dyn Store, id: ConversationId) -> InboxRow {
         store
-            .conversation(id)
+            .conversation(B, id)
             .await
             .unwrap()
             .expect("conversation")
@@ -145,7 +148,7 @@ mod contract {
 
     async fn event_kinds(store: &dyn Store, id: ConversationId) -> Vec<EventKind> {
         store
-            .events_since(EventId(0), 10_000)
+            .events_since(B, EventId(0), 10_000)
             .await
             .unwrap()
             .into_iter()
@@ -155,11 +158,20 @@ mod contract {
     }
 
     async fn agent(store: &dyn Store) -> UserId {
-        store
-            .create_user("agent@jansen.nl", "Agent Anne", Role::Agent, "hash", now())
+        member(store, "agent@jansen.nl", "Agent Anne", B).await
+    }
+
+    /// A new agent, member of `brand`.
+    async fn member(store: &dyn Store, email: &str, name: &str, brand: BrandId) -> UserId {
+        let user = store
+            .create_user(email, name, false, "hash", now())
             .await
-            .unwrap()
-            .id
+            .unwrap();
+        store
+            .set_membership(user.id, brand, Role::Agent, now())
+            .await
+            .unwrap();
+        user.id
     }
 
     // Brands and channels.
@@ -280,7 +292,7 @@ mod contract {
         let conv = receive(store, &w.x, message("t1", "anna", "Eerste tweet"), T0).await;
         // Anna's first conversation is closed, so only `in_reply_to` can lead back to it.
         store
-            .set_status(conv, ConversationStatus::Closed, None, now())
+            .set_status(B, conv, ConversationStatus::Closed, None, now())
             .await
             .unwrap();
         let mut reply = message("t2", "anna", "En nog iets");
@@ -306,7 +318,7 @@ mod contract {
         assert_eq!(messages(store, anna).await.len(), 1);
         let msgs = messages(store, bert).await;
         assert_eq!(msgs[0].in_reply_to, Some(messages(store, anna).await[0].id));
-        let view = store.conversation(bert).await.unwrap().unwrap();
+        let view = store.conversation(B, bert).await.unwrap().unwrap();
         assert_eq!(view.customer.identities[0].external_id, "bert");
     }
 
@@ -348,7 +360,7 @@ mod contract {
         let conv = receive(store, &w.x, first, T0).await;
         let user = agent(store).await;
         store
-            .set_status(conv, ConversationStatus::Closed, Some(user), now())
+            .set_status(B, conv, ConversationStatus::Closed, Some(user), now())
             .await
             .unwrap();
         assert_eq!(
@@ -356,7 +368,7 @@ mod contract {
             ConversationStatus::Closed
         );
         assert_eq!(
-            store.inbox(ConversationStatus::Closed, 10).await.unwrap()[0]
+            store.inbox(B, ConversationStatus::Closed, 10).await.unwrap()[0]
                 .conversation
                 .id,
             conv
@@ -379,7 +391,7 @@ mod contract {
         );
         assert!(
             store
-                .inbox(ConversationStatus::Closed, 10)
+                .inbox(B, ConversationStatus::Closed, 10)
                 .await
                 .unwrap()
                 .is_empty()
@@ -392,7 +404,7 @@ mod contract {
         let w = world(store).await;
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         store
-            .set_status(conv, ConversationStatus::Closed, None, now())
+            .set_status(B, conv, ConversationStatus::Closed, None, now())
             .await
             .unwrap();
         let next = receive(store, &w.api, message("m2", "anna", "Weer ik"), T0 + MINUTE).await;
@@ -401,9 +413,9 @@ mod contract {
             row(store, conv).await.conversation.status,
             ConversationStatus::Open
         );
-        let events = store.conversation_events(conv).await.unwrap();
+        let events = store.conversation_events(B, conv).await.unwrap();
         assert!(events.iter().any(|e| e.kind == EventKind::Reopened));
-        let view = store.conversation(next).await.unwrap().unwrap();
+        let view = store.conversation(B, next).await.unwrap().unwrap();
         let texts: Vec<_> = view
             .timeline
             .iter()
@@ -415,31 +427,28 @@ mod contract {
     pub async fn a_conversation_is_assigned_and_released_with_a_trail(store: &dyn Store) {
         let w = world(store).await;
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
-        let agent = store
-            .create_user("bert@jansen.nl", "Bert", Role::Agent, "hash", now())
-            .await
-            .unwrap();
+        let agent = member(store, "bert@jansen.nl", "Bert", B).await;
         store
-            .assign(conv, Some(agent.id), Some(agent.id), now())
+            .assign(B, conv, Some(agent), Some(agent), now())
             .await
             .unwrap();
         let r = row(store, conv).await;
-        assert_eq!(r.conversation.assignee, Some(agent.id));
+        assert_eq!(r.conversation.assignee, Some(agent));
         assert_eq!(r.assignee_name.as_deref(), Some("Bert"));
         // Assigning to the same person again records nothing new.
         store
-            .assign(conv, Some(agent.id), Some(agent.id), now())
+            .assign(B, conv, Some(agent), Some(agent), now())
             .await
             .unwrap();
         store
-            .assign(conv, None, Some(agent.id), now())
+            .assign(B, conv, None, Some(agent), now())
             .await
             .unwrap();
         let r = row(store, conv).await;
         assert_eq!(r.conversation.assignee, None);
         assert_eq!(r.assignee_name, None);
         let assigned: Vec<_> = store
-            .conversation_events(conv)
+            .conversation_events(B, conv)
             .await
             .unwrap()
             .into_iter()
@@ -448,11 +457,11 @@ mod contract {
             .collect();
         assert_eq!(assigned, ["Bert", ""]);
         assert!(matches!(
-            store.assign(conv, Some(UserId(999)), None, now()).await,
+            store.assign(B, conv, Some(UserId(999)), None, now()).await,
             Err(StoreError::NotFound("user"))
         ));
         assert!(matches!(
-            store.assign(ConversationId(999), None, None, now()).await,
+            store.assign(B, ConversationId(999), None, None, now()).await,
             Err(StoreError::NotFound("conversation"))
         ));
     }
@@ -461,7 +470,7 @@ mod contract {
         let w = world(store).await;
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         store
-            .set_status(conv, ConversationStatus::Pending, None, now())
+            .set_status(B, conv, ConversationStatus::Pending, None, now())
             .await
             .unwrap();
         assert_eq!(
@@ -520,7 +529,7 @@ mod contract {
         let first = store.apply_journal(&batch, &sla, now()).await.unwrap();
         assert_eq!(first.len(), 2);
         let last = store.last_event_id().await.unwrap();
-        let inbox = store.inbox(ConversationStatus::Open, 10).await.unwrap();
+        let inbox = store.inbox(B, ConversationStatus::Open, 10).await.unwrap();
 
         let second = store.apply_journal(&batch, &sla, now()).await.unwrap();
         assert!(
@@ -529,7 +538,7 @@ mod contract {
         );
         assert_eq!(store.last_event_id().await.unwrap(), last, "no new events");
         assert_eq!(
-            store.inbox(ConversationStatus::Open, 10).await.unwrap(),
+            store.inbox(B, ConversationStatus::Open, 10).await.unwrap(),
             inbox
         );
         for a in &first {
@@ -558,7 +567,7 @@ mod contract {
         assert_eq!(messages(store, conv).await.len(), 1);
         assert_eq!(
             store
-                .inbox(ConversationStatus::Open, 10)
+                .inbox(B, ConversationStatus::Open, 10)
                 .await
                 .unwrap()
                 .len(),
@@ -583,7 +592,7 @@ mod contract {
         assert_eq!(msgs.len(), 1, "an edit is not a new message");
         assert_eq!(msgs[0].text, "Mijn pakket is kapot");
 
-        let events = store.conversation_events(conv).await.unwrap();
+        let events = store.conversation_events(B, conv).await.unwrap();
         let edited: Vec<_> = events
             .iter()
             .filter(|e| e.kind == EventKind::MessageEdited)
@@ -593,8 +602,8 @@ mod contract {
         assert_eq!(edited[0].detail, "Mijn pakket is te laat");
 
         // Search follows the new wording.
-        assert_eq!(store.search("kapot", 10).await.unwrap().len(), 1);
-        assert!(store.search("laat", 10).await.unwrap().is_empty());
+        assert_eq!(store.search(B, "kapot", 10).await.unwrap().len(), 1);
+        assert!(store.search(B, "laat", 10).await.unwrap().is_empty());
 
         // The same edit delivered twice is one edit.
         let again = store
@@ -657,7 +666,7 @@ mod contract {
         assert_eq!(store.backlogs().await.unwrap().journal, 0);
         assert!(
             store
-                .inbox(ConversationStatus::Open, 10)
+                .inbox(B, ConversationStatus::Open, 10)
                 .await
                 .unwrap()
                 .is_empty()
@@ -684,7 +693,7 @@ mod contract {
             "priority, deadline and status stay as they were"
         );
         let notices: Vec<String> = store
-            .conversation_events(conv)
+            .conversation_events(B, conv)
             .await
             .unwrap()
             .into_iter()
@@ -712,7 +721,7 @@ mod contract {
         );
         assert!(
             store
-                .inbox(ConversationStatus::Open, 10)
+                .inbox(B, ConversationStatus::Open, 10)
                 .await
                 .unwrap()
                 .is_empty()
@@ -746,7 +755,7 @@ mod contract {
         );
         assert!(
             store
-                .inbox(ConversationStatus::Open, 10)
+                .inbox(B, ConversationStatus::Open, 10)
                 .await
                 .unwrap()
                 .is_empty()
@@ -771,7 +780,7 @@ mod contract {
         let c = row(store, conv).await.conversation;
         assert_eq!((c.waiting_since, c.reply_due), (None, None), "answered");
         assert_eq!(
-            store.search("kijken", 10).await.unwrap()[0].message_id,
+            store.search(B, "kijken", 10).await.unwrap()[0].message_id,
             msgs[1].id
         );
     }
@@ -782,7 +791,7 @@ mod contract {
         let w = world(store).await;
         let a = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         store
-            .set_status(a, ConversationStatus::Closed, None, now())
+            .set_status(B, a, ConversationStatus::Closed, None, now())
             .await
             .unwrap();
         // A new conversation on another channel of the same platform: the same customer.
@@ -791,7 +800,7 @@ mod contract {
         later.author.name = Some("Anna de Vries".into());
         let b = receive(store, &w.api2, later, T0 + MINUTE).await;
         assert_ne!(a, b);
-        let view = store.conversation(b).await.unwrap().unwrap();
+        let view = store.conversation(B, b).await.unwrap().unwrap();
         assert_eq!(
             view.customer.id,
             row(store, a).await.conversation.customer_id
@@ -808,7 +817,7 @@ mod contract {
         let mut bare = message("m3", "anna", "Nog een vraag");
         bare.author.name = None;
         receive(store, &w.api2, bare, T0 + 2 * MINUTE).await;
-        let view = store.conversation(b).await.unwrap().unwrap();
+        let view = store.conversation(B, b).await.unwrap().unwrap();
         assert_eq!(
             view.customer.identities[0].name.as_deref(),
             Some("Anna de Vries")
@@ -835,13 +844,13 @@ mod contract {
 
         let customer = row(store, conv).await.conversation.customer_id;
         store
-            .update_customer(customer, "Anna (vaste klant)", "")
+            .update_customer(B, customer, "Anna (vaste klant)", "")
             .await
             .unwrap();
         let mut renamed = message("m4", "4711", "Nieuwe naam");
         renamed.author.name = Some("Anna Jansen".into());
         receive(store, &w.api, renamed, T0 + 3).await;
-        let view = store.conversation(conv).await.unwrap().unwrap();
+        let view = store.conversation(B, conv).await.unwrap().unwrap();
         assert_eq!(view.customer.display_name, "Anna (vaste klant)");
         assert_eq!(
             view.customer.identities[0].name.as_deref(),
@@ -864,15 +873,15 @@ mod contract {
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         let customer = row(store, conv).await.conversation.customer_id;
         store
-            .update_customer(customer, "Anna (vaste klant)", "Bakt zelf ook")
+            .update_customer(B, customer, "Anna (vaste klant)", "Bakt zelf ook")
             .await
             .unwrap();
-        let view = store.conversation(conv).await.unwrap().unwrap();
+        let view = store.conversation(B, conv).await.unwrap().unwrap();
         assert_eq!(view.customer.display_name, "Anna (vaste klant)");
         assert_eq!(view.customer.notes, "Bakt zelf ook");
         assert_eq!(view.row.customer_name, "Anna (vaste klant)");
         let missing = store
-            .update_customer(balie_core::CustomerId(9999), "x", "")
+            .update_customer(B, balie_core::CustomerId(9999), "x", "")
             .await;
         assert!(
             matches!(missing, Err(StoreError::NotFound(_))),
@@ -912,7 +921,7 @@ mod contract {
             );
         }
         // Spot-check the policy arithmetic itself: received_at + minutes.
-        let c = store.inbox(ConversationStatus::Open, 1).await.unwrap()[0]
+        let c = store.inbox(B, ConversationStatus::Open, 1).await.unwrap()[0]
             .conversation
             .clone();
         assert_eq!(c.priority, Priority::Urgent);
@@ -944,11 +953,11 @@ mod contract {
             famous.external_id.push('x');
             plain.external_id.push('x');
             store
-                .set_status(a.id, ConversationStatus::Closed, None, now())
+                .set_status(B, a.id, ConversationStatus::Closed, None, now())
                 .await
                 .unwrap();
             store
-                .set_status(b.id, ConversationStatus::Closed, None, now())
+                .set_status(B, b.id, ConversationStatus::Closed, None, now())
                 .await
                 .unwrap();
         }
@@ -995,7 +1004,7 @@ mod contract {
             .unwrap();
         let user = agent(store).await;
         store
-            .queue_reply(conv, user, "We bellen je", "k1", now())
+            .queue_reply(B, conv, user, "We bellen je", "k1", now())
             .await
             .unwrap();
         let later = T0 + 60 * MINUTE;
@@ -1031,12 +1040,12 @@ mod contract {
         let low = ingest_one("m5", "e", T0 - 60 * MINUTE, 0).await;
         let user = agent(store).await;
         let reply = store
-            .queue_reply(answered_urgent, user, "Opgelost", "k1", now())
+            .queue_reply(B, answered_urgent, user, "Opgelost", "k1", now())
             .await
             .unwrap();
         assert_eq!(reply.conversation_id, answered_urgent);
         let order: Vec<_> = store
-            .inbox(ConversationStatus::Open, 10)
+            .inbox(B, ConversationStatus::Open, 10)
             .await
             .unwrap()
             .into_iter()
@@ -1047,7 +1056,7 @@ mod contract {
             [urgent, early_normal, late_normal, low, answered_urgent]
         );
         let first_two: Vec<_> = store
-            .inbox(ConversationStatus::Open, 2)
+            .inbox(B, ConversationStatus::Open, 2)
             .await
             .unwrap()
             .into_iter()
@@ -1056,7 +1065,7 @@ mod contract {
         assert_eq!(first_two, [urgent, early_normal], "the limit applies");
         assert!(
             store
-                .inbox(ConversationStatus::Snoozed, 10)
+                .inbox(B, ConversationStatus::Snoozed, 10)
                 .await
                 .unwrap()
                 .is_empty()
@@ -1082,7 +1091,7 @@ mod contract {
         assert_eq!(r.conversation.brand_id, w.x.brand_id);
         assert!(
             store
-                .conversation(ConversationId(9999))
+                .conversation(B, ConversationId(9999))
                 .await
                 .unwrap()
                 .is_none()
@@ -1116,7 +1125,7 @@ mod contract {
         .await;
         let hits = |q: &'static str| async move {
             store
-                .search(q, 10)
+                .search(B, q, 10)
                 .await
                 .unwrap()
                 .into_iter()
@@ -1143,7 +1152,7 @@ mod contract {
         // Every word must match.
         assert_eq!(hits("klacht delay").await, []);
         assert_eq!(hits("pakket bezorgd").await, [bezorgd]);
-        let hit = &store.search("klacht", 10).await.unwrap()[0];
+        let hit = &store.search(B, "klacht", 10).await.unwrap()[0];
         assert_eq!(hit.text, "Drie klachten over jullie");
         assert_eq!(hit.message_id, messages(store, klachten).await[0].id);
     }
@@ -1169,19 +1178,19 @@ mod contract {
             "(((",
             "'; DROP TABLE messages; --",
         ] {
-            assert!(store.search(q, 10).await.is_ok(), "{q:?} must not error");
+            assert!(store.search(B, q, 10).await.is_ok(), "{q:?} must not error");
         }
         // Operators typed by a person are searched for as words.
-        assert_eq!(store.search("NOT", 10).await.unwrap().len(), 1);
-        assert_eq!(store.search("near OR", 10).await.unwrap().len(), 1);
-        assert_eq!(store.search("store:", 10).await.unwrap().len(), 1);
+        assert_eq!(store.search(B, "NOT", 10).await.unwrap().len(), 1);
+        assert_eq!(store.search(B, "near OR", 10).await.unwrap().len(), 1);
+        assert_eq!(store.search(B, "store:", 10).await.unwrap().len(), 1);
     }
 
     pub async fn an_empty_search_finds_nothing(store: &dyn Store) {
         let w = world(store).await;
         receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         for q in ["", "   ", "*** ---", "\"\""] {
-            assert!(store.search(q, 10).await.unwrap().is_empty(), "{q:?}");
+            assert!(store.search(B, q, 10).await.unwrap().is_empty(), "{q:?}");
         }
     }
 
@@ -1196,16 +1205,16 @@ mod contract {
             )
             .await;
         }
-        assert_eq!(store.search("pakket", 2).await.unwrap().len(), 2);
-        let conv = store.inbox(ConversationStatus::Open, 1).await.unwrap()[0]
+        assert_eq!(store.search(B, "pakket", 2).await.unwrap().len(), 2);
+        let conv = store.inbox(B, ConversationStatus::Open, 1).await.unwrap()[0]
             .conversation
             .id;
         let user = agent(store).await;
         let reply = store
-            .queue_reply(conv, user, "Uw retourzending is onderweg", "k", now())
+            .queue_reply(B, conv, user, "Uw retourzending is onderweg", "k", now())
             .await
             .unwrap();
-        let hits = store.search("retourzending", 10).await.unwrap();
+        let hits = store.search(B, "retourzending", 10).await.unwrap();
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].message_id, reply.id);
     }
@@ -1215,10 +1224,10 @@ mod contract {
     pub async fn events_stream_in_order_from_any_point(store: &dyn Store) {
         let w = world(store).await;
         assert_eq!(store.last_event_id().await.unwrap(), EventId(0));
-        assert!(store.events_since(EventId(0), 10).await.unwrap().is_empty());
+        assert!(store.events_since(B, EventId(0), 10).await.unwrap().is_empty());
         let a = receive(store, &w.api, message("m1", "anna", "Een"), T0).await;
         let b = receive(store, &w.api, message("m2", "bert", "Twee"), T0 + 1).await;
-        let all = store.events_since(EventId(0), 10).await.unwrap();
+        let all = store.events_since(B, EventId(0), 10).await.unwrap();
         assert_eq!(all.len(), 2);
         assert!(all.iter().all(|e| e.kind == EventKind::MessageReceived));
         assert!(all[0].id < all[1].id);
@@ -1231,14 +1240,14 @@ mod contract {
         let last = store.last_event_id().await.unwrap();
         assert_eq!(last, all[1].id);
 
-        assert!(store.events_since(last, 10).await.unwrap().is_empty());
+        assert!(store.events_since(B, last, 10).await.unwrap().is_empty());
         let c = receive(store, &w.api, message("m3", "carla", "Drie"), T0 + 2).await;
-        let newer = store.events_since(last, 10).await.unwrap();
+        let newer = store.events_since(B, last, 10).await.unwrap();
         assert_eq!(newer.len(), 1);
         assert_eq!(newer[0].conversation.conversation.id, c);
         assert!(store.last_event_id().await.unwrap() > last);
 
-        let limited = store.events_since(EventId(0), 2).await.unwrap();
+        let limited = store.events_since(B, EventId(0), 2).await.unwrap();
         assert_eq!(limited, all, "the limit keeps the oldest");
     }
 
@@ -1249,10 +1258,10 @@ mod contract {
         let last = store.last_event_id().await.unwrap();
         let user = agent(store).await;
         store
-            .set_status(conv, ConversationStatus::Snoozed, Some(user), now())
+            .set_status(B, conv, ConversationStatus::Snoozed, Some(user), now())
             .await
             .unwrap();
-        let events = store.events_since(last, 10).await.unwrap();
+        let events = store.events_since(B, last, 10).await.unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind, EventKind::StatusChanged);
         assert_eq!(events[0].message, None);
@@ -1260,19 +1269,20 @@ mod contract {
             events[0].conversation.conversation.status,
             ConversationStatus::Snoozed
         );
-        let detail = store.conversation_events(conv).await.unwrap();
+        let detail = store.conversation_events(B, conv).await.unwrap();
         let changed = detail.last().unwrap();
         assert_eq!(changed.user_id, Some(user));
         assert_eq!(changed.detail, "snoozed");
 
         // Setting the status it already has is no event.
         store
-            .set_status(conv, ConversationStatus::Snoozed, Some(user), now())
+            .set_status(B, conv, ConversationStatus::Snoozed, Some(user), now())
             .await
             .unwrap();
         assert_eq!(store.last_event_id().await.unwrap(), events[0].id);
         let missing = store
             .set_status(
+                B, 
                 ConversationId(9999),
                 ConversationStatus::Closed,
                 None,
@@ -1294,7 +1304,7 @@ mod contract {
         assert!(before.waiting_since.is_some() && before.reply_due.is_some());
         let user = agent(store).await;
         let reply = store
-            .queue_reply(conv, user, "Hoi Anna!", "key-1", now())
+            .queue_reply(B, conv, user, "Hoi Anna!", "key-1", now())
             .await
             .unwrap();
         assert_eq!(reply.direction, Direction::Out);
@@ -1313,11 +1323,11 @@ mod contract {
                 .contains(&EventKind::ReplyQueued)
         );
 
-        let view = store.conversation(conv).await.unwrap().unwrap();
+        let view = store.conversation(B, conv).await.unwrap().unwrap();
         assert_eq!(view.timeline.last().unwrap().author_name, "Agent Anne");
 
         let missing = store
-            .queue_reply(ConversationId(9999), user, "x", "key-2", now())
+            .queue_reply(B, ConversationId(9999), user, "x", "key-2", now())
             .await;
         assert!(
             matches!(missing, Err(StoreError::NotFound(_))),
@@ -1330,11 +1340,11 @@ mod contract {
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         let a = store
-            .queue_reply(conv, user, "Hoi!", "click-1", now())
+            .queue_reply(B, conv, user, "Hoi!", "click-1", now())
             .await
             .unwrap();
         let b = store
-            .queue_reply(conv, user, "Hoi!", "click-1", now())
+            .queue_reply(B, conv, user, "Hoi!", "click-1", now())
             .await
             .unwrap();
         assert_eq!(a, b);
@@ -1345,7 +1355,7 @@ mod contract {
         );
         assert_eq!(store.backlogs().await.unwrap().outbox, 1);
         let c = store
-            .queue_reply(conv, user, "Nog iets", "click-2", now())
+            .queue_reply(B, conv, user, "Nog iets", "click-2", now())
             .await
             .unwrap();
         assert_ne!(a.id, c.id);
@@ -1359,7 +1369,7 @@ mod contract {
         let conv = receive(store, &w.x, m, T0).await;
         let user = agent(store).await;
         let reply = store
-            .queue_reply(conv, user, "Hoi!", "key-1", now())
+            .queue_reply(B, conv, user, "Hoi!", "key-1", now())
             .await
             .unwrap();
         let now = now() + 1_000;
@@ -1397,7 +1407,7 @@ mod contract {
         let conv = receive(store, &w.x, dm, T0).await;
         let user = agent(store).await;
         store
-            .queue_reply(conv, user, "Hoi!", "key-1", now())
+            .queue_reply(B, conv, user, "Hoi!", "key-1", now())
             .await
             .unwrap();
         let item = store
@@ -1461,11 +1471,11 @@ mod contract {
         let on_api = receive(store, &w.api, message("m1", "bram", "Hoi"), T0).await;
         let user = agent(store).await;
         store
-            .queue_reply(on_x, user, "Een", "key-x", now())
+            .queue_reply(B, on_x, user, "Een", "key-x", now())
             .await
             .unwrap();
         store
-            .queue_reply(on_api, user, "Twee", "key-api", now())
+            .queue_reply(B, on_api, user, "Twee", "key-api", now())
             .await
             .unwrap();
         let now = now() + 1_000;
@@ -1495,7 +1505,7 @@ mod contract {
         let conv = receive(store, &w.x, message("t1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         store
-            .queue_reply(conv, user, "Hoi!", "key-1", now())
+            .queue_reply(B, conv, user, "Hoi!", "key-1", now())
             .await
             .unwrap();
         let now = now() + 1_000;
@@ -1540,7 +1550,7 @@ mod contract {
         let conv = receive(store, &w.x, message("t1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         store
-            .queue_reply(conv, user, "Hoi!", "key-1", now())
+            .queue_reply(B, conv, user, "Hoi!", "key-1", now())
             .await
             .unwrap();
         let now = now() + 1_000;
@@ -1601,7 +1611,7 @@ mod contract {
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         store
-            .queue_reply(conv, user, "Hoi!", "key-1", now())
+            .queue_reply(B, conv, user, "Hoi!", "key-1", now())
             .await
             .unwrap();
         assert!(store.claim_outbox(T0, 10).await.unwrap().is_empty());
@@ -1616,7 +1626,7 @@ mod contract {
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         let reply = store
-            .queue_reply(conv, user, "Hoi!", "key-1", now())
+            .queue_reply(B, conv, user, "Hoi!", "key-1", now())
             .await
             .unwrap();
         let now = now() + 1_000;
@@ -1643,7 +1653,7 @@ mod contract {
         let conv = receive(store, &w.x, message("t1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         let reply = store
-            .queue_reply(conv, user, "Hoi!", "key-1", now())
+            .queue_reply(B, conv, user, "Hoi!", "key-1", now())
             .await
             .unwrap();
         let now = now() + 1_000;
@@ -1657,7 +1667,7 @@ mod contract {
         assert_eq!(msg.id, reply.id);
         assert_eq!(msg.delivery, DeliveryState::Sent);
         assert_eq!(msg.external_id.as_deref(), Some("tweet-99"));
-        let events = store.events_since(last, 10).await.unwrap();
+        let events = store.events_since(B, last, 10).await.unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind, EventKind::ReplySent);
         assert_eq!(events[0].message.as_ref().unwrap().message.id, reply.id);
@@ -1675,13 +1685,13 @@ mod contract {
             .outbox_sent(item.id, Some("tweet-99"), now)
             .await
             .unwrap();
-        assert_eq!(store.events_since(last, 10).await.unwrap().len(), 1);
+        assert_eq!(store.events_since(B, last, 10).await.unwrap().len(), 1);
 
         // The customer answering our tweet lands in the same conversation.
         let mut answer = message("t2", "anna", "Dank je");
         answer.in_reply_to = Some("tweet-99".into());
         store
-            .set_status(conv, ConversationStatus::Closed, None, now)
+            .set_status(B, conv, ConversationStatus::Closed, None, now)
             .await
             .unwrap();
         assert_eq!(receive(store, &w.x, answer, T0 + MINUTE).await, conv);
@@ -1692,7 +1702,7 @@ mod contract {
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         store
-            .queue_reply(conv, user, "Hoi!", "key-1", now())
+            .queue_reply(B, conv, user, "Hoi!", "key-1", now())
             .await
             .unwrap();
         let now = now() + 1_000;
@@ -1712,7 +1722,7 @@ mod contract {
                 .await
                 .contains(&EventKind::ReplyFailed)
         );
-        let detail = store.conversation_events(conv).await.unwrap();
+        let detail = store.conversation_events(B, conv).await.unwrap();
         assert_eq!(detail.last().unwrap().detail, "outside the 24h window");
         assert_eq!(store.backlogs().await.unwrap().outbox, 0);
         assert!(
@@ -1729,11 +1739,11 @@ mod contract {
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         store
-            .queue_reply(conv, user, "Een", "key-1", now())
+            .queue_reply(B, conv, user, "Een", "key-1", now())
             .await
             .unwrap();
         store
-            .queue_reply(conv, user, "Twee", "key-2", now())
+            .queue_reply(B, conv, user, "Twee", "key-2", now())
             .await
             .unwrap();
         let now = now() + 1_000;
@@ -1759,7 +1769,7 @@ mod contract {
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         let reply = store
-            .queue_reply(conv, user, "Hoi!", "key-1", now())
+            .queue_reply(B, conv, user, "Hoi!", "key-1", now())
             .await
             .unwrap();
         let now = now() + 1_000;
@@ -1796,7 +1806,7 @@ mod contract {
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         store
-            .queue_reply(conv, user, "Hoi!", "key-1", now())
+            .queue_reply(B, conv, user, "Hoi!", "key-1", now())
             .await
             .unwrap();
         let now = now() + 1_000;
@@ -1822,18 +1832,12 @@ mod contract {
 
     pub async fn a_user_email_is_unique(store: &dyn Store) {
         let user = store
-            .create_user(
-                "anne@jansen.nl",
-                "Anne",
-                Role::Supervisor,
-                "argon2-hash",
-                now(),
-            )
+            .create_user("anne@jansen.nl", "Anne", true, "argon2-hash", now())
             .await
             .unwrap();
-        assert_eq!(user.role, Role::Supervisor);
+        assert!(user.owner);
         let again = store
-            .create_user("anne@jansen.nl", "Other Anne", Role::Agent, "h", now())
+            .create_user("anne@jansen.nl", "Other Anne", false, "h", now())
             .await;
         assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
         let (found, hash) = store
@@ -1854,7 +1858,7 @@ mod contract {
 
     pub async fn a_session_is_valid_until_it_expires_or_is_deleted(store: &dyn Store) {
         let user = store
-            .create_user("anne@jansen.nl", "Anne", Role::Agent, "h", now())
+            .create_user("anne@jansen.nl", "Anne", false, "h", now())
             .await
             .unwrap();
         let expires = T0 + 60 * MINUTE;
@@ -1883,15 +1887,129 @@ mod contract {
         store.delete_session("session-hash").await.unwrap();
     }
 
-    pub async fn only_stored_api_tokens_are_valid(store: &dyn Store) {
-        assert!(!store.api_token_valid("token-hash").await.unwrap());
+    pub async fn only_stored_api_tokens_are_valid_and_act_for_their_brand(store: &dyn Store) {
+        let jansen = store.ensure_brand("Bakkerij Jansen", now()).await.unwrap();
+        let slug = BrandSlug::parse("visser").unwrap();
+        let visser = store.create_brand(&slug, "Visser", now()).await.unwrap();
+        assert_eq!(store.api_token_brand("token-hash").await.unwrap(), None);
         store
-            .create_api_token("shop", "token-hash", now())
+            .create_api_token("shop", "token-hash", jansen, now())
             .await
             .unwrap();
-        assert!(store.api_token_valid("token-hash").await.unwrap());
-        assert!(!store.api_token_valid("token-has").await.unwrap());
-        assert!(!store.api_token_valid("").await.unwrap());
+        store
+            .create_api_token("vis", "token-vis", visser.id, now())
+            .await
+            .unwrap();
+        assert_eq!(
+            store.api_token_brand("token-hash").await.unwrap(),
+            Some(jansen)
+        );
+        assert_eq!(
+            store.api_token_brand("token-vis").await.unwrap(),
+            Some(visser.id)
+        );
+        assert_eq!(store.api_token_brand("token-has").await.unwrap(), None);
+        assert_eq!(store.api_token_brand("").await.unwrap(), None);
+    }
+
+    // Brands: memberships, and every read and write scoped to one brand.
+
+    pub async fn brands_have_unique_slugs_and_users_their_memberships(store: &dyn Store) {
+        let jansen = store.ensure_brand("Bakkerij Jansen", now()).await.unwrap();
+        let brands = store.brands().await.unwrap();
+        assert_eq!(brands.len(), 1);
+        assert_eq!(brands[0].slug.as_str(), "bakkerij-jansen", "a slug from the name");
+        let slug = BrandSlug::parse("visser").unwrap();
+        let visser = store.create_brand(&slug, "Visser", now()).await.unwrap();
+        let again = store.create_brand(&slug, "Visser 2", now()).await;
+        assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+        let same_name = store
+            .create_brand(&BrandSlug::parse("visser-2").unwrap(), "Visser", now())
+            .await;
+        assert!(matches!(same_name, Err(StoreError::Conflict(_))), "{same_name:?}");
+        assert_eq!(
+            store.brand_by_slug("visser").await.unwrap(),
+            Some(visser.clone())
+        );
+        assert_eq!(store.brand_by_slug("nobody").await.unwrap(), None);
+        let anne = member(store, "anne@jansen.nl", "Anne", jansen).await;
+        assert_eq!(store.memberships(anne).await.unwrap().len(), 1);
+        store
+            .set_membership(anne, visser.id, Role::Supervisor, now())
+            .await
+            .unwrap();
+        store
+            .set_membership(anne, jansen, Role::Admin, now())
+            .await
+            .unwrap();
+        let roles: Vec<(String, Role)> = store
+            .memberships(anne)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.brand.slug.to_string(), m.role))
+            .collect();
+        assert_eq!(
+            roles,
+            [
+                ("bakkerij-jansen".to_string(), Role::Admin),
+                ("visser".to_string(), Role::Supervisor)
+            ]
+        );
+    }
+
+    pub async fn another_brands_conversations_are_not_found(store: &dyn Store) {
+        let w = world(store).await;
+        let other = store
+            .create_brand(&BrandSlug::parse("visser").unwrap(), "Visser", now())
+            .await
+            .unwrap()
+            .id;
+        let vis = store
+            .create_channel(other, ChannelKind::Api, "vis", "{}", now())
+            .await
+            .unwrap();
+        let ours = receive(store, &w.api, message("m1", "anna", "Mijn taart is kapot"), T0).await;
+        let theirs = receive(store, &vis, message("v1", "bob", "Mijn vis is kapot"), T0).await;
+        let open = ConversationStatus::Open;
+        let ids = |rows: Vec<InboxRow>| rows.iter().map(|r| r.conversation.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.inbox(B, open, 10).await.unwrap()), [ours]);
+        assert_eq!(ids(store.inbox(other, open, 10).await.unwrap()), [theirs]);
+        assert!(store.conversation(B, theirs).await.unwrap().is_none());
+        assert!(store.conversation(other, theirs).await.unwrap().is_some());
+        assert!(store.conversation_messages(B, theirs).await.unwrap().is_empty());
+        assert!(store.conversation_events(B, theirs).await.unwrap().is_empty());
+        let hits = store.search(B, "kapot", 10).await.unwrap();
+        assert_eq!(hits.iter().map(|h| h.conversation_id).collect::<Vec<_>>(), [ours]);
+        let events = store.events_since(B, EventId(0), 100).await.unwrap();
+        assert!(events.iter().all(|e| e.conversation.conversation.id == ours), "{events:?}");
+        assert!(!events.is_empty());
+        let theirs_events = store.events_since(other, EventId(0), 100).await.unwrap();
+        assert!(theirs_events.iter().all(|e| e.conversation.conversation.id == theirs));
+        // Writes through the wrong brand are refused and change nothing.
+        let anne = agent(store).await;
+        let not_found = |r: Result<(), StoreError>| matches!(r, Err(StoreError::NotFound(_)));
+        assert!(not_found(
+            store
+                .set_status(B, theirs, ConversationStatus::Closed, Some(anne), now())
+                .await
+        ));
+        assert!(not_found(store.assign(B, theirs, Some(anne), Some(anne), now()).await));
+        // An agent of another brand cannot be given a conversation.
+        assert!(not_found(store.assign(other, theirs, Some(anne), Some(anne), now()).await));
+        let customer = store.conversation(other, theirs).await.unwrap().unwrap().customer;
+        assert!(not_found(
+            store.update_customer(B, customer.id, "Hacked", "").await
+        ));
+        let reply = store
+            .queue_reply(B, theirs, anne, "Sorry", "key-1", now())
+            .await;
+        assert!(matches!(reply, Err(StoreError::NotFound(_))), "{reply:?}");
+        let view = store.conversation(other, theirs).await.unwrap().unwrap();
+        assert_eq!(view.row.conversation.status, ConversationStatus::Open);
+        assert_eq!(view.row.conversation.assignee, None);
+        assert_eq!(view.customer.display_name, customer.display_name);
+        assert_eq!(view.timeline.len(), 1, "no reply was queued");
     }
 
     /// A NUL character (valid JSON as `\u0000`) never blocks the pipeline. SQLite keeps it;
@@ -1925,7 +2043,7 @@ mod contract {
         assert_eq!(receive(store, &w.api, next, T0 + 1).await, conv);
         let user = agent(store).await;
         let reply = store
-            .queue_reply(conv, user, "Hoi\0!", "key-nul", now())
+            .queue_reply(B, conv, user, "Hoi\0!", "key-nul", now())
             .await
             .unwrap();
         assert_eq!(reply.text.replace('\0', "\u{FFFD}"), "Hoi\u{FFFD}!");
@@ -1948,14 +2066,14 @@ mod contract {
         .await;
         assert_eq!(
             store
-                .inbox(ConversationStatus::Open, -1)
+                .inbox(B, ConversationStatus::Open, -1)
                 .await
                 .unwrap()
                 .len(),
             2
         );
-        assert_eq!(store.search("pakket", -1).await.unwrap().len(), 2);
-        assert!(store.events_since(EventId(0), -1).await.unwrap().len() >= 2);
+        assert_eq!(store.search(B, "pakket", -1).await.unwrap().len(), 2);
+        assert!(store.events_since(B, EventId(0), -1).await.unwrap().len() >= 2);
         assert!(store.pending_journal(-1).await.unwrap().is_empty());
     }
 
@@ -1968,6 +2086,7 @@ mod contract {
         for i in 0..6 {
             store
                 .queue_reply(
+                    B, 
                     conv,
                     user,
                     &format!("Antwoord {i}"),
@@ -2029,7 +2148,7 @@ mod contract {
             batch.iter().map(|p| p.entry.id).collect::<Vec<_>>(),
             "each entry applied by exactly one worker"
         );
-        let inbox = store.inbox(ConversationStatus::Open, 10).await.unwrap();
+        let inbox = store.inbox(B, ConversationStatus::Open, 10).await.unwrap();
         assert_eq!(inbox.len(), 1, "one customer, one conversation: {inbox:?}");
         assert_eq!(messages(store, inbox[0].conversation.id).await.len(), 3);
         assert_eq!(
@@ -2044,8 +2163,8 @@ mod contract {
         let conv = receive(store, &w.api, message("m1", "anna", "Hallo"), T0).await;
         let user = agent(store).await;
         let (a, b) = tokio::join!(
-            store.queue_reply(conv, user, "Hoi!", "double-click", now()),
-            store.queue_reply(conv, user, "Hoi!", "double-click", now())
+            store.queue_reply(B, conv, user, "Hoi!", "double-click", now()),
+            store.queue_reply(B, conv, user, "Hoi!", "double-click", now())
         );
         assert_eq!(a.unwrap().id, b.unwrap().id);
         assert_eq!(messages(store, conv).await.len(), 2, "one in, one out");
@@ -2072,7 +2191,7 @@ mod contract {
         assert!(changed_within(&mut changes, 1).await, "a new message wakes");
         changes.borrow_and_update();
         store
-            .set_status(conv, ConversationStatus::Closed, None, now())
+            .set_status(B, conv, ConversationStatus::Closed, None, now())
             .await
             .unwrap();
         assert!(
@@ -2280,16 +2399,16 @@ mod contract {
             vec![Appended::Duplicate],
             "dedupe survives a restart"
         );
-        let inbox = store.inbox(ConversationStatus::Open, 10).await.unwrap();
+        let inbox = store.inbox(B, ConversationStatus::Open, 10).await.unwrap();
         assert_eq!(inbox.len(), 1);
         let msgs = messages(store, inbox[0].conversation.id).await;
         assert_eq!(msgs[0].text, "Verwerkt");
-        assert_eq!(store.search("verwerkt", 10).await.unwrap().len(), 1);
+        assert_eq!(store.search(B, "verwerkt", 10).await.unwrap().len(), 1);
         // The pipeline picks up where it left off.
         process(store, NORMAL, &SlaPolicy::default()).await;
         assert_eq!(
             store
-                .inbox(ConversationStatus::Open, 10)
+                .inbox(B, ConversationStatus::Open, 10)
                 .await
                 .unwrap()
                 .len(),
@@ -2346,14 +2465,14 @@ mod contract {
             .await
             .unwrap();
         assert_eq!(written, 3, "a conversation without messages is skipped");
-        let open = store.inbox(ConversationStatus::Open, 10).await.unwrap();
+        let open = store.inbox(B, ConversationStatus::Open, 10).await.unwrap();
         assert_eq!(open.len(), 1);
         assert_eq!(open[0].first_line, "Nog steeds niets!");
         assert_eq!(open[0].customer_name, "Customer k-1");
         assert_eq!(open[0].conversation.reply_due, Some(T0 + 30 * MINUTE));
         assert_eq!(open[0].last_message_at, T0 + MINUTE);
         let view = store
-            .conversation(open[0].conversation.id)
+            .conversation(B, open[0].conversation.id)
             .await
             .unwrap()
             .expect("the conversation");
@@ -2365,13 +2484,13 @@ mod contract {
         assert_eq!(texts, ["Mijn pakket is niet bezorgd", "Nog steeds niets!"]);
         assert_eq!(
             store
-                .inbox(ConversationStatus::Closed, 10)
+                .inbox(B, ConversationStatus::Closed, 10)
                 .await
                 .unwrap()
                 .len(),
             1
         );
-        let hits = store.search("pakketten", 10).await.unwrap();
+        let hits = store.search(B, "pakketten", 10).await.unwrap();
         assert_eq!(
             hits.len(),
             1,
@@ -2488,7 +2607,9 @@ macro_rules! all_checks {
             a_send_confirmed_after_its_echo_still_succeeds,
             a_user_email_is_unique,
             a_session_is_valid_until_it_expires_or_is_deleted,
-            only_stored_api_tokens_are_valid,
+            only_stored_api_tokens_are_valid_and_act_for_their_brand,
+            brands_have_unique_slugs_and_users_their_memberships,
+            another_brands_conversations_are_not_found,
             bulk_loaded_conversations_are_listed_viewed_and_searchable,
             workers_claiming_at_once_share_out_the_replies,
             workers_applying_one_batch_at_once_apply_it_once,
@@ -2516,7 +2637,8 @@ async fn another_processs_writes_are_noticed() {
     contract::another_processs_events_wake_this_one(&a, &b).await;
     let mut changes = b.changes();
     changes.borrow_and_update();
-    a.create_api_token("cli", "hash-cli", 1)
+    let brand = a.ensure_brand("Balie", 1).await.expect("brand");
+    a.create_api_token("cli", "hash-cli", brand, 1)
         .await
         .expect("token");
     let woke = tokio::time::timeout(std::time::Duration::from_secs(3), changes.changed()).await;

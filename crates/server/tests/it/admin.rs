@@ -2,7 +2,6 @@
 //! shown back; other roles are refused.
 
 use balie_core::Role;
-use balie_server::auth;
 use reqwest::StatusCode;
 
 use crate::support::*;
@@ -10,17 +9,9 @@ use crate::support::*;
 #[tokio::test]
 async fn an_admin_adds_a_channel_and_its_secrets_are_never_shown() {
     let app = spawn_app().await;
-    app.store
-        .create_user(
-            "admin@balie.test",
-            "Admin",
-            Role::Admin,
-            &auth::hash_password("admin password 1").unwrap(),
-            balie_server::outbox::now_ms(),
-        )
-        .await
-        .unwrap();
-    let cookie = app.login_as("admin@balie.test", "admin password 1").await;
+    app.add_user("admin@balie.test", Role::Admin, &[app.brand])
+        .await;
+    let cookie = app.login_as("admin@balie.test", PASSWORD).await;
     let no_redirect = no_redirects();
     let bot_token = "123456:bot-token-that-must-stay-secret";
     let resp = no_redirect

@@ -31,7 +31,7 @@ async fn assert_nothing_stored_and_still_serving(app: &TestApp) {
     assert_eq!(app.store.backlogs().await.unwrap().journal, 0);
     assert!(
         app.store
-            .inbox(ConversationStatus::Open, 10)
+            .inbox(app.brand, ConversationStatus::Open, 10)
             .await
             .unwrap()
             .is_empty()
@@ -339,7 +339,7 @@ mod webhooks {
             platform_channels::configure(
                 app.store.as_ref(),
                 &keys,
-                brand,
+                platform_channels::Change { brand, may_repoint: true },
                 kind,
                 name,
                 &settings,

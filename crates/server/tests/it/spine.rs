@@ -167,7 +167,7 @@ async fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
     assert_eq!(app.store.backlogs().await.unwrap().journal, 0);
     assert!(
         app.store
-            .inbox(ConversationStatus::Open, 10)
+            .inbox(app.brand, ConversationStatus::Open, 10)
             .await
             .unwrap()
             .is_empty()
@@ -313,7 +313,7 @@ async fn a_reply_goes_out_signed_once_after_a_transient_failure() {
     let messages = eventually(5, || async {
         let msgs = app
             .store
-            .conversation_messages(balie_core::ConversationId(conversation))
+            .conversation_messages(app.brand, balie_core::ConversationId(conversation))
             .await
             .unwrap();
         msgs.iter()
@@ -395,7 +395,7 @@ async fn a_refused_reply_shows_why_and_is_not_retried() {
     let failed = eventually(10, || async {
         let msgs = app
             .store
-            .conversation_messages(balie_core::ConversationId(conversation))
+            .conversation_messages(app.brand, balie_core::ConversationId(conversation))
             .await
             .unwrap();
         msgs.into_iter()

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use balie_core::Role;
+use balie_core::{BrandId, Role, User};
 use balie_server::clock::Clock;
 use balie_server::{App, Config, Secret, auth};
 use balie_store::Store;
@@ -22,6 +22,9 @@ pub struct TestApp {
     pub base: String,
     pub token: String,
     pub store: Arc<dyn Store>,
+    /// The installation's one brand (the configured default), which the test agent and
+    /// the token belong to.
+    pub brand: BrandId,
     pub http: reqwest::Client,
     pub dir: TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -49,6 +52,12 @@ impl TestApp {
             .json()
             .await
             .unwrap()
+    }
+
+    /// Adds a user (not the owner) with `role` in each of `brands`; the password is
+    /// [`PASSWORD`].
+    pub async fn add_user(&self, email: &str, role: Role, brands: &[BrandId]) -> User {
+        add_user(self.store.as_ref(), email, false, role, brands).await
     }
 
     /// Logs the test agent in and returns the session cookie (`balie_session=...`).
@@ -148,26 +157,17 @@ async fn start(
     let addr = app.local_addr().unwrap();
     let store = app.state().store.clone();
     let token = auth::new_token("balie").unwrap();
-    store
-        .create_api_token(
-            "tests",
-            &auth::token_hash(&token),
-            balie_server::outbox::now_ms(),
-        )
+    let now = balie_server::outbox::now_ms();
+    let brand = store
+        .ensure_brand(&app.state().config.default_brand, now)
         .await
         .unwrap();
-    match store
-        .create_user(
-            EMAIL,
-            "Agent Smit",
-            Role::Agent,
-            &auth::hash_password(PASSWORD).unwrap(),
-            balie_server::outbox::now_ms(),
-        )
+    store
+        .create_api_token("tests", &auth::token_hash(&token), brand, now)
         .await
-    {
-        Ok(_) | Err(balie_store::StoreError::Conflict(_)) => {}
-        Err(e) => panic!("{e}"),
+        .unwrap();
+    if store.user_credentials(EMAIL).await.unwrap().is_none() {
+        add_user(store.as_ref(), EMAIL, false, Role::Agent, &[brand]).await;
     }
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run(async move {
@@ -177,6 +177,7 @@ async fn start(
         base: format!("http://{addr}"),
         token,
         store,
+        brand,
         http: reqwest::Client::builder()
             .default_headers(same_origin_headers())
             .build()
@@ -185,6 +186,31 @@ async fn start(
         stop: Some(stop),
         handle: Some(handle),
     }
+}
+
+/// Adds a user named after the e-mail's local part, with [`PASSWORD`], `owner` of the
+/// installation or not, a member with `role` of each of `brands`.
+pub async fn add_user(
+    store: &dyn Store,
+    email: &str,
+    owner: bool,
+    role: Role,
+    brands: &[BrandId],
+) -> User {
+    let now = balie_server::outbox::now_ms();
+    let name = match email.split('@').next() {
+        Some("agent") => "Agent Smit",
+        Some(local) => local,
+        None => email,
+    };
+    let user = store
+        .create_user(email, name, owner, &auth::hash_password(PASSWORD).unwrap(), now)
+        .await
+        .unwrap();
+    for brand in brands {
+        store.set_membership(user.id, *brand, role, now).await.unwrap();
+    }
+    user
 }
 
 /// A message body for the generic channel.

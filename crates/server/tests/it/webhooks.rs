@@ -56,7 +56,7 @@ async fn channel(
     platform_channels::configure(
         app.store.as_ref(),
         &keys,
-        brand,
+        platform_channels::Change { brand, may_repoint: true },
         kind,
         name,
         &settings,
@@ -560,7 +560,7 @@ async fn only_conversation(app: &TestApp) -> i64 {
 
 async fn outbound(store: &dyn Store, conversation: i64) -> Vec<Message> {
     store
-        .conversation_messages(ConversationId(conversation))
+        .conversation_messages(balie_core::BrandId(1), ConversationId(conversation))
         .await
         .unwrap()
         .into_iter()
@@ -634,7 +634,7 @@ async fn an_x_direct_message_is_answered_in_its_dm_thread() {
     let conversation = only_conversation(&app).await;
     let participant = app
         .store
-        .conversation(ConversationId(conversation))
+        .conversation(app.brand, ConversationId(conversation))
         .await
         .unwrap()
         .unwrap()
@@ -757,6 +757,7 @@ async fn a_platform_reply_interrupted_by_a_crash_is_not_sent_again() {
     accepted(post_x(&app, &fixture("x/tweet_create_events.json")).await).await;
     let conversation = app.conversations().await[0]["id"].as_i64().unwrap();
     let (user, _) = app.store.user_credentials(EMAIL).await.unwrap().unwrap();
+    let brand = app.brand;
     let dir = app.stop().await;
     // The crash: the reply was claimed (marked `sending`) and the process died before the
     // platform's answer was recorded.
@@ -766,6 +767,7 @@ async fn a_platform_reply_interrupted_by_a_crash_is_not_sent_again() {
             .unwrap();
         store
             .queue_reply(
+                brand,
                 ConversationId(conversation),
                 user.id,
                 "Sorry!",
@@ -1012,7 +1014,7 @@ async fn metric_with(app: &TestApp, series: &str) -> u64 {
 
 async fn events_of(app: &TestApp, conversation: i64) -> Vec<(EventKind, String)> {
     app.store
-        .conversation_events(ConversationId(conversation))
+        .conversation_events(app.brand, ConversationId(conversation))
         .await
         .unwrap()
         .into_iter()
@@ -1041,7 +1043,7 @@ async fn a_whatsapp_customer_known_only_by_their_user_id_is_heard_once_after_a_r
     let mut ids = Vec::new();
     for c in app.conversations().await.as_array().unwrap() {
         let id = ConversationId(c["id"].as_i64().unwrap());
-        let view = app.store.conversation(id).await.unwrap().unwrap();
+        let view = app.store.conversation(app.brand, id).await.unwrap().unwrap();
         ids.push(view.customer.identities[0].external_id.clone());
     }
     ids.sort();

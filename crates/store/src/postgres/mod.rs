@@ -46,6 +46,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../migrations/postgres/0004_typed_analysis.sql"),
     ),
+    (5, include_str!("../../migrations/postgres/0005_brands.sql")),
 ];
 
 /// Advisory lock keys ("balie" and a number), so two processes starting together migrate

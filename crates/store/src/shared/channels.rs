@@ -12,19 +12,70 @@ macro_rules! impl_channels {
                 now: balie_core::Millis,
             ) -> $crate::Result<balie_core::BrandId> {
                 use $crate::shared::Dialect as _;
-                sqlx::query(
-                    "INSERT INTO brands (name, created_at) VALUES ($1, $2) \
-                     ON CONFLICT (name) DO NOTHING",
-                )
-                .bind(name)
-                .bind(now)
-                .execute(self.writer())
-                .await?;
-                let id = sqlx::query_scalar("SELECT id FROM brands WHERE name = $1")
+                let found: Option<i64> = sqlx::query_scalar("SELECT id FROM brands WHERE name = $1")
                     .bind(name)
-                    .fetch_one(self.writer())
+                    .fetch_optional(self.writer())
                     .await?;
-                Ok(balie_core::BrandId(id))
+                if let Some(id) = found {
+                    return Ok(balie_core::BrandId(id));
+                }
+                let slug = balie_core::BrandSlug::from_name(name);
+                match self.create_brand(&slug, name, now).await {
+                    Ok(brand) => Ok(brand.id),
+                    // Made meanwhile by another process, or the slug is another brand's.
+                    Err($crate::StoreError::Conflict(_)) => {
+                        let id: Option<i64> =
+                            sqlx::query_scalar("SELECT id FROM brands WHERE name = $1")
+                                .bind(name)
+                                .fetch_optional(self.writer())
+                                .await?;
+                        id.map(balie_core::BrandId)
+                            .ok_or($crate::StoreError::Conflict("brand slug"))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+
+            async fn create_brand(
+                &self,
+                slug: &balie_core::BrandSlug,
+                name: &str,
+                now: balie_core::Millis,
+            ) -> $crate::Result<balie_core::Brand> {
+                use $crate::shared::Dialect as _;
+                let row = sqlx::query(
+                    "INSERT INTO brands (slug, name, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING RETURNING id, slug, name",
+                )
+                .bind(slug.as_str())
+                .bind(Self::storable(name).as_ref())
+                .bind(now)
+                .fetch_optional(self.writer())
+                .await?;
+                match row {
+                    Some(r) => $crate::rows::brand(&r),
+                    None => Err($crate::StoreError::Conflict("brand")),
+                }
+            }
+
+            async fn brands(&self) -> $crate::Result<Vec<balie_core::Brand>> {
+                use $crate::shared::Dialect as _;
+                let rows = sqlx::query("SELECT id, slug, name FROM brands ORDER BY id")
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter().map($crate::rows::brand).collect()
+            }
+
+            async fn brand_by_slug(
+                &self,
+                slug: &str,
+            ) -> $crate::Result<Option<balie_core::Brand>> {
+                use $crate::shared::Dialect as _;
+                let row = sqlx::query("SELECT id, slug, name FROM brands WHERE slug = $1")
+                    .bind(slug)
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.as_ref().map($crate::rows::brand).transpose()
             }
 
             async fn create_channel(

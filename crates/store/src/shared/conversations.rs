@@ -8,6 +8,7 @@ macro_rules! impl_conversations {
         impl $crate::Conversations for $store {
             async fn inbox(
                 &self,
+                brand: balie_core::BrandId,
                 status: balie_core::ConversationStatus,
                 limit: i64,
             ) -> $crate::Result<Vec<$crate::InboxRow>> {
@@ -18,12 +19,13 @@ macro_rules! impl_conversations {
                     "SELECT ",
                     $crate::rows::conv_cols!(),
                     $crate::rows::conv_from!(),
-                    "WHERE c.status = $1 ORDER BY (c.waiting_since IS NULL), c.priority, \
+                    "WHERE c.status = $1 AND c.brand_id = $3 ORDER BY (c.waiting_since IS NULL), c.priority, \
                      COALESCE(c.reply_due, 9223372036854775807), c.last_message_at DESC, c.id \
                      LIMIT $2"
                 ))
                 .bind(status.as_str())
                 .bind($crate::shared::limit_or_all(limit))
+                .bind(brand.0)
                 .fetch_all(self.reader())
                 .await?;
                 rows.iter().map($crate::rows::inbox_row).collect()
@@ -31,12 +33,16 @@ macro_rules! impl_conversations {
 
             async fn conversation(
                 &self,
+                brand: balie_core::BrandId,
                 id: balie_core::ConversationId,
             ) -> $crate::Result<Option<$crate::ConversationView>> {
                 use $crate::shared::Dialect as _;
                 let Some(row) = self.inbox_row(id.0).await? else {
                     return Ok(None);
                 };
+                if row.conversation.brand_id != brand {
+                    return Ok(None);
+                }
                 let customer_id = row.conversation.customer_id.0;
                 let (display_name, notes): (String, String) =
                     sqlx::query_as("SELECT display_name, notes FROM customers WHERE id = $1")
@@ -56,9 +62,10 @@ macro_rules! impl_conversations {
                     $crate::rows::msg_cols!(),
                     $crate::rows::msg_from!(),
                     "JOIN conversations c ON c.id = m.conversation_id WHERE c.customer_id = $1 \
-                     ORDER BY m.id DESC LIMIT 500) t ORDER BY created_at, id"
+                     AND c.brand_id = $2 ORDER BY m.id DESC LIMIT 500) t ORDER BY created_at, id"
                 ))
                 .bind(customer_id)
+                .bind(brand.0)
                 .fetch_all(self.reader())
                 .await?
                 .iter()
@@ -91,6 +98,7 @@ macro_rules! impl_conversations {
 
             async fn conversation_messages(
                 &self,
+                brand: balie_core::BrandId,
                 id: balie_core::ConversationId,
             ) -> $crate::Result<Vec<balie_core::Message>> {
                 use $crate::shared::Dialect as _;
@@ -98,9 +106,11 @@ macro_rules! impl_conversations {
                     "SELECT ",
                     $crate::rows::msg_cols!(),
                     $crate::rows::msg_from!(),
-                    "WHERE m.conversation_id = $1 ORDER BY m.id"
+                    "JOIN conversations c ON c.id = m.conversation_id \
+                     WHERE m.conversation_id = $1 AND c.brand_id = $2 ORDER BY m.id"
                 ))
                 .bind(id.0)
+                .bind(brand.0)
                 .fetch_all(self.reader())
                 .await?;
                 rows.iter()
@@ -110,15 +120,18 @@ macro_rules! impl_conversations {
 
             async fn conversation_events(
                 &self,
+                brand: balie_core::BrandId,
                 id: balie_core::ConversationId,
             ) -> $crate::Result<Vec<balie_core::Event>> {
                 use $crate::shared::Dialect as _;
                 let rows: Vec<(i64, String, Option<i64>, Option<i64>, String, i64)> =
                     sqlx::query_as(
-                        "SELECT id, kind, message_id, user_id, detail, at FROM events \
-                         WHERE conversation_id = $1 ORDER BY id",
+                        "SELECT e.id, e.kind, e.message_id, e.user_id, e.detail, e.at FROM events e \
+                         JOIN conversations c ON c.id = e.conversation_id \
+                         WHERE e.conversation_id = $1 AND c.brand_id = $2 ORDER BY e.id",
                     )
                     .bind(id.0)
+                    .bind(brand.0)
                     .fetch_all(self.reader())
                     .await?;
                 rows.into_iter()
@@ -139,6 +152,7 @@ macro_rules! impl_conversations {
 
             async fn set_status(
                 &self,
+                brand: balie_core::BrandId,
                 id: balie_core::ConversationId,
                 status: balie_core::ConversationStatus,
                 by: Option<balie_core::UserId>,
@@ -147,8 +161,9 @@ macro_rules! impl_conversations {
                 use $crate::shared::Dialect as _;
                 let mut tx = self.begin_write().await?;
                 let old: Option<String> =
-                    sqlx::query_scalar("SELECT status FROM conversations WHERE id = $1")
+                    sqlx::query_scalar("SELECT status FROM conversations WHERE id = $1 AND brand_id = $2")
                         .bind(id.0)
+                        .bind(brand.0)
                         .fetch_optional(&mut *tx)
                         .await?;
                 let Some(old) = old else {
@@ -180,6 +195,7 @@ macro_rules! impl_conversations {
 
             async fn assign(
                 &self,
+                brand: balie_core::BrandId,
                 id: balie_core::ConversationId,
                 assignee: Option<balie_core::UserId>,
                 by: Option<balie_core::UserId>,
@@ -188,8 +204,9 @@ macro_rules! impl_conversations {
                 use $crate::shared::Dialect as _;
                 let mut tx = self.begin_write().await?;
                 let old: Option<Option<i64>> =
-                    sqlx::query_scalar("SELECT assignee FROM conversations WHERE id = $1")
+                    sqlx::query_scalar("SELECT assignee FROM conversations WHERE id = $1 AND brand_id = $2")
                         .bind(id.0)
+                        .bind(brand.0)
                         .fetch_optional(&mut *tx)
                         .await?;
                 let Some(old) = old else {
@@ -197,8 +214,13 @@ macro_rules! impl_conversations {
                 };
                 let name: Option<String> = match assignee {
                     Some(u) => {
-                        let name = sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
-                            .bind(u.0)
+                        // Only a member of the conversation's brand can be given it.
+                        let name = sqlx::query_scalar(
+                            "SELECT u.name FROM users u JOIN memberships m ON m.user_id = u.id \
+                             WHERE u.id = $1 AND m.brand_id = $2",
+                        )
+                        .bind(u.0)
+                        .bind(brand.0)
                             .fetch_optional(&mut *tx)
                             .await?;
                         if name.is_none() {
@@ -234,17 +256,19 @@ macro_rules! impl_conversations {
 
             async fn update_customer(
                 &self,
+                brand: balie_core::BrandId,
                 id: balie_core::CustomerId,
                 display_name: &str,
                 notes: &str,
             ) -> $crate::Result<()> {
                 use $crate::shared::Dialect as _;
                 let n = sqlx::query(
-                    "UPDATE customers SET display_name = $1, notes = $2 WHERE id = $3",
+                    "UPDATE customers SET display_name = $1, notes = $2 WHERE id = $3 AND brand_id = $4",
                 )
                 .bind(Self::storable(display_name).as_ref())
                 .bind(Self::storable(notes).as_ref())
                 .bind(id.0)
+                .bind(brand.0)
                 .execute(self.writer())
                 .await?
                 .rows_affected();

@@ -1,4 +1,4 @@
-//! Users, sessions and API tokens ([`crate::Directory`]), the same SQL on both backends.
+//! Users, their brand memberships, sessions and API tokens ([`crate::Directory`]), the same SQL on both backends.
 
 /// Implements [`crate::Directory`] for `$store`.
 macro_rules! impl_directory {
@@ -9,21 +9,23 @@ macro_rules! impl_directory {
                 &self,
                 email: &str,
                 name: &str,
-                role: balie_core::Role,
+                owner: bool,
                 password_hash: &str,
                 now: balie_core::Millis,
             ) -> $crate::Result<balie_core::User> {
                 use $crate::shared::Dialect as _;
+                // `role` is the column of the schema before memberships; roles now live in
+                // `memberships`, per brand.
                 let row = sqlx::query(
-                    "INSERT INTO users (email, name, role, password_hash, created_at) \
-                     VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (email) DO NOTHING RETURNING id, email, name, role",
+                    "INSERT INTO users (email, name, role, password_hash, created_at, owner) \
+                     VALUES ($1, $2, 'agent', $3, $4, $5) \
+                     ON CONFLICT (email) DO NOTHING RETURNING id, email, name, owner",
                 )
                 .bind(email)
                 .bind(name)
-                .bind(role.as_str())
                 .bind(password_hash)
                 .bind(now)
+                .bind(owner)
                 .fetch_optional(self.writer())
                 .await?;
                 match row {
@@ -39,7 +41,7 @@ macro_rules! impl_directory {
                 use $crate::rows::Columns as _;
                 use $crate::shared::Dialect as _;
                 let row = sqlx::query(
-                    "SELECT id, email, name, role, password_hash FROM users WHERE email = $1",
+                    "SELECT id, email, name, owner, password_hash FROM users WHERE email = $1",
                 )
                 .bind(email)
                 .fetch_optional(self.reader())
@@ -48,6 +50,43 @@ macro_rules! impl_directory {
                     Some(r) => Ok(Some(($crate::rows::user(&r)?, r.text("password_hash")?))),
                     None => Ok(None),
                 }
+            }
+
+            async fn set_membership(
+                &self,
+                user: balie_core::UserId,
+                brand: balie_core::BrandId,
+                role: balie_core::Role,
+                now: balie_core::Millis,
+            ) -> $crate::Result<()> {
+                use $crate::shared::Dialect as _;
+                sqlx::query(
+                    "INSERT INTO memberships (user_id, brand_id, role, created_at) \
+                     VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (user_id, brand_id) DO UPDATE SET role = excluded.role",
+                )
+                .bind(user.0)
+                .bind(brand.0)
+                .bind(role.as_str())
+                .bind(now)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn memberships(
+                &self,
+                user: balie_core::UserId,
+            ) -> $crate::Result<Vec<balie_core::Membership>> {
+                use $crate::shared::Dialect as _;
+                let rows = sqlx::query(
+                    "SELECT b.id, b.slug, b.name, m.role FROM memberships m \
+                     JOIN brands b ON b.id = m.brand_id WHERE m.user_id = $1 ORDER BY b.id",
+                )
+                .bind(user.0)
+                .fetch_all(self.reader())
+                .await?;
+                rows.iter().map($crate::rows::membership).collect()
             }
 
             async fn create_session(
@@ -78,7 +117,7 @@ macro_rules! impl_directory {
             ) -> $crate::Result<Option<balie_core::User>> {
                 use $crate::shared::Dialect as _;
                 let row = sqlx::query(
-                    "SELECT u.id, u.email, u.name, u.role FROM sessions s \
+                    "SELECT u.id, u.email, u.name, u.owner FROM sessions s \
                      JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2",
                 )
                 .bind(token_hash)
@@ -101,29 +140,38 @@ macro_rules! impl_directory {
                 &self,
                 name: &str,
                 token_hash: &str,
+                brand: balie_core::BrandId,
                 now: balie_core::Millis,
             ) -> $crate::Result<()> {
                 use $crate::shared::Dialect as _;
                 sqlx::query(
-                    "INSERT INTO api_tokens (name, token_hash, created_at) VALUES ($1, $2, $3)",
+                    "INSERT INTO api_tokens (name, token_hash, created_at, brand_id) \
+                     VALUES ($1, $2, $3, $4)",
                 )
                 .bind(name)
                 .bind(token_hash)
                 .bind(now)
+                .bind(brand.0)
                 .execute(self.writer())
                 .await?;
                 Ok(())
             }
 
-            async fn api_token_valid(&self, token_hash: &str) -> $crate::Result<bool> {
+            async fn api_token_brand(
+                &self,
+                token_hash: &str,
+            ) -> $crate::Result<Option<balie_core::BrandId>> {
                 use $crate::shared::Dialect as _;
-                let found: Option<i64> = sqlx::query_scalar(
-                    "SELECT id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+                // A token made before brands existed, on an installation that had none,
+                // acts for the first brand.
+                let found: Option<Option<i64>> = sqlx::query_scalar(
+                    "SELECT COALESCE(brand_id, (SELECT MIN(id) FROM brands)) FROM api_tokens \
+                     WHERE token_hash = $1 AND revoked_at IS NULL",
                 )
                 .bind(token_hash)
                 .fetch_optional(self.reader())
                 .await?;
-                Ok(found.is_some())
+                Ok(found.flatten().map(balie_core::BrandId))
             }
         }
     };

@@ -63,16 +63,19 @@ macro_rules! impl_live {
         impl $crate::Live for $store {
             async fn events_since(
                 &self,
+                brand: balie_core::BrandId,
                 after: balie_core::EventId,
                 limit: i64,
             ) -> $crate::Result<Vec<$crate::LiveEvent>> {
                 use $crate::shared::Dialect as _;
                 let rows: Vec<(i64, i64, String, Option<i64>)> = sqlx::query_as(
-                    "SELECT id, conversation_id, kind, message_id FROM events WHERE id > $1 \
-                     ORDER BY id LIMIT $2",
+                    "SELECT e.id, e.conversation_id, e.kind, e.message_id FROM events e \
+                     JOIN conversations c ON c.id = e.conversation_id \
+                     WHERE e.id > $1 AND c.brand_id = $3 ORDER BY e.id LIMIT $2",
                 )
                 .bind(after.0)
                 .bind($crate::shared::limit_or_all(limit))
+                .bind(brand.0)
                 .fetch_all(self.reader())
                 .await?;
                 // The page's conversations and messages in one query each, not two per event:

@@ -66,6 +66,7 @@ macro_rules! impl_outbox {
         impl $crate::Outbox for $store {
             async fn queue_reply(
                 &self,
+                brand: balie_core::BrandId,
                 conversation: balie_core::ConversationId,
                 by: balie_core::UserId,
                 text: &str,
@@ -77,23 +78,29 @@ macro_rules! impl_outbox {
                 // PostgreSQL: under the write lock, so the same key from two requests is
                 // checked and stored once.
                 let mut tx = self.begin_write().await?;
-                let existing: Option<i64> =
-                    sqlx::query_scalar("SELECT message_id FROM outbox WHERE idempotency_key = $1")
-                        .bind(idempotency_key)
-                        .fetch_optional(&mut *tx)
-                        .await?;
+                let channel: Option<i64> = sqlx::query_scalar(
+                    "SELECT channel_id FROM conversations WHERE id = $1 AND brand_id = $2",
+                )
+                .bind(conversation.0)
+                .bind(brand.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(channel) = channel else {
+                    return Err($crate::StoreError::NotFound("conversation"));
+                };
+                // The key names a reply on this conversation only: one on another is not
+                // handed back.
+                let existing: Option<i64> = sqlx::query_scalar(
+                    "SELECT o.message_id FROM outbox o JOIN messages m ON m.id = o.message_id \
+                     WHERE o.idempotency_key = $1 AND m.conversation_id = $2",
+                )
+                .bind(idempotency_key)
+                .bind(conversation.0)
+                .fetch_optional(&mut *tx)
+                .await?;
                 let msg = match existing {
                     Some(m) => m,
                     None => {
-                        let channel: Option<i64> = sqlx::query_scalar(
-                            "SELECT channel_id FROM conversations WHERE id = $1",
-                        )
-                        .bind(conversation.0)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        let Some(channel) = channel else {
-                            return Err($crate::StoreError::NotFound("conversation"));
-                        };
                         let reply_to: Option<i64> = sqlx::query_scalar(
                             "SELECT MAX(id) FROM messages WHERE conversation_id = $1 \
                              AND direction = 'in'",

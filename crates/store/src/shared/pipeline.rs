@@ -307,10 +307,11 @@ macro_rules! impl_plan_writes {
                 type Db = <$store as $crate::shared::Dialect>::Db;
                 for chunk in plan.customers.chunks(BATCH_ROWS) {
                     let mut q = sqlx::QueryBuilder::<Db>::new(
-                        "INSERT INTO customers (id, display_name, created_at) ",
+                        "INSERT INTO customers (id, brand_id, display_name, created_at) ",
                     );
                     q.push_values(chunk, |mut b, c| {
                         b.push_bind(c.id)
+                            .push_bind(c.brand)
                             .push_bind(c.display_name.as_str())
                             .push_bind(now);
                     });

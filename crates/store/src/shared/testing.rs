@@ -37,10 +37,11 @@ macro_rules! impl_bulk_load {
                 for chunk in conversations.chunks(BULK_ROWS) {
                     let at = |first: i64, i: usize| first + i64::try_from(i).unwrap_or(i64::MAX);
                     let mut q = sqlx::QueryBuilder::<Db>::new(
-                        "INSERT INTO customers (id, display_name, created_at) ",
+                        "INSERT INTO customers (id, brand_id, display_name, created_at) ",
                     );
                     q.push_values(chunk.iter().enumerate(), |mut b, (i, c)| {
                         b.push_bind(at(next.customer, i))
+                            .push_bind(brand)
                             .push_bind(display_name(
                                 &c.author.platform_id,
                                 c.author.handle.as_ref(),

@@ -41,6 +41,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../../migrations/0006_leases.sql")),
     (7, include_str!("../../migrations/0007_typed_analysis.sql")),
     (8, include_str!("../../migrations/0008_reply_place.sql")),
+    (9, include_str!("../../migrations/0009_brands.sql")),
 ];
 
 /// Creates the table recording which migrations ran.
