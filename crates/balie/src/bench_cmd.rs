@@ -602,7 +602,9 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
 /// The brand the bench's channels and token belong to (the default brand's name).
 async fn bench_brand(store: &dyn balie_store::Store) -> anyhow::Result<balie_core::BrandId> {
     let name = Config::default().default_brand;
-    Ok(store.ensure_brand(&name, balie_server::outbox::now_ms()).await?)
+    Ok(store
+        .ensure_brand(&name, balie_server::outbox::now_ms())
+        .await?)
 }
 
 /// The bench's channels and a fresh API token in the store of the server at `url`.
@@ -1013,7 +1015,9 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
     let mut search = time_rounds(rounds, |r| {
         let store = &store;
         async move {
-            store.search(brand, SEARCHES[r % SEARCHES.len()], 50).await?;
+            store
+                .search(brand, SEARCHES[r % SEARCHES.len()], 50)
+                .await?;
             Ok(())
         }
     })

@@ -194,8 +194,19 @@ async fn add(args: AddArgs, config: &Config, store: &dyn Store) -> anyhow::Resul
         .ensure_brand(&config.default_brand, balie_server::outbox::now_ms())
         .await
         .context("creating the default brand")?;
-    let channel =
-        platform_channels::configure(store, &keys, platform_channels::Change { brand, may_repoint: true }, kind, name, &settings, &secrets).await?;
+    let channel = platform_channels::configure(
+        store,
+        &keys,
+        platform_channels::Change {
+            brand,
+            may_repoint: true,
+        },
+        kind,
+        name,
+        &settings,
+        &secrets,
+    )
+    .await?;
     let stored = platform_channels::secret_names(store, &channel).await?;
     println!(
         "Channel `{}` ({}) is configured.",

@@ -295,7 +295,11 @@ pub async fn run(args: DemoArgs, mut config: Config, keep_data_dir: bool) -> any
         )
         .await
     {
-        Ok(user) => store.set_membership(user.id, brand, Role::Admin, now).await?,
+        Ok(user) => {
+            store
+                .set_membership(user.id, brand, Role::Admin, now)
+                .await?
+        }
         Err(balie_store::StoreError::Conflict(_)) => {}
         Err(e) => return Err(e.into()),
     }

@@ -109,7 +109,19 @@ pub async fn configure_channels(
         ),
     ];
     for (kind, name, settings, secrets) in channels {
-        platform_channels::configure(store, &keys, platform_channels::Change { brand, may_repoint: true }, kind, name, &settings, secrets).await?;
+        platform_channels::configure(
+            store,
+            &keys,
+            platform_channels::Change {
+                brand,
+                may_repoint: true,
+            },
+            kind,
+            name,
+            &settings,
+            secrets,
+        )
+        .await?;
     }
     Ok(())
 }

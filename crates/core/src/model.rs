@@ -48,7 +48,8 @@ pub struct BrandSlug(String);
 impl BrandSlug {
     pub fn parse(s: &str) -> Option<Self> {
         let ok = (1..=40).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-');
         ok.then(|| Self(s.to_string()))
     }
@@ -65,7 +66,11 @@ impl BrandSlug {
         }
         let slug = slug.trim_end_matches('-');
         let slug: String = slug.chars().take(40).collect();
-        Self(if slug.is_empty() { "brand".into() } else { slug.trim_end_matches('-').into() })
+        Self(if slug.is_empty() {
+            "brand".into()
+        } else {
+            slug.trim_end_matches('-').into()
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -398,7 +403,10 @@ mod tests {
         }
         assert_eq!(Role::parse("supervisor"), Some(Role::Supervisor));
         assert_eq!(Role::parse("root"), None);
-        assert_eq!(BrandSlug::parse("acme-2").map(|s| s.to_string()), Some("acme-2".into()));
+        assert_eq!(
+            BrandSlug::parse("acme-2").map(|s| s.to_string()),
+            Some("acme-2".into())
+        );
         assert_eq!(BrandSlug::parse("Acme"), None);
         assert_eq!(BrandSlug::parse("-acme"), None);
         assert_eq!(BrandSlug::parse(""), None);

@@ -162,7 +162,10 @@ pub async fn member(state: &AppState, headers: &HeaderMap) -> Result<Option<Memb
 }
 
 /// The brand a request's API token acts for, if it carries a live one.
-pub async fn token_brand(state: &AppState, headers: &HeaderMap) -> Result<Option<BrandId>, ApiError> {
+pub async fn token_brand(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<BrandId>, ApiError> {
     let Some(token) = crate::api::bearer_token(headers) else {
         return Ok(None);
     };
@@ -174,7 +177,10 @@ pub async fn token_brand(state: &AppState, headers: &HeaderMap) -> Result<Option
 
 /// The brand a reader of conversations acts for: the signed-in user's current brand, else
 /// the API token's. `None`: neither.
-pub async fn reader_brand(state: &AppState, headers: &HeaderMap) -> Result<Option<BrandId>, ApiError> {
+pub async fn reader_brand(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<BrandId>, ApiError> {
     if let Some(m) = member(state, headers).await? {
         m.require(Action::Read)?;
         return Ok(Some(m.brand_id()));
@@ -199,7 +205,11 @@ mod tests {
             (Role::Agent, true, Action::RepointChannel, true),
         ];
         for (role, owner, action, expected) in cases {
-            assert_eq!(allows(role, owner, action), expected, "{role:?} {owner} {action:?}");
+            assert_eq!(
+                allows(role, owner, action),
+                expected,
+                "{role:?} {owner} {action:?}"
+            );
         }
     }
 }

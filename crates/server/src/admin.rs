@@ -14,10 +14,10 @@ use balie_core::ChannelKind;
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::access::{Action, Member, member};
 use crate::error::ApiError;
 use crate::i18n::{Lang, Texts};
 use crate::platform_channels::{self, PlatformSettings, SecretName, platform_kinds};
-use crate::access::{Action, Member, member};
 use crate::web::{Page, render, texts_json};
 
 pub fn routes() -> Router<AppState> {
@@ -80,7 +80,10 @@ async fn render_channels(
     let base = public_url(state, headers);
     let mut rows = Vec::new();
     let channels = state.store.channels().await?;
-    for channel in channels.into_iter().filter(|c| c.brand_id == user.brand_id()) {
+    for channel in channels
+        .into_iter()
+        .filter(|c| c.brand_id == user.brand_id())
+    {
         let stored = platform_channels::secret_names(state.store.as_ref(), &channel).await?;
         let settings = PlatformSettings::parse(&channel.settings).unwrap_or_default();
         rows.push(ChannelRow {

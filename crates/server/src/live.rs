@@ -156,7 +156,12 @@ async fn events(
             if !news {
                 continue;
             }
-            match c.state.store.events_since(c.brand, EventId(c.after), PAGE).await {
+            match c
+                .state
+                .store
+                .events_since(c.brand, EventId(c.after), PAGE)
+                .await
+            {
                 Ok(events) => {
                     let full = events.len() as i64 == PAGE;
                     c.buffer.extend(events);

@@ -20,9 +20,9 @@ mod sqlite;
 
 use async_trait::async_trait;
 use balie_core::{
-    Brand, BrandId, BrandSlug, Channel, Membership, ChannelId, ChannelKind, Conversation, ConversationId, ConversationStatus, Customer,
-    CustomerId, Event, EventId, EventKind, Inbound, InboundKind, Message, MessageId, Millis,
-    PlaceKind, Role, SlaPolicy, User, UserId,
+    Brand, BrandId, BrandSlug, Channel, ChannelId, ChannelKind, Conversation, ConversationId,
+    ConversationStatus, Customer, CustomerId, Event, EventId, EventKind, Inbound, InboundKind,
+    Membership, Message, MessageId, Millis, PlaceKind, Role, SlaPolicy, User, UserId,
 };
 use serde::Serialize;
 

@@ -18,9 +18,9 @@ mod contract {
     use std::time::{SystemTime, UNIX_EPOCH};
 
     use balie_core::{
-        Author, BrandId, BrandSlug, Channel, ChannelId, ChannelKind, ConversationId, ConversationStatus, DeliveryState,
-        Direction, EventId, EventKind, Inbound, InboundKind, Message, Millis, Place, PlaceKind,
-        Priority, Role, SlaPolicy, UserId,
+        Author, BrandId, BrandSlug, Channel, ChannelId, ChannelKind, ConversationId,
+        ConversationStatus, DeliveryState, Direction, EventId, EventKind, Inbound, InboundKind,
+        Message, Millis, Place, PlaceKind, Priority, Role, SlaPolicy, UserId,
     };
     use balie_store::{
         Appended, Applied, BulkConversation, BulkMessage, InboxRow, NewJournalEntry, Prepared,
@@ -368,7 +368,10 @@ mod contract {
             ConversationStatus::Closed
         );
         assert_eq!(
-            store.inbox(B, ConversationStatus::Closed, 10).await.unwrap()[0]
+            store
+                .inbox(B, ConversationStatus::Closed, 10)
+                .await
+                .unwrap()[0]
                 .conversation
                 .id,
             conv
@@ -461,7 +464,9 @@ mod contract {
             Err(StoreError::NotFound("user"))
         ));
         assert!(matches!(
-            store.assign(B, ConversationId(999), None, None, now()).await,
+            store
+                .assign(B, ConversationId(999), None, None, now())
+                .await,
             Err(StoreError::NotFound("conversation"))
         ));
     }
@@ -1224,7 +1229,13 @@ mod contract {
     pub async fn events_stream_in_order_from_any_point(store: &dyn Store) {
         let w = world(store).await;
         assert_eq!(store.last_event_id().await.unwrap(), EventId(0));
-        assert!(store.events_since(B, EventId(0), 10).await.unwrap().is_empty());
+        assert!(
+            store
+                .events_since(B, EventId(0), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let a = receive(store, &w.api, message("m1", "anna", "Een"), T0).await;
         let b = receive(store, &w.api, message("m2", "bert", "Twee"), T0 + 1).await;
         let all = store.events_since(B, EventId(0), 10).await.unwrap();
@@ -1282,7 +1293,7 @@ mod contract {
         assert_eq!(store.last_event_id().await.unwrap(), events[0].id);
         let missing = store
             .set_status(
-                B, 
+                B,
                 ConversationId(9999),
                 ConversationStatus::Closed,
                 None,
@@ -1918,7 +1929,11 @@ mod contract {
         let jansen = store.ensure_brand("Bakkerij Jansen", now()).await.unwrap();
         let brands = store.brands().await.unwrap();
         assert_eq!(brands.len(), 1);
-        assert_eq!(brands[0].slug.as_str(), "bakkerij-jansen", "a slug from the name");
+        assert_eq!(
+            brands[0].slug.as_str(),
+            "bakkerij-jansen",
+            "a slug from the name"
+        );
         let slug = BrandSlug::parse("visser").unwrap();
         let visser = store.create_brand(&slug, "Visser", now()).await.unwrap();
         let again = store.create_brand(&slug, "Visser 2", now()).await;
@@ -1926,7 +1941,10 @@ mod contract {
         let same_name = store
             .create_brand(&BrandSlug::parse("visser-2").unwrap(), "Visser", now())
             .await;
-        assert!(matches!(same_name, Err(StoreError::Conflict(_))), "{same_name:?}");
+        assert!(
+            matches!(same_name, Err(StoreError::Conflict(_))),
+            "{same_name:?}"
+        );
         assert_eq!(
             store.brand_by_slug("visser").await.unwrap(),
             Some(visser.clone())
@@ -1969,7 +1987,13 @@ mod contract {
             .create_channel(other, ChannelKind::Api, "vis", "{}", now())
             .await
             .unwrap();
-        let ours = receive(store, &w.api, message("m1", "anna", "Mijn taart is kapot"), T0).await;
+        let ours = receive(
+            store,
+            &w.api,
+            message("m1", "anna", "Mijn taart is kapot"),
+            T0,
+        )
+        .await;
         let theirs = receive(store, &vis, message("v1", "bob", "Mijn vis is kapot"), T0).await;
         let open = ConversationStatus::Open;
         let ids = |rows: Vec<InboxRow>| rows.iter().map(|r| r.conversation.id).collect::<Vec<_>>();
@@ -1977,15 +2001,39 @@ mod contract {
         assert_eq!(ids(store.inbox(other, open, 10).await.unwrap()), [theirs]);
         assert!(store.conversation(B, theirs).await.unwrap().is_none());
         assert!(store.conversation(other, theirs).await.unwrap().is_some());
-        assert!(store.conversation_messages(B, theirs).await.unwrap().is_empty());
-        assert!(store.conversation_events(B, theirs).await.unwrap().is_empty());
+        assert!(
+            store
+                .conversation_messages(B, theirs)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .conversation_events(B, theirs)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let hits = store.search(B, "kapot", 10).await.unwrap();
-        assert_eq!(hits.iter().map(|h| h.conversation_id).collect::<Vec<_>>(), [ours]);
+        assert_eq!(
+            hits.iter().map(|h| h.conversation_id).collect::<Vec<_>>(),
+            [ours]
+        );
         let events = store.events_since(B, EventId(0), 100).await.unwrap();
-        assert!(events.iter().all(|e| e.conversation.conversation.id == ours), "{events:?}");
+        assert!(
+            events
+                .iter()
+                .all(|e| e.conversation.conversation.id == ours),
+            "{events:?}"
+        );
         assert!(!events.is_empty());
         let theirs_events = store.events_since(other, EventId(0), 100).await.unwrap();
-        assert!(theirs_events.iter().all(|e| e.conversation.conversation.id == theirs));
+        assert!(
+            theirs_events
+                .iter()
+                .all(|e| e.conversation.conversation.id == theirs)
+        );
         // Writes through the wrong brand are refused and change nothing.
         let anne = agent(store).await;
         let not_found = |r: Result<(), StoreError>| matches!(r, Err(StoreError::NotFound(_)));
@@ -1994,10 +2042,21 @@ mod contract {
                 .set_status(B, theirs, ConversationStatus::Closed, Some(anne), now())
                 .await
         ));
-        assert!(not_found(store.assign(B, theirs, Some(anne), Some(anne), now()).await));
+        assert!(not_found(
+            store.assign(B, theirs, Some(anne), Some(anne), now()).await
+        ));
         // An agent of another brand cannot be given a conversation.
-        assert!(not_found(store.assign(other, theirs, Some(anne), Some(anne), now()).await));
-        let customer = store.conversation(other, theirs).await.unwrap().unwrap().customer;
+        assert!(not_found(
+            store
+                .assign(other, theirs, Some(anne), Some(anne), now())
+                .await
+        ));
+        let customer = store
+            .conversation(other, theirs)
+            .await
+            .unwrap()
+            .unwrap()
+            .customer;
         assert!(not_found(
             store.update_customer(B, customer.id, "Hacked", "").await
         ));
@@ -2086,7 +2145,7 @@ mod contract {
         for i in 0..6 {
             store
                 .queue_reply(
-                    B, 
+                    B,
                     conv,
                     user,
                     &format!("Antwoord {i}"),

@@ -339,7 +339,10 @@ mod webhooks {
             platform_channels::configure(
                 app.store.as_ref(),
                 &keys,
-                platform_channels::Change { brand, may_repoint: true },
+                platform_channels::Change {
+                    brand,
+                    may_repoint: true,
+                },
                 kind,
                 name,
                 &settings,

@@ -3,6 +3,7 @@
 
 mod admin;
 mod badinput;
+mod brands;
 mod browser;
 mod edge;
 mod fuzz;

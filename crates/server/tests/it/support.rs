@@ -204,11 +204,20 @@ pub async fn add_user(
         None => email,
     };
     let user = store
-        .create_user(email, name, owner, &auth::hash_password(PASSWORD).unwrap(), now)
+        .create_user(
+            email,
+            name,
+            owner,
+            &auth::hash_password(PASSWORD).unwrap(),
+            now,
+        )
         .await
         .unwrap();
     for brand in brands {
-        store.set_membership(user.id, *brand, role, now).await.unwrap();
+        store
+            .set_membership(user.id, *brand, role, now)
+            .await
+            .unwrap();
     }
     user
 }

@@ -56,7 +56,10 @@ async fn channel(
     platform_channels::configure(
         app.store.as_ref(),
         &keys,
-        platform_channels::Change { brand, may_repoint: true },
+        platform_channels::Change {
+            brand,
+            may_repoint: true,
+        },
         kind,
         name,
         &settings,
@@ -1043,7 +1046,12 @@ async fn a_whatsapp_customer_known_only_by_their_user_id_is_heard_once_after_a_r
     let mut ids = Vec::new();
     for c in app.conversations().await.as_array().unwrap() {
         let id = ConversationId(c["id"].as_i64().unwrap());
-        let view = app.store.conversation(app.brand, id).await.unwrap().unwrap();
+        let view = app
+            .store
+            .conversation(app.brand, id)
+            .await
+            .unwrap()
+            .unwrap();
         ids.push(view.customer.identities[0].external_id.clone());
     }
     ids.sort();

@@ -227,7 +227,13 @@ async fn a_whole_batch_leaves_the_same_rows_as_one_entry_at_a_time() {
             };
             for store in [&batched, &single] {
                 store
-                    .set_status(balie_core::BrandId(1), ConversationId(*id), status, None, T0)
+                    .set_status(
+                        balie_core::BrandId(1),
+                        ConversationId(*id),
+                        status,
+                        None,
+                        T0,
+                    )
                     .await
                     .unwrap();
             }
