@@ -24,6 +24,8 @@ mod search;
 mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upgrade_tests;
 
 /// Migrations in order. Released ones are never edited: add a new entry instead.
 const MIGRATIONS: &[(i64, &str)] = &[
