@@ -17,8 +17,8 @@ use balie_core::{
 use balie_store::{InboxRow, TimelineMessage};
 use serde::Deserialize;
 
-use crate::compose::{DraftLint, ReplyContext};
 use crate::access::{Action, Member, member};
+use crate::compose::{DraftLint, ReplyContext};
 use crate::edge::Client;
 use crate::error::ApiError;
 use crate::i18n::{Lang, Texts};

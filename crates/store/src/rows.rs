@@ -2,9 +2,10 @@
 //! channel or user is read with, and how such a row becomes a domain type, for both backends.
 
 use balie_core::{
-    BrandId, Channel, ChannelId, ChannelKind, Conversation, ConversationId, ConversationStatus,
-    CustomerId, DeliveryState, Direction, EscalationSignal, IdentityId, Intent, Language, Message,
-    MessageAnalysis, MessageId, Place, PlaceKind, Priority, Role, Sentiment, User, UserId, Brand, BrandSlug, Membership,
+    Brand, BrandId, BrandSlug, Channel, ChannelId, ChannelKind, Conversation, ConversationId,
+    ConversationStatus, CustomerId, DeliveryState, Direction, EscalationSignal, IdentityId, Intent,
+    Language, Membership, Message, MessageAnalysis, MessageId, Place, PlaceKind, Priority, Role,
+    Sentiment, User, UserId,
 };
 use sqlx::Row;
 

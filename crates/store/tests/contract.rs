@@ -2365,7 +2365,7 @@ mod contract {
             escalation: true,
             escalation_signals: vec![EscalationSignal::RepeatContact],
         };
-        let view = store.conversation(conv).await.unwrap().unwrap();
+        let view = store.conversation(B, conv).await.unwrap().unwrap();
         assert_eq!(view.timeline[0].analysis.as_ref(), Some(&expected));
         assert_eq!(view.row.last.as_ref(), Some(&expected));
         assert_eq!(row(store, conv).await.last, Some(expected.clone()));
@@ -2380,7 +2380,7 @@ mod contract {
             .await
             .unwrap();
         process_analysed(store, Some(calm)).await;
-        let view = store.conversation(conv).await.unwrap().unwrap();
+        let view = store.conversation(B, conv).await.unwrap().unwrap();
         let now_calm = view.timeline[0].analysis.clone().unwrap();
         assert_eq!(now_calm.language, Language::English);
         assert_eq!(now_calm.sentiment, Sentiment::Positive);
@@ -2393,7 +2393,7 @@ mod contract {
             .await
             .unwrap();
         process_analysed(store, None).await;
-        let view = store.conversation(conv).await.unwrap().unwrap();
+        let view = store.conversation(B, conv).await.unwrap().unwrap();
         assert_eq!(
             view.timeline[0].analysis,
             Some(now_calm),
@@ -2401,7 +2401,7 @@ mod contract {
         );
 
         let plain = receive(store, &w.api, message("m2", "ben", "Hoi"), T0 + 3).await;
-        let view = store.conversation(plain).await.unwrap().unwrap();
+        let view = store.conversation(B, plain).await.unwrap().unwrap();
         assert_eq!(view.timeline[0].analysis, None, "no analysis, none typed");
         assert_eq!(view.row.last, None);
     }

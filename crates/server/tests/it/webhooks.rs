@@ -1587,7 +1587,7 @@ async fn the_composer_counts_an_x_reply_as_x_does_and_an_overlong_reply_is_refus
 async fn answer_language(app: &TestApp, conversation: i64) -> Option<String> {
     let view = app
         .store
-        .conversation(ConversationId(conversation))
+        .conversation(app.brand, ConversationId(conversation))
         .await
         .unwrap()
         .unwrap();
