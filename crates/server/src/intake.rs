@@ -1,14 +1,16 @@
 //! Durable intake with group commit: requests hand their inbound events to one writer task,
 //! which journals whatever has queued up in a single transaction (one fsync for many
-//! requests) and answers each request only after the commit.
+//! requests) and answers each request only after the commit. What it committed goes on
+//! to the pipeline in memory ([`Handoff`]), as parsed from the request.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use balie_store::{Appended, NewJournalEntry, Store};
+use balie_store::{Appended, JournalEntry, NewJournalEntry, Store};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::metrics::Metrics;
+use crate::pipeline::Handoff;
 
 /// Most events committed in one transaction.
 const MAX_GROUP: usize = 1024;
@@ -24,8 +26,14 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// Starts the writer task. `pipeline` is woken after every commit.
-    pub fn start(store: Arc<dyn Store>, metrics: Arc<Metrics>, pipeline: Arc<Notify>) -> Self {
+    /// Starts the writer task. What it commits goes to `handoff`, and `pipeline` is woken
+    /// after every commit.
+    pub fn start(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        handoff: Arc<Handoff>,
+        pipeline: Arc<Notify>,
+    ) -> Self {
         let (tx, mut rx) = mpsc::channel::<(Vec<NewJournalEntry>, Reply)>(4096);
         let last_appended = Arc::new(AtomicI64::new(0));
         let last = last_appended.clone();
@@ -61,6 +69,15 @@ impl Intake {
                         }
                         Metrics::inc(&metrics.messages_received, new);
                         Metrics::inc(&metrics.messages_deduplicated, dup);
+                        handoff.push(all.into_iter().zip(&results).filter_map(|(e, r)| match r {
+                            Appended::New(id) => Some(JournalEntry {
+                                id: *id,
+                                channel_id: e.channel_id,
+                                inbound: e.inbound,
+                                received_at: e.received_at,
+                            }),
+                            Appended::Duplicate => None,
+                        }));
                         pipeline.notify_one();
                         let mut results = results.into_iter();
                         for (entries, reply) in group {

@@ -162,7 +162,13 @@ impl App {
             .context("creating default brand")?;
         let metrics = Arc::new(Metrics::default());
         let pipeline_wake = Arc::new(Notify::new());
-        let intake = Intake::start(store.clone(), metrics.clone(), pipeline_wake.clone());
+        let handoff = Arc::new(pipeline::Handoff::default());
+        let intake = Intake::start(
+            store.clone(),
+            metrics.clone(),
+            handoff.clone(),
+            pipeline_wake.clone(),
+        );
         let (stop_tx, stop) = watch::channel(false);
         let (processed_tx, processed) = watch::channel(0i64);
         let channel_keys = Arc::new(
@@ -192,6 +198,7 @@ impl App {
             metrics: metrics.clone(),
             processed: processed_tx,
             appended: intake.last_appended.clone(),
+            handoff,
         };
         let outbox = outbox::OutboxWorker {
             clock: clock.clone(),
