@@ -404,15 +404,11 @@ async fn a_refused_reply_shows_why_and_is_not_retried() {
     .await;
     assert!(failed.delivery_error.unwrap().contains("422"));
     let page = app
-        .http
-        .get(format!("{}/conversations/{conversation}", app.base))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .page(
+            format!("{}/conversations/{conversation}", app.base),
+            &cookie,
+        )
+        .await;
     assert!(page.contains("422"), "the reason is on the page");
     assert_eq!(receiver.got().len(), 1);
 }
@@ -522,16 +518,7 @@ async fn secrets_never_appear_in_pages_or_metrics() {
         "/metrics".to_string(),
         "/api/v1/conversations".to_string(),
     ] {
-        let body = app
-            .http
-            .get(format!("{}{path}", app.base))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = app.page(format!("{}{path}", app.base), &cookie).await;
         for secret in [
             OUTBOUND_SECRET,
             app.token.as_str(),
@@ -621,16 +608,7 @@ async fn an_agent_takes_a_conversation_and_the_inbox_shows_who_has_it() {
         .await
         .unwrap();
     assert!(take.status().is_success());
-    let inbox = app
-        .http
-        .get(format!("{}/", app.base))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let inbox = app.page(format!("{}/", app.base), &cookie).await;
     assert!(
         inbox.contains("<td class=\"assignee\">Agent Smit</td>"),
         "{inbox}"
@@ -651,16 +629,7 @@ async fn an_agent_takes_a_conversation_and_the_inbox_shows_who_has_it() {
         .send()
         .await
         .unwrap();
-    let inbox = app
-        .http
-        .get(format!("{}/", app.base))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let inbox = app.page(format!("{}/", app.base), &cookie).await;
     assert!(inbox.contains("<td class=\"assignee\"></td>"), "released");
     let anon = app
         .http

@@ -42,6 +42,19 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The body of the page at `url`, fetched with the session `cookie`.
+    pub async fn page(&self, url: String, cookie: &str) -> String {
+        self.http
+            .get(url)
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn conversations(&self) -> serde_json::Value {
         self.http
             .get(format!("{}/api/v1/conversations?status=open", self.base))

@@ -515,16 +515,7 @@ async fn bidi_controls_in_customer_text_are_shown_visibly_and_stored_as_sent() {
     let id = listed[0]["id"].as_i64().unwrap();
     let cookie = app.login().await;
     for path in ["/".to_string(), format!("/conversations/{id}")] {
-        let page = app
-            .http
-            .get(format!("{}{path}", app.base))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = app.page(format!("{}{path}", app.base), &cookie).await;
         assert!(page.contains("Kim [U+202E]fdp.exe"), "{path}");
         // The edit form keeps the name as stored (saving it must not alter it); a form
         // field is isolated from the page around it.

@@ -1281,61 +1281,45 @@ async fn telegram_service_messages_go_on_the_timeline_and_open_nothing() {
     assert_eq!(notices, ["📌 Hier is de foto", "🎲 4"]);
 }
 
-#[tokio::test]
-async fn receipts_without_a_timestamp_are_accepted_and_counted_quietly() {
+/// Posts `fixture` to `channel` and checks that it was answered 200 with `skipped` events set
+/// aside under `reason` (and counted in the metric), and that nothing reached the inbox.
+async fn set_aside(channel: &str, fixture_name: &str, reason: &str, skipped: u64) -> Value {
     let app = spawn_app().await;
     platforms(&app, None).await;
-    let answer = accepted(
-        post_meta(
-            &app,
-            "fb-dm",
-            &fixture("meta/messenger_delivery_receipt.json"),
-        )
-        .await,
-    )
-    .await;
+    let answer = accepted(post_meta(&app, channel, &fixture(fixture_name)).await).await;
     assert_eq!(
         (answer["stored"].as_u64(), answer["skipped"].as_u64()),
-        (Some(0), Some(2)),
+        (Some(0), Some(skipped)),
         "{answer}"
     );
-    assert_eq!(
-        metric_with(
-            &app,
-            r#"balie_webhook_events_dropped_total{platform="meta",reason="receipt"}"#
-        )
-        .await,
-        2
-    );
+    let metric =
+        format!(r#"balie_webhook_events_dropped_total{{platform="meta",reason="{reason}"}}"#);
+    assert_eq!(metric_with(&app, &metric).await, skipped);
+    assert!(listed(&app).await.is_empty());
+    answer
+}
+
+#[tokio::test]
+async fn receipts_without_a_timestamp_are_accepted_and_counted_quietly() {
+    set_aside(
+        "fb-dm",
+        "meta/messenger_delivery_receipt.json",
+        "receipt",
+        2,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_failure_report_for_a_message_balie_did_not_send_is_set_aside() {
-    let app = spawn_app().await;
-    platforms(&app, None).await;
-    let answer = accepted(
-        post_meta(
-            &app,
-            "whatsapp",
-            &fixture("meta/whatsapp_failed_status_unknown.json"),
-        )
-        .await,
+    let answer = set_aside(
+        "whatsapp",
+        "meta/whatsapp_failed_status_unknown.json",
+        "unknown_message",
+        1,
     )
     .await;
-    assert_eq!(
-        (answer["skipped"].as_u64(), answer["statuses"].as_u64()),
-        (Some(1), Some(0)),
-        "{answer}"
-    );
-    assert_eq!(
-        metric_with(
-            &app,
-            r#"balie_webhook_events_dropped_total{platform="meta",reason="unknown_message"}"#
-        )
-        .await,
-        1
-    );
-    assert!(listed(&app).await.is_empty());
+    assert_eq!(answer["statuses"].as_u64(), Some(0), "{answer}");
 }
 
 #[tokio::test]
